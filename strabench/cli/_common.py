@@ -1,0 +1,30 @@
+"""Small parsing and rendering helpers shared by the commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+from strabench.errors import ConfigError
+
+
+def parse_size(text: str, *, option: str = "--input") -> tuple[int, int]:
+    """'256x128' -> (256, 128); anything else is a one-line ConfigError."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match or int(match.group(1)) == 0 or int(match.group(2)) == 0:
+        raise ConfigError(f"{option} must look like HEIGHTxWIDTH with positive integers (e.g. 256x128), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def print_json(obj: Any) -> None:
+    """JSON on stdout, unwrapped (rich would wrap long lines)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr)

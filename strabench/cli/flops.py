@@ -1,0 +1,83 @@
+"""Params and multiply-accumulates of a model under each counting convention, side by side.
+
+Conventions: paper = multiply-adds of conv and linear layers (bias included), one image,
+classifier excluded (what the StRA paper's "FLOPs" column counts); fvcore and ptflops = those
+libraries, with handles for every attention op so nothing is skipped silently. Params: every
+parameter except the training-only classifier.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from strabench.errors import ConfigError
+
+
+def flops_command(
+    model: Annotated[str, typer.Argument(help="Registered model name (see `strabench list`).")],
+    input: Annotated[str | None, typer.Option("--input", help="HEIGHTxWIDTH, default: the model's (e.g. 256x128).")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="Task the model is built for (reid, face, fer).")] = None,
+    counter: Annotated[str, typer.Option("--counter", help="paper, fvcore, ptflops or all.")] = "all",
+    by_module: Annotated[bool, typer.Option("--by-module", help="Also break MACs down by module.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    from strabench.cli._common import parse_size, print_json
+    from strabench.measure.report import complexity_report
+    from strabench.registry import model_info
+
+    info = model_info(model)
+    conventions = ("paper", "fvcore", "ptflops") if counter == "all" else (counter,)
+    if counter != "all" and counter not in ("paper", "fvcore", "ptflops"):
+        raise ConfigError(f"--counter must be paper, fvcore, ptflops or all, got {counter!r}")
+    size = parse_size(input) if input else info.default_input[1:]
+    result = complexity_report(model, size, task=task, conventions=conventions, by_module=by_module)
+    if as_json:
+        print_json(result)
+        return
+    _render(result)
+
+
+def _render(result: dict) -> None:
+    from rich.table import Table
+
+    from strabench.cli._common import console
+
+    out = console()
+    ref = result["paper_ref"]
+    table = Table(title=f"{result['model']} @ {'x'.join(map(str, result['input']))}")
+    table.add_column("measure")
+    table.add_column("convention")
+    table.add_column("ours", justify="right")
+    table.add_column("paper", justify="right")
+    table.add_column("delta", justify="right")
+    ref_params = ref["params_m"] if ref else None
+    table.add_row("params (M)", "all but classifier", f"{result['params'] / 1e6:.3f}", _fmt(ref_params), _delta(result["params"] / 1e6, ref_params))
+    ref_macs = ref["gmacs"] if ref else None
+    for convention, macs in result["macs"].items():
+        paper_col = ref_macs if convention == "paper" else None
+        table.add_row("GMACs", convention, f"{macs / 1e9:.3f}", _fmt(paper_col), _delta(macs / 1e9, paper_col))
+    out.print(table)
+    for convention, ops in result["uncounted"].items():
+        if ops:
+            out.print(f"[yellow]{convention} could not count: {', '.join(ops)}[/]")
+    if ref:
+        out.print(f"paper: {', '.join(ref['tables'])}")
+    if result.get("by_module"):
+        detail = Table(title="GMACs by module")
+        detail.add_column("module")
+        conventions = list(result["macs"])
+        for convention in conventions:
+            detail.add_column(convention, justify="right")
+        for name, values in result["by_module"].items():
+            detail.add_row(name, *(f"{values.get(c, 0) / 1e9:.4f}" for c in conventions))
+        out.print(detail)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def _delta(ours: float, paper: float | None) -> str:
+    return "—" if paper is None else f"{ours - paper:+.3f}"

@@ -1,0 +1,49 @@
+"""The errors strabench raises on bad input.
+
+The CLI turns every ``StrabenchError`` into one red line and exit code 2; anything else is a
+bug and keeps its traceback. Raise these where the problem is detected, with the offending
+value (and file, key, ...) in the message.
+"""
+
+from __future__ import annotations
+
+
+class StrabenchError(Exception):
+    """Base class: a problem with the user's input, data, files or environment."""
+
+    exit_code: int = 2
+
+
+class UnknownModelError(StrabenchError, KeyError):
+    """A model name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(StrabenchError):
+    """A malformed or invalid suite / command-line configuration."""
+
+
+class DataError(StrabenchError):
+    """Missing, malformed or unreadable dataset files."""
+
+
+class CheckpointError(StrabenchError):
+    """A checkpoint that is missing, corrupt, unsafe or belongs to another run/model."""
+
+
+class ShapeError(StrabenchError):
+    """An input shape a model or block cannot take."""
+
+
+class DeviceError(StrabenchError):
+    """A requested device (e.g. cuda) that is not available."""
+
+
+class NumericalError(StrabenchError):
+    """Training diverged (NaN/inf loss)."""
+
+
+class LockError(StrabenchError):
+    """Another process holds the results directory."""

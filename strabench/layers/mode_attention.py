@@ -1,0 +1,89 @@
+"""Mode attention (StRA paper, Eq. 1 and 3, appendix A) and its diversity loss.
+
+The input (B, C, H, W) is split into G contiguous groups ("modes") of C/G channels. Each mode
+gets a spatial softmax mask M_g, a modal vector z_g = sum_p M_g(p) x_g(p), and every pixel is
+gated towards it: y_g(p) = x_g(p) + sigmoid(BN(<z_g, x_g(p)>)) z_g. With mode interaction the
+modal vectors are first mixed, z'_g = sum_j softmax_j(sqrt(G) * rownorm(Z Z^T))[g, j] z_j, and
+a second gate adds them: out_g(p) = y_g(p) + sigmoid(BN(<z'_g, y_g(p)>)) z'_g.
+
+The diversity loss L_d = G - sum_p max_g M_g(p) (0 for disjoint modes, G-1 for identical ones)
+is computed in training mode only and handed back through ``pop_aux_losses()``, which the
+owning model calls right after its forward; nothing is kept in globals.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from strabench.errors import ShapeError
+
+
+def diversity_loss(masks: Tensor) -> Tensor:
+    """Per-sample L_d = G - sum_p max_g M_g(p) for masks of shape (B, G, P) (each row sums to 1)."""
+    groups = masks.shape[1]
+    return groups - masks.amax(dim=1).sum(dim=-1)
+
+
+class ModeAttention(nn.Module):
+    """Node-to-mode attention with optional mode interaction (StRA paper, Sec. 2 and App. A).
+
+    Args:
+        channels: C, divisible by ``groups``.
+        groups: G, the number of modes.
+        interaction: mix the modal vectors across modes (the full StRA); off = "w/o interaction".
+        mask_hidden: hidden width per group of the mask branch (8 in the authors' model).
+    """
+
+    def __init__(self, channels: int, *, groups: int = 8, interaction: bool = True, mask_hidden: int = 8) -> None:
+        super().__init__()
+        if channels % groups:
+            raise ValueError(f"ModeAttention: channels ({channels}) must be divisible by groups ({groups})")
+        self.channels, self.groups, self.interaction = channels, groups, interaction
+        hidden = mask_hidden * groups
+        self.mask = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1, groups=groups, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.Tanh(),
+            nn.Conv2d(hidden, groups, 1, groups=groups, bias=False),
+            nn.BatchNorm2d(groups),
+        )
+        self.gate1_bn = nn.BatchNorm2d(groups)
+        self.gate2_bn = nn.BatchNorm2d(groups) if interaction else None
+        self._aux: dict[str, Tensor] = {}
+
+    def masks(self, x: Tensor) -> Tensor:
+        """The spatial masks M, shape (B, G, H, W), each mode summing to 1 over positions."""
+        b, _, h, w = x.shape
+        logits = self.mask(x).flatten(2)
+        return logits.softmax(dim=-1).view(b, self.groups, h, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ShapeError(f"ModeAttention expects (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        b, c, h, w = x.shape
+        g = self.groups
+        masks = self.masks(x).view(b, g, h * w)
+        xg = x.reshape(b, g, c // g, h * w)
+        z = torch.einsum("bgp,bgcp->bgc", masks.to(xg.dtype), xg)
+        r = torch.sigmoid(self.gate1_bn(torch.einsum("bgc,bgcp->bgp", z, xg).view(b, g, h, w)))
+        y = xg + r.view(b, g, 1, h * w) * z.unsqueeze(-1)
+        if self.interaction:
+            s = torch.bmm(z, z.transpose(1, 2))
+            s = s / s.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            z2 = torch.bmm((math.sqrt(g) * s).softmax(dim=-1), z)
+            gate = torch.sigmoid(self.gate2_bn(torch.einsum("bgc,bgcp->bgp", z2, y).view(b, g, h, w)))
+            y = y + gate.view(b, g, 1, h * w) * z2.unsqueeze(-1)
+        if self.training:
+            self._aux = {"diversity": diversity_loss(masks.float())}
+        return y.reshape(b, c, h, w)
+
+    def pop_aux_losses(self) -> dict[str, Tensor]:
+        """Per-sample auxiliary losses of the last training forward (cleared on read)."""
+        aux, self._aux = self._aux, {}
+        return aux
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, groups={self.groups}, interaction={self.interaction}"

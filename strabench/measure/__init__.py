@@ -1,0 +1,1 @@
+"""Complexity and speed measurements: parameters, MACs under named conventions, latency."""

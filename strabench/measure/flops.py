@@ -1,0 +1,95 @@
+"""Multiply-accumulates (MACs) under named conventions.
+
+"FLOPs" in papers usually means multiply-adds, but counters disagree on what they count, so
+every number strabench prints names its convention:
+
+- ``paper``: the StRA paper's counter: multiply-adds of Conv2d and Linear layers only, bias
+  included (one add per output element), one image, the training-only classifier left out.
+  Attention arithmetic (softmax, matmuls, the local weighting) is *by definition* not in it.
+- ``fvcore``: fvcore's ``FlopCountAnalysis`` (one fused multiply-add = one flop; counts conv,
+  matmul, einsum, BN, pooling ...), extended with handles for every op our blocks emit.
+- ``ptflops``: ptflops' pytorch backend (module hooks + patched functionals), extended likewise.
+
+``uncounted`` lists the ops a counter saw but could not count; it is never dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+CONVENTIONS = ("paper", "fvcore", "ptflops")
+
+
+@dataclass
+class MacCount:
+    convention: str
+    total: int
+    by_module: dict[str, int] = field(default_factory=dict)
+    uncounted: list[str] = field(default_factory=list)
+
+
+def _classifier_modules(model: nn.Module) -> set[int]:
+    classifier = getattr(model, "classifier", None)
+    return {id(m) for m in classifier.modules()} if isinstance(classifier, nn.Module) else set()
+
+
+def _conv_linear_macs(module: nn.Module, output: torch.Tensor) -> int:
+    if isinstance(module, nn.Conv2d):
+        per_output = (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
+    else:  # nn.Linear
+        per_output = module.in_features
+    bias = 1 if module.bias is not None else 0
+    return output.numel() * (per_output + bias)
+
+
+def count_macs_paper(model: nn.Module, example: torch.Tensor) -> MacCount:
+    """The paper's convention, counted with forward hooks on Conv2d and Linear for ``example``.
+
+    ``example`` is one image batch of size 1; the classifier is skipped.
+    """
+    skip = _classifier_modules(model)
+    by_module: dict[str, int] = {}
+    handles = []
+
+    def hook_for(name: str) -> Callable:
+        def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            by_module[name] = by_module.get(name, 0) + _conv_linear_macs(module, output)
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and id(module) not in skip:
+            handles.append(module.register_forward_hook(hook_for(name)))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return MacCount("paper", sum(by_module.values()), by_module)
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, int, int], convention: str = "paper") -> MacCount:
+    """MACs of ``model`` (in eval mode) for one image of ``input_shape`` = (C, H, W)."""
+    from strabench.errors import ConfigError
+
+    if convention not in CONVENTIONS:
+        raise ConfigError(f"unknown MAC convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
+    was_training = model.training
+    model.eval()
+    example = torch.zeros(1, *input_shape)
+    check = getattr(model, "check_input", None)
+    if check is not None:
+        check(tuple(example.shape))
+    try:
+        if convention == "paper":
+            return count_macs_paper(model, example)
+        from strabench.measure import counters
+
+        return counters.COUNTERS[convention](model, example)
+    finally:
+        model.train(was_training)

@@ -1,0 +1,1 @@
+"""Backbones (ResNet, MobileNetV2), heads, and the registered variants (``zoo``)."""

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from strabench.errors import ShapeError
+from strabench.layers.sasa import SASA, sasa_reference
+
+
+@pytest.mark.parametrize("channels,heads,kernel,stride,hw", [(16, 4, 3, 1, (5, 4)), (32, 8, 7, 1, (6, 5)), (16, 2, 5, 2, (6, 6)), (32, 8, 7, 2, (7, 3))])
+def test_dense_equals_unfold_reference(channels, heads, kernel, stride, hw):
+    torch.manual_seed(2)
+    block = SASA(channels, heads=heads, kernel_size=kernel, stride=stride).double()
+    x = torch.randn(2, channels, *hw, dtype=torch.float64, requires_grad=True)
+    fast, slow = block(x), sasa_reference(block, x)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    w = torch.randn_like(fast)
+    gf = torch.autograd.grad((fast * w).sum(), [x, *block.parameters()])
+    gs = torch.autograd.grad((slow * w).sum(), [x, *block.parameters()])
+    for a, b in zip(gf, gs):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_shapes_and_grads_reach_every_parameter():
+    block = SASA(64, heads=8, kernel_size=7, stride=2).train()
+    out = block(torch.randn(2, 64, 8, 6))
+    assert out.shape == (2, 64, 4, 3)
+    out.pow(2).sum().backward()
+    for name, p in block.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_window_is_local():
+    """A query far from a perturbed pixel (outside the window) is unaffected by it."""
+    block = SASA(16, heads=2, kernel_size=3).eval()
+    x = torch.randn(1, 16, 8, 8)
+    y = x.clone()
+    y[:, :, 7, 7] += 5.0
+    out_x, out_y = block(x), block(y)
+    torch.testing.assert_close(out_x[..., :5, :5], out_y[..., :5, :5])
+    assert not torch.allclose(out_x[..., 6:, 6:], out_y[..., 6:, 6:])
+
+
+def test_bad_configuration():
+    with pytest.raises(ValueError):
+        SASA(30, heads=8)
+    with pytest.raises(ShapeError):
+        SASA(16, heads=2)(torch.randn(1, 8, 4, 4))
