@@ -1,0 +1,81 @@
+"""Every registered model: shapes, train/eval outputs, aux losses, gradients, input checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from strabench.errors import ShapeError
+from strabench.layers.mode_attention import ModeAttention
+from strabench.models.base import ModelOutput
+from strabench.registry import create_model, list_models, model_info
+
+# Small inputs keep this fast; the face head is rebuilt for its input size.
+SMALL = {"reid": (64, 32), "face": (32, 32), "fer": (20, 20)}
+
+
+def _build_small(name: str):
+    info = model_info(name)
+    size = SMALL[info.default_task]
+    extra = {"input_size": size} if info.default_task == "face" else {}
+    model = create_model(name, num_classes=5, **extra)
+    return model, (2, info.default_input[0], *size)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_train_and_eval_outputs(name):
+    model, shape = _build_small(name)
+    x = torch.randn(shape)
+    model.train()
+    out = model(x)
+    assert isinstance(out, ModelOutput)
+    assert out.logits.shape == (2, 5)
+    assert out.features.shape == (2, model.feature_dim)
+    has_mode = any(isinstance(m, ModeAttention) for m in model.modules())
+    assert set(out.aux_losses) == ({"diversity"} if has_mode else set())
+    for value in out.aux_losses.values():
+        assert value.dim() == 0 and torch.isfinite(value) and value >= 0
+    loss = torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 3])) + sum(out.aux_losses.values())
+    loss.backward()
+    frozen_by_design = set()
+    for pname, p in model.named_parameters():
+        if pname not in frozen_by_design:
+            assert p.grad is not None, f"{name}: no gradient reaches {pname}"
+    model.eval()
+    with torch.no_grad():
+        y = model(x)
+    expected = (2, 5) if model.eval_output == "logits" else (2, model.feature_dim)
+    assert isinstance(y, torch.Tensor) and y.shape == expected
+    # eval mode computes no auxiliary loss
+    assert all(not m._aux for m in model.modules() if isinstance(m, ModeAttention))
+
+
+def test_default_inputs_and_feature_sizes():
+    stra = create_model("resnet50_stra").eval()
+    with torch.no_grad():
+        assert stra(torch.randn(1, 3, 256, 128)).shape == (1, 512)
+        feats = stra.stage_outputs(torch.randn(1, 3, 256, 128))
+    assert feats[-1].shape[-2:] == (16, 8), "last stride must be 1: layer4 maps are 16x8 at 256x128"
+    fer = create_model("fer_resnet_stra").eval()
+    with torch.no_grad():
+        assert fer(torch.randn(2, 1, 44, 44)).shape == (2, 7)
+    assert fer.feature_dim == 512  # conv3 omitted in the StRA stage (App. B.3)
+
+
+def test_stra_replaces_exactly_layer4_conv2():
+    from strabench.layers.local_attention import LocalAttention
+    from strabench.layers.stra import StRA
+
+    model = create_model("resnet50_stra")
+    for i, block in enumerate(model.layer4):
+        assert isinstance(block.conv2, StRA) and isinstance(block.conv2.local, LocalAttention)
+        assert block.conv2.mode.interaction
+    assert not any(isinstance(m, StRA) for layer in (model.layer1, model.layer2, model.layer3) for m in layer.modules())
+    assert not create_model("resnet50_local_mode").layer4[0].conv2.mode.interaction
+
+
+@pytest.mark.parametrize("name,shape", [("resnet50", (1, 3, 250, 7)), ("resnet50", (1, 1, 256, 128)), ("face_resnet50", (1, 3, 96, 96))])
+def test_inputs_the_model_cannot_take(name, shape):
+    model = create_model(name).eval()
+    with pytest.raises(ShapeError):
+        model(torch.zeros(shape))
