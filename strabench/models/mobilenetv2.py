@@ -6,8 +6,9 @@ with the stride of the 160-channel stage set to 1 (output stride 16, a 16x8 map 
 Where StRA goes (not published by the paper, so our choice): it replaces the depthwise 3x3
 conv of the LAST inverted-residual block (the 320-channel one, expanded width 960 at x1.0,
 1344 at x1.4), followed by that block's BN and ReLU6, as StRA replaces the 3x3 of ResNet's
-last stage. With this choice x1.4 + StRA costs +0.04 GMACs (paper: 0.68 -> 0.72 G) while
-x1.0 + StRA costs +0.02 G (paper: 0.37 -> 0.37 G); see README for the comparison.
+last stage. With this choice (paper convention, 256x128) x1.4 is 0.681 G and x1.4 + StRA
+0.718 G (paper: 0.68 and 0.72 G); x1.0 + StRA is 0.369 G (paper 0.37 G) while our plain x1.0
+is 0.351 G (paper 0.37 G). See the README's complexity table.
 """
 
 from __future__ import annotations
