@@ -1,0 +1,114 @@
+"""The environment a run happened in (``env.json``) and the checks behind ``strabench doctor``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    """The checkout's commit (with ``-dirty`` when it has local changes), or None outside git."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_environment(device: str | None = None) -> dict[str, Any]:
+    """Versions, hardware and threads: what ``env.json`` records next to every run."""
+    import torch
+
+    from strabench import __version__
+
+    info: dict[str, Any] = {
+        "strabench": __version__,
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_version": torch.version.cuda,
+        "device": device,
+    }
+    try:
+        import torchvision
+
+        info["torchvision"] = torchvision.__version__
+    except ImportError:  # pragma: no cover - a dependency
+        info["torchvision"] = None
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def doctor_checks(results_dir: Path) -> list[tuple[str, str, str]]:
+    """(check, status ok|warn|fail, detail) rows for ``strabench doctor``."""
+    from importlib import metadata
+
+    from strabench.data.synthetic import cache_root
+
+    rows: list[tuple[str, str, str]] = []
+    for package in ("torch", "torchvision", "typer", "rich", "fvcore", "ptflops", "pandas", "matplotlib", "numpy", "pillow"):
+        try:
+            rows.append((package, "ok", metadata.version(package)))
+        except metadata.PackageNotFoundError:
+            rows.append((package, "fail", "not installed (pip install -e .)"))
+    import torch
+
+    rows.append(("python", "ok", sys.version.split()[0]))
+    rows.append(("cpu", "ok", f"{cpu_model()} ({os.cpu_count()} cores)"))
+    rows.append(("torch threads", "ok", f"{torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op"))
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        rows.append(("cuda", "ok", f"{torch.version.cuda}: {names}"))
+    else:
+        rows.append(("cuda", "warn", "no GPU visible: everything runs on CPU (--device cuda will be refused)"))
+    rows.append(("distributed", "ok" if torch.distributed.is_available() else "warn", f"gloo={torch.distributed.is_gloo_available()} nccl={torch.distributed.is_nccl_available()}"))
+    cache = cache_root()
+    rows.append(("dataset cache", *_writable(cache)))
+    rows.append(("results dir", *_writable(results_dir)))
+    free = shutil.disk_usage(_existing_parent(results_dir)).free / 2**30
+    rows.append(("free disk", "ok" if free > 2 else "warn", f"{free:.1f} GiB under {_existing_parent(results_dir)}"))
+    commit = git_commit()
+    rows.append(("git commit", "ok" if commit and not commit.endswith("-dirty") else "warn", commit or "not a git checkout (env.json will say so)"))
+    return rows
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def _writable(path: Path) -> tuple[str, str]:
+    if path.exists() and not path.is_dir():
+        return "fail", f"{path} exists and is not a directory"
+    parent = path if path.exists() else _existing_parent(path)
+    if not os.access(parent, os.W_OK):
+        return "fail", f"{path} is not writable"
+    return "ok", f"{path}" + ("" if path.exists() else " (will be created)")
