@@ -8,7 +8,8 @@ every number strabench prints names its convention:
   Attention arithmetic (softmax, matmuls, the local weighting) is *by definition* not in it.
 - ``fvcore``: fvcore's ``FlopCountAnalysis`` (one fused multiply-add = one flop; counts conv,
   matmul, einsum, BN, pooling ...), extended with handles for every op our blocks emit.
-- ``ptflops``: ptflops' pytorch backend (module hooks + patched functionals), extended likewise.
+- ``ptflops``: ptflops' pytorch backend (module hooks; its functional patching is off), plus hooks
+  that cost our blocks' own arithmetic (see ``strabench.measure.counters``).
 
 ``uncounted`` lists the ops a counter saw but could not count; it is never dropped silently.
 """

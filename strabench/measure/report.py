@@ -52,7 +52,11 @@ def complexity_report(
     if by_module:
         names: dict[str, dict[str, int]] = {}
         for convention, count in counts.items():
-            for module, macs in count.by_module.items():
+            keys = set(count.by_module)
+            # Counters report nested totals (``layer4`` and ``layer4.0``) or leaves; keep the
+            # innermost names only, then group them two levels deep, so no MAC is counted twice.
+            leaves = {k: v for k, v in count.by_module.items() if not any(o.startswith(k + ".") for o in keys if o != k)}
+            for module, macs in leaves.items():
                 top = ".".join(module.split(".")[:2]) if module else "(model)"
                 names.setdefault(top, {}).setdefault(convention, 0)
                 names[top][convention] += macs

@@ -58,6 +58,13 @@ def test_flops_other_input_and_by_module():
     assert sum(v["paper"] for v in data["by_module"].values()) == data["macs"]["paper"]
 
 
+def test_by_module_sums_to_the_total_for_every_convention():
+    result = runner.invoke(app, ["flops", "resnet50_stra", "--input", "64x32", "--by-module", "--json"])
+    data = json.loads(result.stdout)
+    for convention, total in data["macs"].items():
+        assert sum(v.get(convention, 0) for v in data["by_module"].values()) == total, convention
+
+
 @pytest.mark.parametrize(
     "args,needle",
     [
