@@ -1,0 +1,166 @@
+"""Latency of StRA's LocalAttention (fast and unfold weighting) against the 3x3 conv it replaces.
+
+One process, one run: the three layers are timed with ``torch.utils.benchmark.Timer`` at the
+StRA-ResNet-50 layer4 shape (C=512, 16x8 maps, batch 32): in train mode forward only (under
+``no_grad``) and forward+backward (gradients w.r.t. the input and every parameter of a
+random-projection loss), and in eval mode forward only. Prints JSON; ``--out`` also writes it
+to a file. Medians and IQRs are the headline; ``ratios_of_min`` (fastest block) is the better
+estimate on a machine other processes are using (the JSON records the load average).
+
+    python benchmarks/local_attention.py [--threads 2] [--channels-last] [--out result.json]
+
+The target (ratio fast/conv for forward+backward <= 0.5) is the one the block must meet for
+StRA's FLOP saving to show up as a speed-up on a small CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.benchmark import Timer
+
+from strabench.layers.local_attention import LocalAttention
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else (platform.processor() or "unknown")
+
+
+def _machine(threads: int) -> dict:
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+    }
+
+
+def _step(model: nn.Module, x: Tensor, mode: str, grad: Tensor) -> Callable[[], object]:
+    inputs = [x, *model.parameters()]
+
+    def fwd() -> object:
+        with torch.no_grad():
+            return model(x)
+
+    def fwdbwd() -> object:
+        return torch.autograd.grad(model(x), inputs, grad)  # = d(sum(out * grad))/d(inputs)
+
+    return fwdbwd if mode == "fwd+bwd" else fwd
+
+
+
+def _ratios(t: dict[tuple[str, str], float]) -> dict[str, float]:
+    fast, unfold, conv = "local_attention_fast", "local_attention_unfold", "conv3x3"
+    return {
+        "fast_vs_conv_fwd": round(t[fast, "fwd"] / t[conv, "fwd"], 3),
+        "fast_vs_conv_fwdbwd": round(t[fast, "fwd+bwd"] / t[conv, "fwd+bwd"], 3),
+        "fast_vs_conv_fwd_eval": round(t[fast, "fwd_eval"] / t[conv, "fwd_eval"], 3),
+        "unfold_vs_conv_fwd": round(t[unfold, "fwd"] / t[conv, "fwd"], 3),
+        "unfold_vs_conv_fwdbwd": round(t[unfold, "fwd+bwd"] / t[conv, "fwd+bwd"], 3),
+        "fast_vs_unfold_fwdbwd": round(t[fast, "fwd+bwd"] / t[unfold, "fwd+bwd"], 3),
+    }
+
+
+def run(batch: int, channels: int, height: int, width: int, groups: int, threads: int,
+        channels_last: bool, min_run_time: float, seed: int, clock: str = "wall") -> dict:
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    models: dict[str, nn.Module] = {
+        "local_attention_fast": LocalAttention(channels, groups=groups, impl="fast"),
+        "local_attention_unfold": LocalAttention(channels, groups=groups, impl="unfold"),
+        "conv3x3": nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+    }
+    models["local_attention_unfold"].load_state_dict(models["local_attention_fast"].state_dict())
+    x = torch.randn(batch, channels, height, width).contiguous(memory_format=fmt).requires_grad_()
+    grad = torch.randn(batch, channels, height, width).contiguous(memory_format=fmt)
+    # "cpu" (process CPU time) is for a busy shared box at --threads 1: it does not count the
+    # time the OS gives other processes; with several threads it would count spin-waiting
+    timer = time.perf_counter if clock == "wall" else time.process_time
+    load_before = os.getloadavg()
+    results = []
+    for name, model in models.items():
+        model.to(memory_format=fmt)
+        for mode in ("fwd", "fwd+bwd", "fwd_eval"):
+            model.train(mode != "fwd_eval")
+            fn = _step(model, x, mode, grad)
+            for _ in range(3):  # warm-up: allocator, oneDNN primitive caches
+                fn()
+            m = Timer("fn()", globals={"fn": fn}, num_threads=threads, timer=timer,
+                      label=name, description=mode).blocked_autorange(min_run_time=min_run_time)
+            results.append({"name": name, "mode": mode, "median_ms": round(m.median * 1e3, 3),
+                            "iqr_ms": round(m.iqr * 1e3, 3), "min_ms": round(min(m.times) * 1e3, 3),
+                            "runs": len(m.times)})
+    ratios = _ratios({(r["name"], r["mode"]): r["median_ms"] for r in results})
+    # on a shared box the fastest block is the best estimate of the undisturbed time
+    ratios_of_min = _ratios({(r["name"], r["mode"]): r["min_ms"] for r in results})
+    machine = _machine(threads)
+    machine["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
+    return {
+        "machine": machine,
+        "config": {"batch": batch, "channels": channels, "height": height, "width": width,
+                   "groups": groups, "kernel_size": 3, "stride": 1, "border": "zero",
+                   "memory_format": "channels_last" if channels_last else "contiguous",
+                   "fwd": "train mode, forward under torch.no_grad()",
+                   "fwd_eval": "eval mode, forward under torch.no_grad() (inference)",
+                   "fwd+bwd": "train mode, forward + grads w.r.t. input and all parameters of sum(out * R), R fixed random",
+                   "clock": "wall (perf_counter)" if clock == "wall" else "process CPU time",
+                   "min_run_time_s": min_run_time, "seed": seed},
+        "results": results,
+        "ratios": ratios,
+        "ratios_of_min": ratios_of_min,
+        "targets": {"fwdbwd_le_0.5": ratios["fast_vs_conv_fwdbwd"] <= 0.5},
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2: all cores of the dev box)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--channels", type=int, default=512)
+    p.add_argument("--height", type=int, default=16)
+    p.add_argument("--width", type=int, default=8)
+    p.add_argument("--groups", type=int, default=8)
+    p.add_argument("--channels-last", action="store_true", help="run all three layers in channels_last")
+    p.add_argument("--min-run-time", type=float, default=2.0, help="seconds per measurement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall time (default) or process CPU time (for a shared machine, with --threads 1)")
+    p.add_argument("--out", type=Path, help="also write the JSON here (atomically)")
+    a = p.parse_args(argv)
+    result = run(a.batch, a.channels, a.height, a.width, a.groups, a.threads, a.channels_last,
+                 a.min_run_time, a.seed, a.clock)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if a.out is not None:
+        _write_atomic(a.out, text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Attention blocks and the layers they replace, one block per file (see the house style)."""

@@ -1,0 +1,130 @@
+"""Local attention of Structure-Regularized Attention (StRA), paper Eq. 2.
+
+A conv-replacing block: it takes the place of a 3x3 conv (in StRA-ResNet-50, ``conv2`` of the
+three layer4 bottlenecks) and mixes each pixel's K x K neighbourhood with weights predicted
+from the input instead of learned per offset:
+
+    logit[g, k](p) = omega[g, k](p) + nu[g](p*stride + delta_k)
+    a[g, :](p)     = softmax_k(logit[g, :](p))
+    out_g(p)       = sum_k a[g, k](p) * u_g(p*stride + delta_k)
+
+u is a grouped 1x1 conv of x; omega (G*K*K maps) and nu (G maps) come from one grouped branch.
+Shapes, widths and the two fixes to the authors' release (per-group output layout; stride and
+any C divisible by G) follow shared/design/stra-block.md.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from strabench.errors import ShapeError
+from strabench.layers._local_ops import (
+    gather_neighbours,
+    local_weighted_sum,
+    output_size,
+    unfold_weighted_sum,
+)
+
+__all__ = ["LocalAttention"]
+
+_BORDERS = ("zero", "mask")
+_IMPLS = ("auto", "fast", "unfold")
+
+
+class LocalAttention(nn.Module):
+    """StRA local attention (Eq. 2): a softmax-weighted K x K neighbourhood sum, G weight maps.
+
+    ``border="zero"`` (what the paper's numbers used) treats out-of-image neighbours like zero
+    padding: their nu is 0 and their value is 0, but they still take part in the softmax.
+    ``border="mask"`` leaves them out of the softmax. ``impl="unfold"`` is the authors'
+    straightforward (slow) weighting, kept for comparison; ``"auto"``/``"fast"`` use
+    ``local_weighted_sum``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        groups: int = 8,
+        kernel_size: int = 3,
+        stride: int = 1,
+        border: Literal["zero", "mask"] = "zero",
+        impl: Literal["auto", "fast", "unfold"] = "auto",
+    ) -> None:
+        super().__init__()
+        if groups < 1 or channels < 1 or channels % groups != 0:
+            raise ValueError(
+                f"LocalAttention needs channels divisible by groups, got channels={channels}, groups={groups}"
+            )
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"LocalAttention needs an odd kernel_size >= 1, got {kernel_size}")
+        if stride < 1:
+            raise ValueError(f"LocalAttention needs stride >= 1, got {stride}")
+        if border not in _BORDERS:
+            raise ValueError(f"border must be one of {_BORDERS}, got {border!r}")
+        if impl not in _IMPLS:
+            raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
+        self.channels = channels
+        self.groups = groups
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.border = border
+        self.impl = impl
+        kk = kernel_size * kernel_size
+        hidden = max(groups, -(-(channels // 4) // groups) * groups)  # C/4 rounded up to a multiple of G
+        self.value = nn.Conv2d(channels, channels, 1, groups=groups, bias=False)
+        # output channels per group: [omega[g, 0..K*K-1], nu[g]], so a group's logits only see its channels
+        self.branch = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1, groups=groups, bias=True),
+            nn.BatchNorm2d(hidden),
+            nn.Tanh(),
+            nn.Conv2d(hidden, groups * (kk + 1), 1, groups=groups, bias=True),
+            nn.BatchNorm2d(groups * (kk + 1)),
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, groups={self.groups}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, border={self.border!r}, impl={self.impl!r}"
+        )
+
+    def _check_input(self, x: Tensor) -> None:
+        if torch.jit.is_tracing():  # sizes are traced tensors there; tracing runs on a checked example
+            return
+        if x.dim() != 4 or x.shape[1] != self.channels or x.shape[2] < 1 or x.shape[3] < 1:
+            raise ShapeError(
+                f"LocalAttention({self.channels}) expects input (B, {self.channels}, H>=1, W>=1), "
+                f"got {tuple(x.shape)}"
+            )
+
+    def _attention(self, x: Tensor) -> Tensor:
+        g, k, s = self.groups, self.kernel_size, self.stride
+        kk = k * k
+        logits = self.branch(x).unflatten(1, (g, kk + 1))  # (B, G, KK+1, H, W)
+        omega = logits[:, :, :kk, ::s, ::s]  # at the query pixels: (B, G, KK, Ho, Wo)
+        fill = 0.0 if self.border == "zero" else float("-inf")
+        nu = gather_neighbours(logits[:, :, kk], k, s, fill)  # at the neighbours
+        logit = omega + nu
+        if logit.dtype in (torch.float16, torch.bfloat16):
+            return torch.softmax(logit, dim=2, dtype=torch.float32)
+        return torch.softmax(logit, dim=2)
+
+    def attention(self, x: Tensor) -> Tensor:
+        """The softmax weights a, shape (B, G, K*K, Ho, Wo); offsets row-major over the window."""
+        self._check_input(x)
+        return self._attention(x)
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        """(Ho, Wo) for an input of ``height`` x ``width`` (same as a K x K conv, padding K // 2)."""
+        return output_size(height, self.kernel_size, self.stride), output_size(width, self.kernel_size, self.stride)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        u = self.value(x)
+        a = self._attention(x).to(u.dtype)
+        if self.impl == "unfold":
+            return unfold_weighted_sum(a, u, self.kernel_size, self.stride)
+        return local_weighted_sum(a, u, self.kernel_size, self.stride)
