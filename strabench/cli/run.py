@@ -1,0 +1,252 @@
+"""Run a suite (suites/*.toml): every variant x seed, resumable, with a live view.
+
+Each run lives in <out>/<suite>/<variant>-s<seed>-<hash>/; a finished run is skipped, an
+interrupted one resumed from its checkpoint, a changed setting makes a new run. results.csv is
+rewritten after every run. Split a suite over machines with --shard K/N; `strabench report`
+merges what is there. Exit 0: all runs finished; 1: some run failed; 2: bad suite or options;
+130: interrupted (rerun the same command to resume).
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from strabench.suite.runner import SuiteListener
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from strabench.suite.runner import RunPlan, RunSpec, SuiteOutcome
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Repeatable options also take comma-separated lists: --only a,b --only c."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def run_command(
+    suite: Annotated[str, typer.Argument(help="Suite file (suites/quick.toml) or the name of one in ./suites.")],
+    out: Annotated[str, typer.Option("--out", help="Results root; the suite writes <out>/<suite name>/.")] = "results",
+    profile: Annotated[str | None, typer.Option("--profile", help="quick or paper (default: the suite's).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Data spec overriding the suite's, e.g. market1501:/data/Market-1501.")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run only these variants (repeat or comma-separate).")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="K/N: run the K-th of N deterministic slices of the runs.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and their status (done/pending/partial/failed); run nothing.")] = False,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the suite's / auto).")] = None,
+    seeds: Annotated[list[str] | None, typer.Option("--seeds", help="Seeds overriding the suite's (repeat or comma-separate).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the runs as JSON.")] = False,
+) -> None:
+    from strabench.cli._common import console, print_json
+    from strabench.errors import ConfigError
+    from strabench.suite.config import load_suite
+    from strabench.suite.runner import dist_rank, dry_run_rows, parse_shard, plan_runs, run_suite
+
+    config = load_suite(suite)
+    seed_values: list[int] = []
+    for text in _split(seeds):
+        try:
+            seed_values.append(int(text))
+        except ValueError:
+            raise ConfigError(f"--seeds takes integers, got {text!r}") from None
+    plan = plan_runs(
+        config, out, profile=profile, data=data, seeds=seed_values or None, only=_split(only) or None,
+        device=device, shard=parse_shard(shard) if shard else None,
+    )
+    if dry_run:
+        rows = dry_run_rows(plan)
+        if as_json:
+            print_json(rows)
+        else:
+            _print_dry_run(console(), plan, rows)
+        return
+    if dist_rank() != 0:  # a torchrun worker: rank 0 shows and records everything
+        outcome = run_suite(plan)
+        raise typer.Exit(130 if outcome.interrupted else 1 if outcome.failed or outcome.locked else 0)
+    out_console = console()
+    if not out_console.is_terminal:  # logs (SLURM, CI): wide lines rather than wrapped tables
+        from rich.console import Console
+
+        out_console = Console(width=max(out_console.width, 140))
+    view: Any = LiveView(out_console) if out_console.is_terminal else LineView(out_console)
+    try:
+        outcome = run_suite(plan, view)
+    finally:
+        view.close()
+    _print_summary(out_console, outcome)
+    if outcome.interrupted:
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds))
+        out_console.print(f"[yellow]interrupted[/]: finished runs are kept and the run in flight resumes from its checkpoint; resume with:\n  {resume}")
+        raise typer.Exit(130)
+    if outcome.locked:
+        out_console.print(f"[yellow]{len(outcome.locked)} run(s) skipped[/]: another process holds {', '.join(outcome.locked)}")
+    if outcome.failed:
+        out_console.print(f"[red]{len(outcome.failed)} run(s) failed[/]: {', '.join(outcome.failed)} (reasons in their result.json)")
+    if outcome.failed or outcome.locked:
+        raise typer.Exit(1)
+
+
+def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str]) -> str:
+    args = ["strabench", "run", suite, "--out", out]
+    for flag, value in (("--profile", profile), ("--data", data), ("--shard", shard), ("--device", device)):
+        if value:
+            args += [flag, value]
+    if only:
+        args += ["--only", ",".join(only)]
+    if seeds:
+        args += ["--seeds", ",".join(seeds)]
+    return shlex.join(args)
+
+
+def _print_dry_run(out: "Console", plan: "RunPlan", rows: list[dict]) -> None:
+    from rich.table import Table
+
+    shard = f", shard {plan.shard[0]}/{plan.shard[1]}" if plan.shard else ""
+    table = Table(title=f"suite {plan.suite.name}: {len(rows)} of {len(plan.runs)} run(s){shard} -> {plan.out_dir}")
+    for column in ("run", "model", "seed", "status"):
+        table.add_column(column)
+    colour = {"done": "green", "failed": "red", "partial": "yellow", "pending": "white"}
+    for row in rows:
+        table.add_row(row["run_id"], row["model"], str(row["seed"]), f"[{colour[row['status']]}]{row['status']}[/]")
+    out.print(table)
+    counts = {s: sum(r["status"] == s for r in rows) for s in colour}
+    out.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no runs")
+
+
+def _print_summary(out: "Console", outcome: "SuiteOutcome") -> None:
+    from rich.table import Table
+
+    from strabench.suite.runner import metric_columns
+
+    selected = {s.run_id for s in outcome.plan.selected}
+    rows = [r for r in outcome.rows if r["run_id"] in selected]
+    metrics = metric_columns(rows)[:3]
+    table = Table(title=f"suite {outcome.plan.suite.name} ({outcome.elapsed_s:.0f} s) -> {outcome.plan.out_dir / 'results.csv'}")
+    for column in ("variant", "seed", "hash", "status", *metrics, "params (M)", "GMACs (paper)", "latency (ms)", "train (s)"):
+        table.add_column(column, justify="left" if column in ("variant", "hash", "status") else "right")
+    colour = {"finished": "green", "failed": "red", "partial": "yellow", "pending": "white"}
+    for row in rows:
+        if row["status"] == "finished":
+            cells = [_num(row["metrics"].get(m), 2) for m in metrics]
+        else:
+            cells = [row["status"]] * len(metrics)
+        status = "skipped" if row["run_id"] in outcome.skipped else row["status"]
+        table.add_row(
+            row["variant"], str(row["seed"]), row["hash"], f"[{colour[row['status']]}]{status}[/]", *cells,
+            _num(row["params"], 2, 1e6), _num(row.get("macs_paper"), 3, 1e9), _num(row["latency_ms"], 1), _num(row["train_time_s"], 0),
+        )
+    out.print(table)
+    for row in rows:
+        if row["status"] == "failed" and row.get("error"):
+            out.print(f"[red]failed[/] {row['run_id']}: {row['error']}")
+
+
+def _numbers(record: dict, keys: tuple[str, ...] | None) -> str:
+    """'loss 1.234, lr 0.001' for the numeric entries of a record (all of them if keys is None)."""
+    items = record.items() if keys is None else ((k, record.get(k)) for k in keys)
+    return ", ".join(f"{k} {v:.4g}" for k, v in items if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _num(value: Any, digits: int, scale: float = 1.0) -> str:
+    return "—" if value is None or value == "" else f"{float(value) / scale:.{digits}f}"
+
+
+class LineView(SuiteListener):
+    """Plain progress lines (logs, CI, SLURM): one per phase, epoch and finished run."""
+
+    def __init__(self, out: "Console") -> None:
+        self.out = out
+        self.index = self.total = 0
+        self.run_id = ""
+        self.started = time.monotonic()
+
+    def close(self) -> None:
+        pass
+
+    def on_suite_start(self, plan: "RunPlan", todo: list) -> None:
+        done = len(plan.selected) - len(todo)
+        self.out.print(f"suite {plan.suite.name}: {len(todo)} run(s) to do, {done} already finished -> {plan.out_dir}")
+
+    def on_run_start(self, index: int, total: int, spec: "RunSpec", status: str) -> None:
+        self.index, self.total, self.run_id = index, total, spec.run_id
+        self.started = time.monotonic()
+        resumed = " (resuming)" if status == "partial" else " (retrying a failed run)" if status == "failed" else ""
+        self.out.print(f"[{index}/{total}] {spec.run_id}{resumed}")
+
+    def on_phase(self, spec: "RunSpec", phase: str) -> None:
+        self.out.print(f"[{self.index}/{self.total}] {spec.run_id}: {phase}")
+
+    def on_epoch_end(self, epoch: int, record: dict) -> None:
+        shown = _numbers(record, ("loss", "lr", "time_s", "images_per_s"))
+        evaluated = _numbers(record.get("eval") or {}, None)
+        self.out.print(f"[{self.index}/{self.total}] {self.run_id}: epoch {epoch}: {shown}" + (f"; eval {evaluated}" if evaluated else ""))
+
+    def on_eval(self, name: str, metrics: dict) -> None:
+        if name == "final":
+            self.out.print(f"[{self.index}/{self.total}] {self.run_id}: final: {_numbers(metrics, None)}")
+
+    def on_run_end(self, spec: "RunSpec", status: str, row: dict) -> None:
+        colour = {"finished": "green", "locked": "yellow"}.get(status, "red")
+        reason = f": {row.get('error')}" if status == "failed" and row.get("error") else ""
+        self.out.print(f"[{self.index}/{self.total}] {spec.run_id} [{colour}]{status}[/] in {time.monotonic() - self.started:.0f} s{reason}")
+
+
+class LiveView(LineView):
+    """A rich live view: suite progress with ETA, current run, epoch, step and loss."""
+
+    def __init__(self, out: "Console") -> None:
+        super().__init__(out)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), console=out, refresh_per_second=4,
+        )
+        self.suite_task: Any = None
+        self.run_task: Any = None
+        self.done = 0
+        self.epoch = (0, 0)
+        self.progress.start()
+
+    def close(self) -> None:
+        self.progress.stop()
+
+    def on_suite_start(self, plan: "RunPlan", todo: list) -> None:
+        super().on_suite_start(plan, todo)
+        self.suite_task = self.progress.add_task(f"suite {plan.suite.name}", total=max(len(todo), 1))
+
+    def on_run_start(self, index: int, total: int, spec: "RunSpec", status: str) -> None:
+        super().on_run_start(index, total, spec, status)
+        if self.run_task is not None:
+            self.progress.remove_task(self.run_task)
+        self.run_task = self.progress.add_task(f"[{index}/{total}] {spec.run_id}", total=None)
+
+    def on_phase(self, spec: "RunSpec", phase: str) -> None:
+        self.progress.update(self.run_task, description=f"[{self.index}/{self.total}] {spec.run_id}: {phase}")
+
+    def on_epoch_start(self, epoch: int, total: int) -> None:
+        self.epoch = (epoch, total)
+
+    def on_step(self, step: int, total_steps: int, loss: float) -> None:
+        epoch, epochs = self.epoch  # 1-based (strabench.train.progress.ProgressHook)
+        total = max(epochs, 1) * max(total_steps, 1)
+        completed = min(max(epoch - 1, 0) * total_steps + step, total)
+        self.progress.update(
+            self.run_task, total=total, completed=completed,
+            description=f"[{self.index}/{self.total}] {self.run_id}: epoch {epoch}/{epochs} step {step}/{total_steps} loss {loss:.4f}",
+        )
+        if self.suite_task is not None:
+            self.progress.update(self.suite_task, completed=self.done + completed / total)
+
+    def on_run_end(self, spec: "RunSpec", status: str, row: dict) -> None:
+        super().on_run_end(spec, status, row)
+        self.done += 1
+        if self.suite_task is not None:
+            self.progress.update(self.suite_task, completed=self.done)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", help=__doc__)(run_command)

@@ -1,0 +1,166 @@
+"""PNG figures for a suite's report (matplotlib, Agg canvas, no pyplot global state).
+
+With accuracy: the primary metric against params and against paper-convention MACs, one
+labelled point per variant (the idea of the paper's Fig. 2), and training curves (loss and the
+evaluated metric per epoch, from each run's ``metrics.jsonl``). Without accuracy (the
+complexity suite): GMACs per counting convention and latency per model, as bars.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from strabench.report.tables import MAC_LABELS, SuiteResults, summarise
+
+PLOTS_DIR = "plots"
+
+
+def _figure(width: float = 6.4, height: float = 4.4, ncols: int = 1):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * ncols, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, ncols, squeeze=False)[0]
+    return figure, list(axes)
+
+
+def _save(figure: Any, path: Path) -> Path:
+    from strabench.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _scatter(summary: Sequence[dict[str, Any]], metric: str, key: str, scale: float, xlabel: str, title: str, path: Path) -> Path | None:
+    points = [(r[key] / scale, r[f"{metric}_mean"], r[f"{metric}_std"] or 0.0, r["variant"])
+              for r in summary if r.get(key) is not None and r.get(f"{metric}_mean") is not None]
+    if not points:
+        return None
+    figure, (ax,) = _figure()
+    for x, y, err, label in points:
+        ax.errorbar([x], [y], yerr=[err], fmt="o", capsize=3)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _eval_value(record: dict[str, Any], metric: str) -> Any:
+    """An epoch's evaluated metric: under ``eval`` (the engine's layout) or at top level."""
+    evaluated = record.get("eval")
+    if isinstance(evaluated, dict) and metric in evaluated:
+        return evaluated[metric]
+    return record.get(metric)
+
+
+def _curves(results: SuiteResults, metric: str | None, path: Path) -> Path | None:
+    from strabench.io import read_jsonl
+
+    series = []
+    for row in results.rows:
+        run_dir = results.directory / row["run_id"]
+        log = run_dir / "metrics.jsonl"
+        if not log.is_file():
+            continue
+        records = [r for r in read_jsonl(log).records if isinstance(r, dict) and "epoch" in r]
+        untrained = (_read_json(run_dir / "result.json") or {}).get("metrics_untrained") or {}
+        if records:
+            seed = "" if row.get("seed") is None else f" s{int(row['seed'])}"
+            series.append((f"{row['variant']}{seed}", records, untrained.get(metric) if metric else None))
+    if not series:
+        return None
+    figure, (loss_ax, metric_ax) = _figure(ncols=2)
+    for label, records, before in series:
+        losses = [(r["epoch"], r["loss"]) for r in records if isinstance(r.get("loss"), (int, float))]
+        if losses:
+            (line,) = loss_ax.plot(*zip(*losses), marker=".", label=label)
+            ce = [(r["epoch"], r["ce"]) for r in records if isinstance(r.get("ce"), (int, float))]
+            if ce and any(abs(c - l) > 1e-9 for (_, c), (_, l) in zip(ce, losses)):
+                loss_ax.plot(*zip(*ce), linestyle="--", color=line.get_color(), label=f"{label} (CE only)")
+        if metric is not None:
+            values = [(r["epoch"], v) for r in records if isinstance(v := _eval_value(r, metric), (int, float))]
+            if isinstance(before, (int, float)):
+                values = [(0, before), *values]  # epoch 0 = the untrained network
+            if values:
+                metric_ax.plot(*zip(*values), marker="o", label=label)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss (dashed: cross-entropy alone)")
+    loss_ax.set_title("loss per epoch")
+    metric_ax.set_xlabel("epoch (0 = untrained)")
+    metric_ax.set_ylabel(f"{metric} (%)" if metric else "metric")
+    metric_ax.set_title(f"{metric or 'eval metric'} when evaluated")
+    for ax in (loss_ax, metric_ax):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def _complexity_bars(summary: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]:
+    import numpy as np
+
+    plots: dict[str, Path] = {}
+    labels = [r["variant"] for r in summary]
+    conventions = [c for c in MAC_LABELS if any(r.get(f"macs_{c}") is not None for r in summary)]
+    if conventions:
+        figure, (ax,) = _figure(width=max(6.4, 0.6 * len(labels) + 2))
+        x = np.arange(len(labels))
+        width = 0.8 / len(conventions)
+        for i, convention in enumerate(conventions):
+            values = [(r.get(f"macs_{convention}") or 0) / 1e9 for r in summary]
+            ax.bar(x + (i - (len(conventions) - 1) / 2) * width, values, width, label=MAC_LABELS[convention])
+        ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("GMACs (one image)")
+        ax.set_title("MACs per counting convention")
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+        plots["GMACs per convention"] = _save(figure, out / "macs_by_convention.png")
+    timed = [r for r in summary if r.get("latency_ms") is not None]
+    if timed:
+        figure, (ax,) = _figure(width=max(6.4, 0.6 * len(timed) + 2))
+        ax.bar([r["variant"] for r in timed], [r["latency_ms"] for r in timed])
+        ax.set_xticks(range(len(timed)), [r["variant"] for r in timed], rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("median latency per batch (ms)")
+        ax.set_title("CPU latency")
+        ax.grid(axis="y", alpha=0.3)
+        plots["CPU latency"] = _save(figure, out / "latency.png")
+    return plots
+
+
+def plot_suite(results: SuiteResults, out: Path | None = None) -> dict[str, Path]:
+    """Write the suite's figures under ``out`` (default ``<suite dir>/plots``); label -> PNG path."""
+    out = out or results.directory / PLOTS_DIR
+    summary = summarise(results, paper=False)
+    metric = results.primary_metric
+    if metric is None:
+        return _complexity_bars(summary, out)
+    plots: dict[str, Path] = {}
+    made = _scatter(summary, metric, "params", 1e6, "params (M, all but classifier)", f"{results.name}: {metric} vs params", out / "metric_vs_params.png")
+    if made:
+        plots[f"{metric} vs params"] = made
+    made = _scatter(summary, metric, "macs_paper", 1e9, "GMACs (paper conv.)", f"{results.name}: {metric} vs GMACs", out / "metric_vs_macs.png")
+    if made:
+        plots[f"{metric} vs GMACs"] = made
+    made = _curves(results, metric, out / "training_curves.png")
+    if made:
+        plots["training curves"] = made
+    return plots

@@ -1,0 +1,459 @@
+"""Suite files (``suites/*.toml``) → frozen dataclasses, checked before anything runs.
+
+A suite is the unit of a paper table: a set of variants (registered models + overrides), the
+seeds to train each with, the training defaults and what to measure. Every mistake in the file
+is a ``ConfigError`` of one line naming the file, the key path (``variants[2].model``) and what
+was expected, raised at load time so that nothing runs and no results directory is created.
+
+Layout of a suite file::
+
+    name = "quick"                       # results go to <out>/<name>/ (default: the file name)
+    description = "..."
+    paper_table = "Table 1 (Market-1501)"
+    task = "reid"                        # optional: defaults to the data's task
+    data = "synthetic_reid"              # or "market1501:/data/Market-1501" (see strabench.data)
+    profile = "quick"                    # "quick" | "paper"
+    seeds = [0]
+
+    [train]                              # TrainConfig fields, every profile
+    diversity_weight = 1.0
+    [train.quick]                        # ... only under profile "quick" (same for [train.paper])
+    epochs = 1
+
+    [measure]
+    params = true
+    macs = ["paper", "fvcore", "ptflops"]
+    input = "256x128"                    # MACs/latency input; default: the model's default input
+    latency = { batch = 1, mode = "infer", threads = 2, min_run_time = 0.5 }   # or false
+    accuracy = true                      # train + evaluate (false: complexity only)
+
+    [[variants]]
+    name = "stra"                        # label; run directories are <name>-s<seed>-<hash>
+    model = "resnet50_stra"              # registry name
+    overrides = { groups = 8 }           # model builder overrides
+    train = { lr = 1e-4 }                # per-variant TrainConfig overrides
+
+Per-profile tables keep quick-run sizes out of paper runs: ``--profile paper`` drops
+``[train.quick]`` so the paper recipe (``strabench.train.recipes``) fills those fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from strabench.errors import ConfigError, StrabenchError
+
+PROFILES = ("quick", "paper")
+MAC_CONVENTIONS = ("paper", "fvcore", "ptflops")
+LATENCY_MODES = ("infer", "train")  # strabench.measure.latency.MODES
+# Fields of TrainConfig the suite sets itself (per run), so a [train] table may not.
+SUITE_OWNED = ("model", "task", "data", "profile", "seed", "model_overrides")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_TOP_KEYS = ("name", "description", "paper_table", "task", "data", "profile", "seeds", "train", "measure", "variants")
+_VARIANT_KEYS = ("name", "model", "overrides", "train")
+_MEASURE_KEYS = ("params", "macs", "input", "latency", "accuracy")
+_LATENCY_KEYS = ("batch", "input", "mode", "threads", "min_run_time", "rounds")
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    """How to time a model on the CPU (``strabench.measure.latency``): batch, input (None = the
+    measure input), infer/train mode, threads (None = all cores), seconds per measurement, rounds."""
+
+    batch: int = 1
+    input: tuple[int, int] | None = None
+    mode: str = "infer"
+    threads: int | None = None
+    min_run_time: float = 1.0
+    rounds: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "input": list(self.input) if self.input else None}
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    """What each run measures besides (or instead of) accuracy."""
+
+    params: bool = True
+    macs: tuple[str, ...] = ("paper",)
+    input: tuple[int, int] | None = None
+    latency: LatencySpec | None = None
+    accuracy: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings that change a run's row (part of its hash)."""
+        return {
+            "params": self.params,
+            "macs": list(self.macs),
+            "input": list(self.input) if self.input else None,
+            "latency": self.latency.as_dict() if self.latency else None,
+            "accuracy": self.accuracy,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MeasureSpec":
+        """Inverse of ``as_dict`` (reading a results directory's plan.json)."""
+        lat = data.get("latency")
+        latency = None
+        if lat:
+            latency = LatencySpec(**{**lat, "input": tuple(lat["input"]) if lat.get("input") else None})
+        return cls(
+            params=bool(data.get("params", True)),
+            macs=tuple(data.get("macs") or ()),
+            input=tuple(data["input"]) if data.get("input") else None,  # type: ignore[arg-type]
+            latency=latency,
+            accuracy=bool(data.get("accuracy", True)),
+        )
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One row of the table: a label, a registered model, its overrides and training tweaks."""
+
+    name: str
+    model: str
+    overrides: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    train: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """A loaded, checked suite file. ``train`` = every profile; ``profile_train[p]`` = profile p only."""
+
+    path: Path
+    name: str
+    description: str
+    paper_table: str
+    task: str
+    data: str
+    profile: str
+    seeds: tuple[int, ...]
+    train: Mapping[str, Any]
+    profile_train: Mapping[str, Mapping[str, Any]]
+    measure: MeasureSpec
+    variants: tuple[VariantSpec, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able snapshot (written as ``suite.json`` next to the results)."""
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "description": self.description,
+            "paper_table": self.paper_table,
+            "task": self.task,
+            "data": self.data,
+            "profile": self.profile,
+            "seeds": list(self.seeds),
+            "train": _plain(self.train),
+            "profile_train": {k: _plain(v) for k, v in self.profile_train.items()},
+            "measure": self.measure.as_dict(),
+            "variants": [
+                {"name": v.name, "model": v.model, "overrides": _plain(v.overrides), "train": _plain(v.train)}
+                for v in self.variants
+            ],
+        }
+
+
+def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (_plain(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v) for k, v in mapping.items()}
+
+
+def _freeze(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return types.MappingProxyType(
+        {k: (_freeze(v) if isinstance(v, Mapping) else tuple(v) if isinstance(v, list) else v) for k, v in mapping.items()}
+    )
+
+
+# --- checking helpers ---------------------------------------------------------------------------
+
+
+class _Checker:
+    """Raises one-line ConfigErrors that name the file and the key path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{self.path}: {key}: {message}")
+
+    def table(self, value: Any, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a table, got {_describe(value)}")
+        return value
+
+    def keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], key: str) -> None:
+        for name in table:
+            if name not in allowed:
+                where = f"{key}.{name}" if key else name
+                import difflib
+
+                close = difflib.get_close_matches(name, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.fail(where, f"unknown key{hint}; expected one of {', '.join(allowed)}")
+
+    def string(self, value: Any, key: str, *, choices: tuple[str, ...] | None = None) -> str:
+        if not isinstance(value, str):
+            self.fail(key, f"expected a string, got {_describe(value)}")
+        if choices is not None and value not in choices:
+            self.fail(key, f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+        return value
+
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key, f"expected true or false, got {_describe(value)}")
+        return value
+
+    def integer(self, value: Any, key: str, *, minimum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"expected an integer, got {_describe(value)}")
+        if minimum is not None and value < minimum:
+            self.fail(key, f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    def number(self, value: Any, key: str, *, positive: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, f"expected a number, got {_describe(value)}")
+        if positive and not value > 0:
+            self.fail(key, f"expected a number > 0, got {value}")
+        return float(value)
+
+    def size(self, value: Any, key: str) -> tuple[int, int]:
+        """'256x128' or [256, 128]."""
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value)
+            if match and int(match.group(1)) > 0 and int(match.group(2)) > 0:
+                return int(match.group(1)), int(match.group(2))
+        elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            return value[0], value[1]
+        self.fail(key, f"expected HEIGHTxWIDTH like \"256x128\" or [256, 128], got {_describe(value)}")
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array", dict: "a table"}
+    return f"{kind.get(type(value), type(value).__name__)} {value!r}" if not isinstance(value, dict) else "a table"
+
+
+def _check_typed(check: _Checker, value: Any, annotation: Any, key: str) -> Any:
+    """Check a TOML value against a TrainConfig field annotation; lists become tuples where typed so."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _check_typed(check, value, option, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise ConfigError(errors[0])
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            check.fail(key, f"expected one of {', '.join(repr(a) for a in args)}, got {_describe(value)}")
+        return value
+    if annotation is bool:
+        return check.boolean(value, key)
+    if annotation is int:
+        return check.integer(value, key)
+    if annotation is float:
+        return check.number(value, key)
+    if annotation is str:
+        return check.string(value, key)
+    if origin is tuple or annotation is tuple:
+        if not isinstance(value, list):
+            check.fail(key, f"expected an array, got {_describe(value)}")
+        if args and args[-1] is not Ellipsis and len(args) != len(value):
+            check.fail(key, f"expected an array of {len(args)} values, got {_describe(value)}")
+        item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if item_types:
+            return tuple(_check_typed(check, v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, item_types)))
+        return tuple(value)
+    if origin in (dict, Mapping) or annotation is dict or origin is typing.get_origin(Mapping[str, int]):
+        return dict(check.table(value, key))
+    return value  # an annotation we do not model: TrainConfig's own checks (resolve) decide
+
+
+def train_fields() -> dict[str, Any]:
+    """TrainConfig's field annotations, minus the fields a suite sets per run."""
+    from strabench.train.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(TrainConfig) if f.name not in SUITE_OWNED}
+
+
+def _check_train_table(check: _Checker, table: Mapping[str, Any], key: str, *, allow_profiles: bool) -> tuple[dict, dict]:
+    fields = train_fields()
+    allowed = tuple(fields) + (PROFILES if allow_profiles else ())
+    owned = [name for name in table if name in SUITE_OWNED]
+    if owned:
+        hint = "use the variant's `overrides`" if owned[0] == "model_overrides" else "it is set by the suite"
+        check.fail(f"{key}.{owned[0]}", f"not allowed in a train table ({hint})")
+    check.keys(table, allowed, key)
+    common: dict[str, Any] = {}
+    per_profile: dict[str, dict[str, Any]] = {}
+    for name, value in table.items():
+        if name in PROFILES:
+            sub = check.table(value, f"{key}.{name}")
+            per_profile[name], _ = _check_train_table(check, sub, f"{key}.{name}", allow_profiles=False)
+            continue
+        common[name] = _check_typed(check, value, fields[name], f"{key}.{name}")
+    return common, per_profile
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def resolve_suite_path(suite: str | Path, *, search: tuple[Path, ...] = (Path("suites"),)) -> Path:
+    """A path to a suite file, or a bare name looked up as ``suites/<name>.toml``."""
+    path = Path(suite)
+    if path.is_file():
+        return path
+    if path.suffix == "" and len(path.parts) == 1:
+        for folder in search:
+            candidate = folder / f"{path}.toml"
+            if candidate.is_file():
+                return candidate
+    raise ConfigError(f"suite file not found: {suite} (give a path like suites/quick.toml or a name from suites/)")
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and check a suite file; every problem is a one-line ConfigError naming file and key."""
+    path = resolve_suite_path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read suite file: {exc}") from None
+    return parse_suite(raw, path)
+
+
+def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
+    """Check a decoded suite table (see the module docstring for the layout)."""
+    from strabench.registry import model_info
+
+    check = _Checker(path)
+    check.keys(raw, _TOP_KEYS, "")
+    name = check.string(raw.get("name", path.stem), "name")
+    if not _NAME_RE.match(name):
+        check.fail("name", f"expected letters, digits and _.+- only (it names a directory), got {name!r}")
+    description = check.string(raw.get("description", ""), "description")
+    paper_table = check.string(raw.get("paper_table", ""), "paper_table")
+    profile = check.string(raw.get("profile", "quick"), "profile", choices=PROFILES)
+    if "data" not in raw:
+        check.fail("data", "missing; expected a data spec such as \"synthetic_reid\" or \"market1501:/path\"")
+    data = check.string(raw["data"], "data")
+    data_task = data_task_of(data, check)
+    task = check.string(raw.get("task", data_task), "task", choices=("reid", "face", "fer"))
+    if task != data_task:
+        check.fail("task", f"data {data!r} is for task {data_task!r}, not {task!r}")
+
+    seeds_raw = raw.get("seeds", [0])
+    if not isinstance(seeds_raw, list) or not seeds_raw:
+        check.fail("seeds", f"expected a non-empty array of integers >= 0, got {_describe(seeds_raw)}")
+    seeds = tuple(check.integer(s, f"seeds[{i}]", minimum=0) for i, s in enumerate(seeds_raw))
+    if len(set(seeds)) != len(seeds):
+        check.fail("seeds", f"expected distinct seeds, got {list(seeds)}")
+
+    train, profile_train = _check_train_table(check, check.table(raw.get("train", {}), "train"), "train", allow_profiles=True)
+    measure = _parse_measure(check, check.table(raw.get("measure", {}), "measure"))
+
+    variants_raw = raw.get("variants")
+    if not isinstance(variants_raw, list) or not variants_raw:
+        check.fail("variants", "expected at least one [[variants]] table")
+    variants: list[VariantSpec] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(variants_raw):
+        key = f"variants[{i}]"
+        entry = check.table(entry, key)
+        check.keys(entry, _VARIANT_KEYS, key)
+        for required in ("name", "model"):
+            if required not in entry:
+                check.fail(f"{key}.{required}", "missing")
+        vname = check.string(entry["name"], f"{key}.name")
+        if not _NAME_RE.match(vname):
+            check.fail(f"{key}.name", f"expected letters, digits and _.+- only (it names a directory), got {vname!r}")
+        if vname in seen:
+            check.fail(f"{key}.name", f"duplicate variant name {vname!r} (also variants[{seen[vname]}])")
+        seen[vname] = i
+        model = check.string(entry["model"], f"{key}.model")
+        try:
+            info = model_info(model)
+        except StrabenchError as exc:
+            check.fail(f"{key}.model", f"{exc} (expected a registered model name)")
+        if task not in info.tasks:
+            check.fail(f"{key}.model", f"model {model!r} is for task(s) {', '.join(info.tasks)}, the suite's task is {task!r}")
+        overrides = check.table(entry.get("overrides", {}), f"{key}.overrides")
+        for oname, ovalue in overrides.items():
+            if isinstance(ovalue, dict):
+                check.fail(f"{key}.overrides.{oname}", "expected a value or an array, got a table")
+        vtrain, _ = _check_train_table(check, check.table(entry.get("train", {}), f"{key}.train"), f"{key}.train", allow_profiles=False)
+        variants.append(VariantSpec(vname, model, _freeze(overrides), _freeze(vtrain)))
+
+    return SuiteConfig(
+        path=path,
+        name=name,
+        description=description,
+        paper_table=paper_table,
+        task=task,
+        data=data,
+        profile=profile,
+        seeds=seeds,
+        train=_freeze(train),
+        profile_train=types.MappingProxyType({k: _freeze(v) for k, v in profile_train.items()}),
+        measure=measure,
+        variants=tuple(variants),
+    )
+
+
+def data_task_of(data: str, check: _Checker | None = None, key: str = "data") -> str:
+    """The task a data spec belongs to; unknown specs are ConfigErrors naming the key."""
+    from strabench.data.tasks import parse_data_spec
+
+    try:
+        return parse_data_spec(data).task
+    except StrabenchError as exc:
+        if check is None:
+            raise ConfigError(str(exc)) from None
+        check.fail(key, f"{exc}")
+
+
+def _parse_measure(check: _Checker, table: Mapping[str, Any]) -> MeasureSpec:
+    check.keys(table, _MEASURE_KEYS, "measure")
+    params = check.boolean(table.get("params", True), "measure.params")
+    macs_raw = table.get("macs", ["paper"])
+    if macs_raw is False:
+        macs_raw = []
+    if not isinstance(macs_raw, list):
+        check.fail("measure.macs", f"expected an array of conventions ({', '.join(MAC_CONVENTIONS)}) or false, got {_describe(macs_raw)}")
+    macs = tuple(check.string(m, f"measure.macs[{i}]", choices=MAC_CONVENTIONS) for i, m in enumerate(macs_raw))
+    if len(set(macs)) != len(macs):
+        check.fail("measure.macs", f"expected distinct conventions, got {list(macs)}")
+    size = check.size(table["input"], "measure.input") if "input" in table else None
+    accuracy = check.boolean(table.get("accuracy", True), "measure.accuracy")
+    latency_raw = table.get("latency", False)
+    latency = None
+    if latency_raw is not False:
+        lat = check.table(latency_raw, "measure.latency") if not isinstance(latency_raw, bool) else {}
+        check.keys(lat, _LATENCY_KEYS, "measure.latency")
+        latency = LatencySpec(
+            batch=check.integer(lat.get("batch", 1), "measure.latency.batch", minimum=1),
+            input=check.size(lat["input"], "measure.latency.input") if "input" in lat else None,
+            mode=check.string(lat.get("mode", "infer"), "measure.latency.mode", choices=LATENCY_MODES),
+            threads=check.integer(lat["threads"], "measure.latency.threads", minimum=1) if "threads" in lat else None,
+            min_run_time=check.number(lat.get("min_run_time", 1.0), "measure.latency.min_run_time", positive=True),
+            rounds=check.integer(lat.get("rounds", 1), "measure.latency.rounds", minimum=1),
+        )
+    if not (params or macs or latency or accuracy):
+        check.fail("measure", "nothing to do: params, macs, latency and accuracy are all off")
+    return MeasureSpec(params=params, macs=macs, input=size, latency=latency, accuracy=accuracy)

@@ -1,0 +1,664 @@
+"""Run a suite: variants x seeds, each in its own hashed directory, resumable and shardable.
+
+Why the design looks like this:
+
+* A run's directory is ``<out>/<suite>/<variant>-s<seed>-<hash>`` where the hash covers the
+  resolved TrainConfig and the measure settings. Change a setting and the run is new; keep it
+  and a finished run is skipped, an interrupted one resumed from its checkpoint.
+* ``results.csv`` is rebuilt from the run directories after every run and written atomically,
+  so it is always consistent with them, a kill loses at most the run in flight, and shards that
+  wrote into the same directory (or were copied together) merge by themselves.
+* A run that fails (NaN loss, bad data ...) is recorded as failed with its reason and the suite
+  goes on: one diverging seed must not cost a night of other runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from strabench.errors import ConfigError, LockError, StrabenchError
+from strabench.suite.config import MeasureSpec, SuiteConfig
+
+if TYPE_CHECKING:
+    from strabench.train.config import TrainConfig
+
+RESULTS_CSV = "results.csv"
+PLAN_JSON = "plan.json"
+RUN_JSON = "run.json"
+MEASURE_JSON = "measure.json"
+RESULT_JSON = "result.json"
+ENV_JSON = "env.json"
+ERROR_LOG = "error.log"
+CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
+
+BASE_COLUMNS = (
+    "suite", "variant", "model", "seed", "hash", "status",
+    "params", "macs_paper", "macs_fvcore", "macs_ptflops", "input", "latency_ms", "images_per_s",
+)
+TAIL_COLUMNS = ("train_time_s", "epochs", "config", "error")
+UNTRAINED = "_untrained"  # suffix of the columns holding a metric of the untrained network
+# Known metrics first, in the paper's order; other keys (face verification sets) follow sorted, then "mean".
+METRIC_ORDER = ("mAP", "rank1", "rank5", "rank10", "val_acc", "test_acc")
+STATUSES = ("finished", "failed", "partial", "pending")
+
+
+# --- planning -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a variant of the suite trained/measured with one seed."""
+
+    suite: str
+    variant: str
+    model: str
+    seed: int
+    config: "TrainConfig"  # resolved
+    measure: MeasureSpec
+    hash: str
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.variant}-s{self.seed}-{self.hash}"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Every run of the suite as configured, and the subset this process executes."""
+
+    suite: SuiteConfig
+    out_dir: Path  # <out>/<suite name>
+    runs: tuple[RunSpec, ...]
+    selected: tuple[RunSpec, ...]
+    shard: tuple[int, int] | None = None
+
+    def run_dir(self, spec: RunSpec) -> Path:
+        return self.out_dir / spec.run_id
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite.as_dict(),
+            "runs": [
+                {"run_id": r.run_id, "variant": r.variant, "model": r.model, "seed": r.seed, "hash": r.hash}
+                for r in self.runs
+            ],
+        }
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' with 1 <= K <= N."""
+    parts = text.split("/")
+    try:
+        k, n = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--shard must look like K/N (e.g. 2/4), got {text!r}") from None
+    if n < 1 or not 1 <= k <= n:
+        raise ConfigError(f"--shard {text}: need 1 <= K <= N, got K={k}, N={n}")
+    return k, n
+
+
+def shard_runs(runs: Sequence[RunSpec], shard: tuple[int, int] | None) -> list[RunSpec]:
+    """A deterministic 1/N of the runs: sorted by run id, every N-th starting at K-1."""
+    if shard is None:
+        return list(runs)
+    k, n = shard
+    ordered = sorted(runs, key=lambda r: r.run_id)
+    chosen = {r.run_id for i, r in enumerate(ordered) if i % n == k - 1}
+    return [r for r in runs if r.run_id in chosen]
+
+
+def run_hash(config: "TrainConfig", measure: MeasureSpec) -> str:
+    """12 hex chars over the resolved training config's hash and the measure settings."""
+    from strabench.train.config import config_hash
+
+    payload = {"train": config_hash(config), "measure": measure.as_dict()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def plan_runs(
+    suite: SuiteConfig,
+    out: Path | str,
+    *,
+    profile: str | None = None,
+    data: str | None = None,
+    seeds: Sequence[int] | None = None,
+    only: Sequence[str] | None = None,
+    device: str | None = None,
+    shard: tuple[int, int] | None = None,
+    check_models: bool = True,
+) -> RunPlan:
+    """Resolve every (variant, seed) into a RunSpec; command-line settings override the suite's.
+
+    ``profile``/``data``/``seeds``/``device`` change the runs (and so their hashes); ``only`` and
+    ``shard`` only choose which of them this process executes. ``check_models`` builds each
+    variant once on the meta device so a bad override fails here, before anything runs.
+    """
+    from strabench.suite.config import PROFILES, data_task_of
+    from strabench.train.config import TrainConfig, resolve
+
+    where = str(suite.path)
+    if profile is not None and profile not in PROFILES:
+        raise ConfigError(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    profile = profile or suite.profile
+    if data is not None and data_task_of(data, key="--data") != suite.task:
+        raise ConfigError(f"--data {data!r} is for task {data_task_of(data)!r}, suite {suite.name!r} is {suite.task!r}")
+    data = data or suite.data
+    seeds = tuple(seeds) if seeds else suite.seeds
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise ConfigError(f"--seeds must be distinct integers >= 0, got {list(seeds)}")
+    names = [v.name for v in suite.variants]
+    for name in only or ():
+        if name not in names:
+            raise ConfigError(f"--only {name!r}: {where} has no such variant; variants: {', '.join(names)}")
+    if device is not None and device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+    runs: list[RunSpec] = []
+    for index, variant in enumerate(suite.variants):
+        settings: dict[str, Any] = {**suite.train, **suite.profile_train.get(profile, {}), **variant.train}
+        if device is not None:
+            settings["device"] = device
+        if data != suite.data and not data.split(":")[0].startswith("synthetic"):
+            settings.pop("data_sizes", None)  # synthetic sizes do not apply to a real dataset
+        for seed in seeds:
+            try:
+                config = TrainConfig(
+                    model=variant.model,
+                    task=suite.task,
+                    data=data,
+                    profile=profile,
+                    seed=seed,
+                    model_overrides=dict(variant.overrides),
+                    **settings,
+                )
+                resolved = resolve(config)
+            except StrabenchError as exc:
+                raise ConfigError(f"{where}: variants[{index}] ({variant.name}): {exc}") from None
+            runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, run_hash(resolved, suite.measure)))
+        if check_models:
+            _check_builds(suite, index, variant)
+    selected = [r for r in runs if not only or r.variant in only]
+    return RunPlan(suite, Path(out) / suite.name, tuple(runs), tuple(shard_runs(selected, shard)), shard)
+
+
+def _check_builds(suite: SuiteConfig, index: int, variant: Any) -> None:
+    """Build the variant without memory (meta device) so unknown overrides fail before any run."""
+    import torch
+
+    from strabench.registry import create_model
+
+    try:
+        with torch.device("meta"):
+            create_model(variant.model, task=suite.task, **_tuples(dict(variant.overrides)))
+    except StrabenchError as exc:
+        raise ConfigError(f"{suite.path}: variants[{index}].overrides: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{suite.path}: variants[{index}].overrides: model {variant.model!r} rejects them: {exc}") from None
+
+
+def _tuples(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file we wrote atomically; missing or unreadable -> None."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def run_status(run_dir: Path, measure: MeasureSpec | None = None) -> str:
+    """finished | failed | partial (started, not done: resumable) | pending (nothing yet).
+
+    Finished = result.json says finished and, if the run measures anything, measure.json holds
+    the measurements. A measure.json holding an ``error`` makes the run failed.
+    """
+    result = _read_json(run_dir / RESULT_JSON)
+    measured = _read_json(run_dir / MEASURE_JSON)
+    if result is not None and result.get("status") == "failed":
+        return "failed"
+    if measured is not None and measured.get("error"):
+        return "failed"
+    if result is not None and result.get("status") == "finished":
+        return "partial" if _needs_measure(measure) and measured is None else "finished"
+    if not run_dir.is_dir():
+        return "pending"
+    started = [*CHECKPOINT_FILES, "metrics.jsonl", MEASURE_JSON, RESULT_JSON]
+    return "partial" if any((run_dir / name).exists() for name in started) else "pending"
+
+
+def _needs_measure(measure: MeasureSpec | None) -> bool:
+    return measure is not None and bool(measure.params or measure.macs or measure.latency)
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def measure_model(spec: RunSpec) -> dict[str, Any]:
+    """Params, MACs per convention and latency of the run's model at the measure input."""
+    from strabench.measure.flops import count_macs
+    from strabench.measure.params import count_params
+    from strabench.registry import create_model, model_info
+
+    info = model_info(spec.model)
+    measure = spec.measure
+    size = tuple(measure.input) if measure.input else tuple(info.default_input[1:])
+    overrides = _tuples(dict(spec.config.model_overrides or {}))
+    model = create_model(spec.model, task=spec.config.task, **overrides)
+    fixed = getattr(model, "fixed_input", None)
+    if fixed is not None and tuple(fixed) != size:  # heads sized for the input (face models)
+        model = create_model(spec.model, task=spec.config.task, **{**overrides, "input_size": size})
+    shape = (info.default_input[0], *size)
+    result: dict[str, Any] = {"input": list(shape)}
+    if measure.params:
+        result["params"] = count_params(model)
+    macs: dict[str, int] = {}
+    uncounted: dict[str, list[str]] = {}
+    for convention in measure.macs:
+        count = count_macs(model, shape, convention)
+        macs[convention] = int(count.total)
+        if count.uncounted:
+            uncounted[convention] = list(count.uncounted)
+    if measure.macs:
+        result["macs"] = macs
+        result["uncounted"] = uncounted
+    if measure.latency is not None:
+        result["latency"] = measure_latency(spec, shape)
+    return result
+
+
+def measure_latency(spec: RunSpec, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Median latency of one batch on the CPU via ``strabench.measure.latency.benchmark_models``.
+
+    That module builds registered models as they are, so variant ``overrides`` are not applied
+    to the timed model; the row says so in ``note`` rather than pretending otherwise.
+    """
+    from strabench.measure.latency import benchmark_models
+
+    lat = spec.measure.latency
+    assert lat is not None
+    size = tuple(lat.input) if lat.input else tuple(shape[1:])
+    rows = benchmark_models(
+        [spec.model],
+        mode=lat.mode,
+        batch=lat.batch,
+        input_size=size,
+        device="cpu",
+        threads=lat.threads,
+        min_run_time=lat.min_run_time,
+        rounds=lat.rounds,
+    )
+    keep = ("median_ms", "iqr_ms", "images_per_s", "batch", "input", "mode", "threads", "device", "runs",
+            "rounds", "min_run_time", "peak_mem_mb", "cpu", "note")
+    row = {k: rows[0].get(k) for k in keep}
+    if spec.config.model_overrides:
+        note = f"timed without the variant's overrides {dict(spec.config.model_overrides)}"
+        row["note"] = f"{row['note']}; {note}" if row.get("note") else note
+    return row
+
+
+# --- environment --------------------------------------------------------------------------------
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> tuple[str | None, bool | None]:
+    """(commit, has uncommitted changes) of the source checkout, if strabench runs from one."""
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return None, None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return commit, (bool(status) if status is not None else None)
+
+
+def environment(device: str) -> dict[str, Any]:
+    """What produced a run: versions, device, threads, commit, host."""
+    import torch
+
+    from strabench import __version__
+
+    commit, dirty = git_commit()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "strabench": __version__,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "hostname": socket.gethostname(),
+    }
+
+
+# --- executing ----------------------------------------------------------------------------------
+
+
+class SuiteListener:
+    """What the runner tells its view; also the engine's ProgressHook. Every method optional."""
+
+    def on_suite_start(self, plan: RunPlan, todo: Sequence[RunSpec]) -> None: ...
+    def on_run_start(self, index: int, total: int, spec: RunSpec, status: str) -> None: ...
+    def on_phase(self, spec: RunSpec, phase: str) -> None: ...
+    def on_epoch_start(self, epoch: int, total: int) -> None: ...
+    def on_step(self, step: int, total_steps: int, loss: float) -> None: ...
+    def on_epoch_end(self, epoch: int, record: dict) -> None: ...
+    def on_eval(self, name: str, metrics: dict) -> None: ...
+    def on_run_end(self, spec: RunSpec, status: str, row: dict[str, Any]) -> None: ...
+    def on_skip(self, spec: RunSpec, status: str) -> None: ...
+
+
+@dataclass
+class SuiteOutcome:
+    """What happened: rows of results.csv, statuses of the runs this process attempted."""
+
+    plan: RunPlan
+    rows: list[dict[str, Any]]
+    attempted: dict[str, str]  # run_id -> status after the attempt
+    skipped: list[str]
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def failed(self) -> list[str]:
+        return [run_id for run_id, status in self.attempted.items() if status == "failed"]
+
+    @property
+    def locked(self) -> list[str]:
+        """Runs another process was training (their directory was locked): not attempted."""
+        return [run_id for run_id, status in self.attempted.items() if status == "locked"]
+
+
+def _fit(config: "TrainConfig", out_dir: Path, *, resume: bool, progress: Any) -> dict[str, Any]:
+    """The engine's fit (indirected so tests can substitute a fake via monkeypatch)."""
+    from strabench.train.engine import fit
+
+    return fit(config, out_dir, resume=resume, progress=progress)
+
+
+def dist_rank() -> int:
+    """This process's rank under torchrun (0 outside it)."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return 0
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        raise ConfigError(f"environment variable RANK={os.environ.get('RANK')!r} is not an integer") from None
+
+
+def execute_run(spec: RunSpec, run_dir: Path, listener: SuiteListener | None = None, *, rank: int = 0) -> str:
+    """Train (if asked) then measure one run; returns finished | failed | locked (another process has it).
+
+    Training comes first so that under torchrun every rank calls ``fit`` for the same runs in
+    the same order; only rank 0 measures and writes files. A failure inside the run is recorded
+    (result.json or measure.json, status failed, with the reason; unexpected errors also get
+    their traceback in error.log) and the caller goes on; KeyboardInterrupt propagates so the
+    run stays resumable.
+    """
+    listener = listener or SuiteListener()
+    if rank != 0:  # a torchrun worker: train alongside rank 0, which records everything
+        if spec.measure.accuracy:
+            try:
+                _fit(spec.config, run_dir, resume=True, progress=None)
+            except Exception:  # noqa: BLE001 - rank 0 raised the same error and records it
+                return "failed"
+        return "finished"
+    from strabench.io import atomic_write_json, atomic_write_text
+    from strabench.train.config import config_hash, to_toml
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    identity = {
+        "suite": spec.suite, "variant": spec.variant, "model": spec.model, "seed": spec.seed,
+        "hash": spec.hash, "run_id": spec.run_id, "measure": spec.measure.as_dict(),
+    }
+    if _read_json(run_dir / RUN_JSON) != identity:
+        atomic_write_json(run_dir / RUN_JSON, identity)
+    try:
+        atomic_write_text(run_dir / "config.toml", to_toml(spec.config))
+        if spec.measure.accuracy:
+            listener.on_phase(spec, "training")
+            _fit(spec.config, run_dir, resume=True, progress=listener)
+            result = _read_json(run_dir / RESULT_JSON)
+            if result is None or result.get("status") != "finished":
+                raise StrabenchError(f"the engine returned without writing a finished {run_dir / RESULT_JSON}")
+    except LockError as exc:  # another process trains this very run: leave its files alone
+        listener.on_phase(spec, f"skipped, {exc}")
+        return "locked"
+    except StrabenchError as exc:
+        _record_failure(spec, run_dir, exc, with_traceback=False)
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - a bug in one run is recorded (with traceback) and the suite goes on
+        _record_failure(spec, run_dir, exc, with_traceback=True)
+        return "failed"
+    finally:
+        _complete_env(run_dir, spec)
+    measured = _read_json(run_dir / MEASURE_JSON)
+    if _needs_measure(spec.measure) and (measured is None or measured.get("error")):
+        listener.on_phase(spec, "measuring")
+        try:
+            atomic_write_json(run_dir / MEASURE_JSON, measure_model(spec))
+        except StrabenchError as exc:
+            atomic_write_json(run_dir / MEASURE_JSON, {"error": _reason(exc)})
+            return "failed"
+        except Exception as exc:  # noqa: BLE001 - as above
+            atomic_write_text(run_dir / ERROR_LOG, "".join(traceback.format_exception(exc)))
+            atomic_write_json(run_dir / MEASURE_JSON, {"error": _reason(exc), "traceback": ERROR_LOG})
+            return "failed"
+    if not spec.measure.accuracy:
+        atomic_write_json(
+            run_dir / RESULT_JSON,
+            {"status": "finished", "model": spec.model, "task": spec.config.task, "seed": spec.seed,
+             "config_hash": config_hash(spec.config), "metrics": {}, "run_id": spec.run_id},
+        )
+    return "finished"
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _complete_env(run_dir: Path, spec: RunSpec) -> None:
+    """env.json with what the engine's lacks (git commit, threads); written if the engine wrote none."""
+    from strabench.io import atomic_write_json
+
+    env = _read_json(run_dir / ENV_JSON) or {}
+    extra = {k: v for k, v in environment(str(spec.config.device)).items() if k not in env}
+    if extra:
+        atomic_write_json(run_dir / ENV_JSON, {**env, **extra})
+
+
+def _record_failure(spec: RunSpec, run_dir: Path, exc: BaseException, *, with_traceback: bool) -> None:
+    from strabench.io import atomic_write_json, atomic_write_text
+
+    reason = _reason(exc)
+    if with_traceback:
+        atomic_write_text(run_dir / ERROR_LOG, "".join(traceback.format_exception(exc)))
+    atomic_write_json(
+        run_dir / RESULT_JSON,
+        {"status": "failed", "reason": reason, "error_type": type(exc).__name__, "model": spec.model,
+         "task": spec.config.task, "seed": spec.seed, "run_id": spec.run_id,
+         "traceback": ERROR_LOG if with_traceback else None},
+    )
+
+
+def run_suite(plan: RunPlan, listener: SuiteListener | None = None) -> SuiteOutcome:
+    """Execute the plan's selected runs under the suite lock; results.csv after every run.
+
+    Ctrl-C ends the loop cleanly (the run in flight stays resumable) with ``interrupted=True``.
+    Under torchrun, rank 0 does this; the other ranks only join each training run's ``fit``.
+    """
+    rank = dist_rank()
+    if rank != 0:
+        return _run_as_worker(plan, rank)
+    from strabench.io import acquire_lock, atomic_write_json
+
+    listener = listener or SuiteListener()
+    start = time.monotonic()
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir = plan.out_dir if plan.shard is None else plan.out_dir / ".locks" / f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
+    attempted: dict[str, str] = {}
+    skipped: list[str] = []
+    interrupted = False
+    with acquire_lock(lock_dir):
+        atomic_write_json(plan.out_dir / PLAN_JSON, plan.as_dict())
+        todo = _todo(plan)
+        for spec in plan.selected:
+            if spec not in todo:
+                skipped.append(spec.run_id)
+                listener.on_skip(spec, "finished")
+        write_results_csv(plan)
+        listener.on_suite_start(plan, todo)
+        try:
+            for index, spec in enumerate(todo, start=1):
+                run_dir = plan.run_dir(spec)
+                listener.on_run_start(index, len(todo), spec, run_status(run_dir, spec.measure))
+                status = execute_run(spec, run_dir, listener)
+                attempted[spec.run_id] = status
+                rows = write_results_csv(plan)
+                listener.on_run_end(spec, status, next(r for r in rows if r["run_id"] == spec.run_id))
+        except KeyboardInterrupt:
+            interrupted = True
+        rows = write_results_csv(plan)
+    return SuiteOutcome(plan, rows, attempted, skipped, interrupted, time.monotonic() - start)
+
+
+def _todo(plan: RunPlan) -> list[RunSpec]:
+    """The selected runs not finished yet (failed ones are retried), in plan order."""
+    return [s for s in plan.selected if run_status(plan.run_dir(s), s.measure) != "finished"]
+
+
+def _run_as_worker(plan: RunPlan, rank: int) -> SuiteOutcome:
+    """A torchrun rank > 0: the same training runs as rank 0, in the same order, no files."""
+    start = time.monotonic()
+    attempted: dict[str, str] = {}
+    interrupted = False
+    try:
+        for spec in _todo(plan):
+            if spec.measure.accuracy:
+                attempted[spec.run_id] = execute_run(spec, plan.run_dir(spec), rank=rank)
+    except KeyboardInterrupt:
+        interrupted = True
+    return SuiteOutcome(plan, [], attempted, [], interrupted, time.monotonic() - start)
+
+
+# --- results.csv --------------------------------------------------------------------------------
+
+
+# results.csv says finished / failed / pending; a started-but-unfinished run is pending there
+# (``--dry-run`` tells partial from pending).
+_CSV_STATUS = {"finished": "finished", "failed": "failed", "partial": "pending", "pending": "pending"}
+
+
+def run_row(run_dir: Path, identity: dict[str, Any], measure: MeasureSpec | None = None) -> dict[str, Any]:
+    """One results.csv row from a run directory (pending if it has nothing yet)."""
+    row: dict[str, Any] = {
+        "suite": identity.get("suite"), "variant": identity.get("variant"), "model": identity.get("model"),
+        "seed": identity.get("seed"), "hash": identity.get("hash"), "run_id": identity.get("run_id"),
+        "status": _CSV_STATUS[run_status(run_dir, measure)],
+    }
+    measured = _read_json(run_dir / MEASURE_JSON) or {}
+    row["params"] = measured.get("params")
+    for convention, macs in (measured.get("macs") or {}).items():
+        row[f"macs_{convention}"] = macs
+    if measured.get("input"):
+        row["input"] = "x".join(str(v) for v in measured["input"][1:])
+    latency = measured.get("latency") or {}
+    row["latency_ms"] = latency.get("median_ms")
+    row["images_per_s"] = latency.get("images_per_s")
+    result = _read_json(run_dir / RESULT_JSON) or {}
+    metrics = result.get("metrics") if row["status"] == "finished" else None
+    row["metrics"] = _numeric(metrics)
+    # the same network evaluated before training (the engine's baseline): did the run learn?
+    row["metrics_untrained"] = _numeric(result.get("metrics_untrained") if row["status"] == "finished" else None)
+    row["train_time_s"] = result.get("train_time_s")
+    row["epochs"] = result.get("epochs")
+    row["config"] = f"{identity.get('run_id')}/config.toml" if (run_dir / "config.toml").is_file() else None
+    row["error"] = (result.get("reason") or measured.get("error")) if row["status"] == "failed" else None
+    return row
+
+
+def _numeric(values: dict[str, Any] | None) -> dict[str, float]:
+    return {k: v for k, v in (values or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def metric_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The metric columns present, known ones in the paper's order, then the rest, 'mean' last."""
+    present: set[str] = set()
+    for row in rows:
+        present.update(row.get("metrics", {}))
+    known = [m for m in METRIC_ORDER if m in present]
+    rest = sorted(m for m in present if m not in METRIC_ORDER and m != "mean")
+    return known + rest + (["mean"] if "mean" in present else [])
+
+
+def collect_plan_rows(plan: RunPlan) -> list[dict[str, Any]]:
+    """Rows for every run of the plan, in suite order, read fresh from the run directories."""
+    rows = []
+    for spec in plan.runs:
+        identity = {"suite": spec.suite, "variant": spec.variant, "model": spec.model, "seed": spec.seed,
+                    "hash": spec.hash, "run_id": spec.run_id}
+        rows.append(run_row(plan.run_dir(spec), identity, spec.measure))
+    return rows
+
+
+def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The results.csv text: base columns, the metrics present, then time/config/error."""
+    metrics = metric_columns(rows)
+    untrained = [m for m in metrics if any(m in row.get("metrics_untrained", {}) for row in rows)]
+    columns = [*BASE_COLUMNS, *metrics, *(f"{m}{UNTRAINED}" for m in untrained), *TAIL_COLUMNS]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        flat = {k: ("" if v is None else v) for k, v in row.items() if k not in ("metrics", "metrics_untrained")}
+        flat.update({m: row["metrics"].get(m, "") for m in metrics})
+        flat.update({f"{m}{UNTRAINED}": row.get("metrics_untrained", {}).get(m, "") for m in untrained})
+        writer.writerow(flat)
+    return buffer.getvalue()
+
+
+def write_results_csv(plan: RunPlan) -> list[dict[str, Any]]:
+    """Rebuild ``results.csv`` from the run directories and replace it atomically."""
+    from strabench.io import atomic_write_text
+
+    rows = collect_plan_rows(plan)
+    atomic_write_text(plan.out_dir / RESULTS_CSV, rows_to_csv(rows))
+    return rows
+
+
+def dry_run_rows(plan: RunPlan) -> list[dict[str, Any]]:
+    """What ``--dry-run`` lists: each selected run with done / pending / partial / failed."""
+    label = {"finished": "done", "failed": "failed", "partial": "partial", "pending": "pending"}
+    return [
+        {"run_id": s.run_id, "variant": s.variant, "model": s.model, "seed": s.seed, "hash": s.hash,
+         "status": label[run_status(plan.run_dir(s), s.measure)], "dir": str(plan.run_dir(s))}
+        for s in plan.selected
+    ]

@@ -1,0 +1,133 @@
+"""Suite files: every mistake is one line naming the file and the key, exit 2, nothing run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from strabench.cli import app
+from strabench.errors import ConfigError
+from strabench.suite.config import load_suite
+from strabench.suite.runner import plan_runs
+
+from .fakes import BASE_SUITE, write_suite
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = BASE_SUITE.format(name="t", seeds="[0]", epochs=1)
+
+
+def edit(old: str, new: str) -> str:
+    assert old in GOOD, old
+    return GOOD.replace(old, new, 1)
+
+
+BAD_SUITES = [
+    pytest.param(GOOD.replace('name = "t"', 'name = "t'), "invalid TOML", id="malformed-toml"),
+    pytest.param("nmae = 'x'\n" + GOOD, "nmae: unknown key", id="unknown-top-key"),
+    pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_strq"'), "variants[1].model", id="unknown-model"),
+    pytest.param(edit('model = "resnet50"', 'model = "face_resnet50"'), "variants[0].model", id="model-of-other-task"),
+    pytest.param(edit('model = "resnet50"', "model = 50"), "variants[0].model: expected a string", id="model-wrong-type"),
+    pytest.param(edit("seeds = [0]", 'seeds = "0"'), "seeds: expected a non-empty array", id="seeds-string"),
+    pytest.param(edit("seeds = [0]", "seeds = [0, 0]"), "seeds: expected distinct", id="seeds-duplicate"),
+    pytest.param(edit("seeds = [0]", "seeds = [-1]"), "seeds[0]: expected an integer >= 0", id="seeds-negative"),
+    pytest.param(edit("seeds = [0]", "seeds = []"), "seeds: expected a non-empty array", id="seeds-empty"),
+    pytest.param(GOOD.split("[[variants]]")[0], "variants: expected at least one", id="no-variants"),
+    pytest.param(edit('name = "stra"', 'name = "base"'), "variants[1].name: duplicate variant name", id="duplicate-variant"),
+    pytest.param(edit('name = "stra"', 'name = "a/b"'), "variants[1].name", id="variant-name-path"),
+    pytest.param(edit('data = "synthetic_reid"', 'data = "synthetic_ried"'), "data: unknown dataset", id="unknown-data"),
+    pytest.param(edit('data = "synthetic_reid"', 'data = "synthetic_faces"\ntask = "reid"'), "task: data", id="task-data-mismatch"),
+    pytest.param(edit("epochs = 1", 'epochs = "ten"'), "train.quick.epochs: expected an integer", id="train-wrong-type"),
+    pytest.param(edit("epochs = 1", "epoch = 1"), "train.quick.epoch: unknown key (did you mean 'epochs'?)", id="train-unknown-key"),
+    pytest.param(edit("[train.quick]", "[train]\nseed = 3\n[train.quick]"), "train.seed: not allowed", id="train-suite-owned"),
+    pytest.param(edit("epochs = 1", "input_size = [64]"), "train.quick.input_size: expected an array of 2", id="train-bad-size"),
+    pytest.param(edit('macs = ["paper"]', 'macs = ["flops"]'), "measure.macs[0]: expected one of", id="macs-unknown-convention"),
+    pytest.param(edit("accuracy = true", "accuracy = true\nlatency = { batch = 0 }"), "measure.latency.batch: expected an integer >= 1", id="latency-batch"),
+    pytest.param(edit("accuracy = true", 'accuracy = "yes"'), "measure.accuracy: expected true or false", id="accuracy-type"),
+    pytest.param(edit('input = "64x32"', 'input = "64by32"'), "measure.input: expected HEIGHTxWIDTH", id="measure-input"),
+    pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\noverrides = { grops = 4 }'), "variants[1].overrides", id="unknown-override"),
+    pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\ntrain = { lr = -1.0 }'), "variants[1] (stra): lr must be", id="train-value-resolve"),
+    pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\ncolour = "red"'), "variants[1].colour: unknown key", id="variant-unknown-key"),
+]
+
+
+@pytest.mark.parametrize("text, expected", BAD_SUITES)
+def test_bad_suite_is_one_line_error_naming_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write_suite(tmp_path, text)
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert str(path) in message
+    assert expected in message
+    assert len([line for line in result.output.strip().splitlines() if line.strip()]) <= 3  # one line, maybe wrapped
+    assert not out.exists(), "nothing may be created for a bad suite"
+
+
+def test_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, GOOD.replace("[measure]", "[measure"))
+    with pytest.raises(ConfigError, match=r"invalid TOML: .*line \d+, column \d+"):
+        load_suite(path)
+
+
+def test_missing_suite_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "suite file not found" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--shard", "3/2"], "--shard 3/2"),
+        (["--shard", "0/2"], "--shard 0/2"),
+        (["--shard", "a/b"], "--shard must look like K/N"),
+        (["--only", "nope"], "--only 'nope'"),
+        (["--seeds", "x"], "--seeds takes integers"),
+        (["--profile", "slow"], "--profile must be one of"),
+        (["--data", "synthetic_faces"], "--data 'synthetic_faces' is for task 'face'"),
+        (["--device", "tpu"], "--device must be"),
+    ],
+)
+def test_bad_options_exit_2_and_create_nothing(tmp_path: Path, args: list[str], expected: str) -> None:
+    path = write_suite(tmp_path)
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert expected in " ".join(result.output.split())
+    assert not out.exists()
+
+
+def test_profile_tables_apply_only_to_their_profile(tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, epochs=1))
+    quick = plan_runs(suite, tmp_path, check_models=False)
+    paper = plan_runs(suite, tmp_path, profile="paper", check_models=False)
+    assert {r.config.epochs for r in quick.runs} == {1}
+    assert {r.config.epochs for r in paper.runs} == {100}  # the paper recipe (App. B.1), not [train.quick]
+
+
+def test_variant_train_and_overrides_reach_the_config(tmp_path: Path) -> None:
+    text = edit('model = "resnet50_stra"', 'model = "resnet50_stra"\noverrides = { groups = 4 }\ntrain = { lr = 1e-4 }')
+    plan = plan_runs(load_suite(write_suite(tmp_path, text)), tmp_path)
+    stra = [r for r in plan.runs if r.variant == "stra"][0]
+    assert stra.config.lr == 1e-4 and stra.config.model_overrides == {"groups": 4}
+    base = [r for r in plan.runs if r.variant == "base"][0]
+    assert base.config.lr != 1e-4 and base.config.model_overrides == {}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "suites").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_suites_load_and_plan(path: Path, tmp_path: Path) -> None:
+    text = path.read_text()
+    assert "Reproduces:" in text.split("\n\n")[0] and 'profile = "paper"' in text.split("\n\n")[0], "header must cite the table and explain profile = paper"
+    suite = load_suite(path)
+    plan = plan_runs(suite, tmp_path, check_models=False)
+    assert plan.runs and len({r.run_id for r in plan.runs}) == len(plan.runs)
+    assert suite.data.startswith("synthetic") and suite.profile == "quick"
+
+
+def test_suite_found_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "suites").mkdir()
+    write_suite(tmp_path / "suites", filename="mine.toml")
+    monkeypatch.chdir(tmp_path)
+    assert load_suite("mine").path == Path("suites/mine.toml")
