@@ -1,0 +1,278 @@
+"""Reproduce results/bench: the ReID ResNet-50 variants against resnet50, inference and train step.
+
+Three sub-commands, each printing JSON:
+
+    python benchmarks/bench_models.py run [--modes infer train] [--batch 32] [--rounds 3]
+        [--min-run-time 1.0] [--threads N] [--csv results/bench/cpu.csv]
+    python benchmarks/bench_models.py profile [--batch 32] [--top 12]
+        torch.profiler over layer4 of resnet50 and resnet50_stra (infer and train), top ops
+    python benchmarks/bench_models.py report results/bench/cpu.csv [more.csv ...] --out results/bench/cpu.md
+        [--title T ...] [--profile profile.json] [--notes notes.md] [--cmd "..."]
+        markdown tables from the CSVs (pandas), latest run per (mode, model)
+
+``run`` calls ``strabench.measure.latency.benchmark_models``, the library behind
+``strabench bench``, with the baseline interleaved with the candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+MODELS = (
+    "resnet50",
+    "resnet50_se",
+    "resnet50_nl",
+    "resnet50_sasa",
+    "resnet50_sasa_mode",
+    "resnet50_conv_mode",
+    "resnet50_gconv_mode",
+    "resnet50_local",
+    "resnet50_local_mode",
+    "resnet50_stra",
+)
+BASELINE = "resnet50"
+TARGETS = {"infer": 0.90, "train": 0.95}  # resnet50_stra / resnet50, from the project brief
+
+
+def _machine() -> dict:
+    import torch
+
+    from strabench.measure.latency import machine_info
+
+    return {**machine_info(), "torch": torch.__version__}
+
+
+def run(args: argparse.Namespace) -> dict:
+    from strabench.measure.latency import append_csv, benchmark_models
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    results = {}
+    for mode in args.modes:
+        rows = benchmark_models(
+            list(args.models),
+            baseline=BASELINE,
+            mode=mode,
+            batch=args.batch,
+            input_size=(256, 128),
+            threads=args.threads,
+            min_run_time=args.min_run_time,
+            rounds=args.rounds,
+            progress=progress,
+        )
+        if args.csv:
+            append_csv(rows, args.csv)
+        results[mode] = rows
+    return {"machine": _machine(), "results": results}
+
+
+def profile(args: argparse.Namespace) -> dict:
+    """Where layer4's time goes: the same input through resnet50's and resnet50_stra's layer4."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    from strabench.measure.report import build_for_input
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, 3, 256, 128)
+    report: dict = {"batch": args.batch, "input": "256x128", "threads": torch.get_num_threads(), "models": {}}
+    for name in ("resnet50", "resnet50_stra"):
+        model = build_for_input(name, (256, 128))
+        with torch.no_grad():
+            feats = model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))))
+        entry = {}
+        for mode in ("infer", "train"):
+            layer4 = model.layer4.train(mode == "train")
+            inp = feats.clone().requires_grad_(mode == "train")
+
+            def step() -> None:
+                if mode == "infer":
+                    with torch.inference_mode():
+                        layer4(inp)
+                else:
+                    layer4(inp).sum().backward()
+
+            step()  # warm-up
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(args.repeat):
+                    step()
+            events = prof.key_averages()
+            total = sum(e.self_cpu_time_total for e in events)
+            top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.top]
+            entry[mode] = {
+                "layer4_ms_per_step": total / 1e3 / args.repeat,
+                "top_ops": [
+                    {
+                        "op": e.key,
+                        "self_ms_per_step": e.self_cpu_time_total / 1e3 / args.repeat,
+                        "share": e.self_cpu_time_total / total,
+                        "calls_per_step": e.count // args.repeat,
+                    }
+                    for e in top
+                ],
+            }
+        report["models"][name] = entry
+    return {"machine": _machine(), "profile": report}
+
+
+def _markdown_table(frame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---:" if frame[c].dtype.kind in "if" else "---" for c in frame.columns) + "|"
+    lines = [header, rule]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "—" if value != value else f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return str(value)
+
+
+def _section(frame, title: str, summary: dict, source: str) -> list[str]:
+    """One markdown table per mode for the latest run of each model in ``frame``."""
+    import pandas as pd
+
+    lines: list[str] = []
+    order = {name: i for i, name in enumerate(MODELS)}
+    for mode in ("infer", "train"):
+        part = frame[frame["mode"] == mode]
+        if part.empty:
+            continue
+        part = part.sort_values("model", key=lambda s: s.map(lambda n: order.get(n, len(order))))
+        row = part.iloc[0]
+        table = pd.DataFrame(
+            {
+                "model": part["model"],
+                "median ms": part["median_ms"],
+                "IQR ms": part["iqr_ms"],
+                "img/s": part["images_per_s"],
+                "ratio to resnet50": part["ratio_to_baseline"],
+                "per-round ratios": part["ratio_rounds"].map(lambda s: " ".join(f"{v:.2f}" for v in json.loads(s))),
+                "peak mem MB": part["peak_mem_mb"],
+                "samples": part["samples"],
+            }
+        )
+        kind = {"infer": "inference (eval, inference_mode)", "train": "train step"}[mode]
+        lines += [
+            f"### {title}: {kind}",
+            "",
+            f"batch {int(row['batch'])}, {row['input']}, {int(row['threads'])} threads, amp {row['amp']}, "
+            f"{int(row['rounds'])} rounds, min_run_time {row['min_run_time']} s, run at {row['timestamp']} (`{source}`)",
+            "",
+            _markdown_table(table),
+            "",
+        ]
+        stra = part[part["model"] == "resnet50_stra"]
+        if not stra.empty:
+            ratio = float(stra["ratio_to_baseline"].iloc[0])
+            target = TARGETS[mode]
+            verdict = "meets it" if ratio <= target else f"misses by {ratio - target:+.3f} ({(ratio / target - 1) * 100:+.1f}%)"
+            summary.setdefault(mode, []).append({"source": source, "rounds": int(row["rounds"]), "ratio": ratio, "target": target})
+            lines += [f"**resnet50_stra / resnet50 ({mode}, {int(row['rounds'])} rounds): {ratio:.3f}× — target ≤ {target:.2f}×, {verdict}.**", ""]
+    return lines
+
+
+def report(args: argparse.Namespace) -> dict:
+    import pandas as pd
+
+    frames = []
+    for path in args.csv:
+        frame = pd.read_csv(path)
+        if frame.empty:
+            raise SystemExit(f"{path}: no rows")
+        # The latest run of each (mode, model): a CSV accumulates reruns.
+        frames.append((path, frame.sort_values("timestamp").groupby(["mode", "model"], as_index=False).tail(1)))
+    first = frames[0][1].iloc[-1]
+    stamps = sorted({t[:16] for _, f in frames for t in f["timestamp"]})
+    lines = [
+        "# `strabench bench` on CPU: ReID ResNet-50 variants vs resnet50",
+        "",
+        f"- Machine: {first['cpu']} (/proc/cpuinfo), {int(first['cpu_count'])} cores (os.cpu_count), "
+        f"torch {first['torch_version']}, {first['device']}, fp32",
+        f"- Date (UTC): {stamps[0]} to {stamps[-1]}",
+        "- Ratio = per-image step time / resnet50's, measured just before and after it in the same process "
+        "(B c1 B c2 ... B, rounds chained, direction alternating), median over rounds. Ratios are the numbers "
+        "that hold on this shared machine; milliseconds drift with its load.",
+        "- Train step: forward (train mode), cross-entropy on random labels + the diversity loss (StRA models), "
+        f"backward, {first['optimizer'] if isinstance(first['optimizer'], str) else 'SGD'}, zero_grad(set_to_none=True).",
+        f"- Peak mem: {first['mem_method']}.",
+        "",
+        "Commands:",
+        "",
+        "```",
+        *args.commands,
+        "```",
+        "",
+    ]
+    summary: dict = {}
+    for (path, frame), title in zip(frames, args.titles or [Path(p).stem for p, _ in frames]):
+        lines += [f"## {title}", ""] + _section(frame, title, summary, str(path))
+    if args.profile:
+        prof = json.loads(Path(args.profile).read_text())["profile"]
+        lines += [
+            f"## Where the time goes: layer4 under torch.profiler (batch {prof['batch']}, {prof['input']}, "
+            f"{prof['threads']} threads)",
+            "",
+            "Self CPU time per op, summed over layer4's three bottlenecks, same layer3 output fed to both models.",
+            "",
+        ]
+        for mode in ("infer", "train"):
+            for name, entry in prof["models"].items():
+                e = entry[mode]
+                lines += [f"**{name} layer4, {mode}: {e['layer4_ms_per_step']:.1f} ms/step (profiler self-time total)**", ""]
+                ops = pd.DataFrame(e["top_ops"]).rename(columns={"self_ms_per_step": "self ms/step", "calls_per_step": "calls/step"})
+                ops["share"] = (ops["share"] * 100).round(1).astype(str) + "%"
+                lines += [_markdown_table(ops), ""]
+    if args.notes:
+        lines += [Path(args.notes).read_text().rstrip(), ""]
+    text = "\n".join(lines)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, out)
+    return {"written": str(out), "stra_vs_resnet50": summary, "generated": datetime.datetime.now().isoformat()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    p_run = sub.add_parser("run", help="benchmark the models (JSON on stdout, progress on stderr)")
+    p_run.add_argument("--models", nargs="+", default=MODELS)
+    p_run.add_argument("--modes", nargs="+", default=["infer", "train"], choices=["infer", "train"])
+    p_run.add_argument("--batch", type=int, default=32)
+    p_run.add_argument("--rounds", type=int, default=3)
+    p_run.add_argument("--min-run-time", type=float, default=1.0)
+    p_run.add_argument("--threads", type=int, default=None)
+    p_run.add_argument("--csv", default=None)
+    p_prof = sub.add_parser("profile", help="torch.profiler top ops of layer4, resnet50 vs resnet50_stra")
+    p_prof.add_argument("--batch", type=int, default=32)
+    p_prof.add_argument("--repeat", type=int, default=2)
+    p_prof.add_argument("--top", type=int, default=12)
+    p_prof.add_argument("--threads", type=int, default=None)
+    p_rep = sub.add_parser("report", help="markdown from a bench CSV")
+    p_rep.add_argument("csv", nargs="+", help="bench CSVs, one section each")
+    p_rep.add_argument("--title", dest="titles", action="append", default=[], help="section title per CSV")
+    p_rep.add_argument("--out", required=True)
+    p_rep.add_argument("--profile", default=None, help="JSON written by the profile sub-command")
+    p_rep.add_argument("--notes", default=None, help="markdown appended at the end")
+    p_rep.add_argument("--cmd", dest="commands", action="append", default=[], help="a command line to quote (repeatable)")
+    args = parser.parse_args()
+    result = {"run": run, "profile": profile, "report": report}[args.action](args)
+    json.dump(result, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

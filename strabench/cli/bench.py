@@ -1,0 +1,116 @@
+"""Latency and throughput: median and IQR per step, images/s, peak memory, ratio to a baseline.
+
+Each model is warmed up, then timed with torch.utils.benchmark (blocked_autorange) over
+--rounds rounds. With --baseline, every candidate is measured between two baseline
+measurements (B c1 B c2 ... B) and its ratio_to_baseline is the median over rounds of its
+per-image time over the mean of those two: ratios hold on a noisy machine, milliseconds don't.
+--mode train times a full step (forward, cross-entropy on random labels + the model's auxiliary
+losses such as StRA's diversity loss, backward, SGD momentum step). Peak memory is what one
+untimed step needs above what is resident (CUDA: max_memory_allocated; CPU: RSS growth).
+With --compile the warm-up includes compilation. On CUDA out-of-memory the batch is halved.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def bench_command(
+    models: Annotated[list[str], typer.Argument(help="Registered model names (see `strabench list`).")],
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Model to interleave with the others and report ratios to.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="infer (eval, inference_mode) or train (full step).")] = "infer",
+    batch: Annotated[int, typer.Option("--batch", help="Images per step.")] = 32,
+    input: Annotated[str | None, typer.Option("--input", help="HEIGHTxWIDTH, default: each model's (e.g. 256x128).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    threads: Annotated[int | None, typer.Option("--threads", help="Torch threads, default: all cores (os.cpu_count()).")] = None,
+    amp: Annotated[str, typer.Option("--amp", help="none, bf16 or fp16 (fp16: cuda only) autocast.")] = "none",
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Model and input in channels_last memory format.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="Wrap models in torch.compile (compiled during warm-up).")] = False,
+    min_run_time: Annotated[float, typer.Option("--min-run-time", help="Seconds per measurement (blocked_autorange).")] = 1.0,
+    rounds: Annotated[int, typer.Option("--rounds", help="Measurement rounds; ratios are medians over them.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per model.")] = False,
+    csv: Annotated[str | None, typer.Option("--csv", help="Append one row per model to this CSV (header once).")] = None,
+) -> None:
+    from strabench.cli._common import parse_size, print_json
+    from strabench.measure.latency import BenchSpec, append_csv, check_csv, run_benchmark
+
+    spec = BenchSpec(
+        mode=mode,
+        batch=batch,
+        input_size=parse_size(input) if input else None,
+        device=device,
+        threads=threads,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile,
+        min_run_time=min_run_time,
+        rounds=rounds,
+    )
+    if csv:
+        check_csv(csv)
+    rows = run_benchmark(spec, models, baseline=baseline, progress=_progress())
+    if csv:
+        append_csv(rows, csv)
+    if as_json:
+        print_json(rows)
+    else:
+        _render(rows)
+
+
+def _progress():
+    """Progress lines on stderr (stdout stays clean for --json), so long runs can be followed."""
+    from strabench.cli._common import console
+
+    err = console(stderr=True)
+    return lambda message: err.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True)
+
+
+def _render(rows: list[dict]) -> None:
+    from rich.table import Table
+
+    from strabench.cli._common import console
+
+    out = console()
+    if not out.is_terminal:  # piped: do not squeeze the table into 80 columns
+        out.width = max(out.width, 150)
+    first = rows[0]
+    title = f"strabench bench --mode {first['mode']} (torch {first['torch_version']}, {first['cpu']})"
+    table = Table(title=title)
+    table.add_column("model", no_wrap=True)
+    for column in ("mode", "batch", "input", "device", "threads"):
+        table.add_column(column)
+    for column in ("median ms", "IQR ms", "img/s", "ratio", "peak mem MB"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        ratio = row["ratio_to_baseline"]
+        table.add_row(
+            row["model"],
+            row["mode"],
+            str(row["batch"]),
+            row["input"],
+            row["device"],
+            str(row["threads"]),
+            f"{row['median_ms']:.1f}",
+            f"{row['iqr_ms']:.1f}",
+            f"{row['images_per_s']:.1f}",
+            "—" if ratio is None else f"{ratio:.3f}×",
+            f"{row['peak_mem_mb']:.1f}",
+        )
+    out.print(table)
+    extras = [f"amp={first['amp']}", f"channels_last={first['channels_last']}", f"compile={first['compile']}"]
+    out.print(", ".join(extras) + f"; {first['rounds']} round(s), min_run_time {first['min_run_time']} s")
+    if first["baseline"]:
+        out.print(f"ratio = per-image time / {first['baseline']} measured around it, median over rounds")
+    if first["optimizer"]:
+        out.print(f"train step: CE + aux losses, backward, {first['optimizer']}")
+    out.print(f"peak mem: {first['mem_method']}", highlight=False)
+    for row in rows:
+        if row["note"]:
+            out.print(f"[yellow]{row['model']}: {row['note']}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    paragraphs = (" ".join(p.split()) for p in (__doc__ or "").split("\n\n"))
+    app.command("bench", help="\n\n".join(paragraphs))(bench_command)

@@ -1,0 +1,177 @@
+"""Train a registered model with its task's recipe (paper appendix B, or the quick CPU profile) and evaluate it."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+PROFILE_HELP = "Recipe profile: 'quick' (minutes on a CPU, synthetic data) or 'paper' (appendix B values)."
+DATA_HELP = (
+    "Dataset: synthetic_reid | synthetic_faces | synthetic_expressions (generated, cached) or "
+    "market1501:PATH | faces:PATH | fer2013:PATH. Default: the task's synthetic dataset."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help=__doc__)(train_command)
+
+
+def build_config(
+    model: str,
+    *,
+    task: str | None,
+    data: str | None,
+    profile: str,
+    epochs: int | None,
+    batch: int | None,
+    lr: float | None,
+    device: str,
+    seed: int,
+    pretrained: Path | None,
+    amp: str,
+    input_size: str | None,
+    workers: int | None,
+    channels_last: bool,
+    eval_every: int | None,
+    assignments: list[str],
+) -> Any:
+    """The TrainConfig the flags describe (unresolved); shared with ``strabench eval``."""
+    from strabench.cli._common import parse_size
+    from strabench.train.config import TrainConfig, apply_overrides
+
+    cfg = TrainConfig(
+        model=model,
+        task=task,
+        data=data,
+        profile=profile,
+        epochs=epochs,
+        batch_size=batch,
+        lr=lr,
+        device=device,
+        seed=seed,
+        pretrained=str(pretrained) if pretrained is not None else None,
+        amp=amp,
+        input_size=parse_size(input_size) if input_size else None,
+        num_workers=workers,
+        channels_last=channels_last or None,
+        eval_every=eval_every,
+    )
+    return apply_overrides(cfg, assignments)
+
+
+def _resume_command(model: str, given: dict[str, Any], out: Path) -> str:
+    parts = ["strabench", "train", model]
+    for flag, value in given.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                parts += [flag, str(item)]
+        else:
+            parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts + ["--resume", "--out", str(out)])
+
+
+def render_metrics(result: dict[str, Any], title: str) -> None:
+    """Trained vs untrained metrics as a rich table."""
+    from rich.table import Table
+
+    from strabench.cli._common import console
+
+    untrained = result.get("metrics_untrained") or {}
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("trained", justify="right")
+    if untrained:
+        table.add_column("untrained", justify="right")
+    for name, value in result["metrics"].items():
+        row = [name, f"{value:.2f}"]
+        if untrained:
+            base = untrained.get(name)
+            row.append(f"{base:.2f}" if isinstance(base, (int, float)) else "-")
+        table.add_row(*row)
+    console().print(table)
+
+
+def train_command(
+    model: Annotated[str, typer.Argument(help="Registered model name (see `strabench list`).")],
+    task: Annotated[Optional[str], typer.Option(help="reid | face | fer (default: the model's task).")] = None,
+    data: Annotated[Optional[str], typer.Option(help=DATA_HELP)] = None,
+    profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "quick",
+    epochs: Annotated[Optional[int], typer.Option(help="Number of epochs (default: the recipe's).")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="Global batch size (default: the recipe's).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate (default: the recipe's).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, sampling and augmentation.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/<model>-<task>-s<seed>-<config hash>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the run directory's checkpoint, or start over.")] = True,
+    pretrained: Annotated[Optional[Path], typer.Option(help="Initialise from a local state_dict (e.g. ImageNet ResNet-50).")] = None,
+    amp: Annotated[str, typer.Option(help="Mixed precision: auto (bf16/fp16 on CUDA, off on CPU) | off | bf16 | fp16.")] = "auto",
+    input_size: Annotated[Optional[str], typer.Option("--input", help="Input HEIGHTxWIDTH (default: the recipe's).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="DataLoader workers (default: 0 on CPU, up to 8 on CUDA).")] = None,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Use channels_last memory format.")] = False,
+    eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N epochs (0: only at the end).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    assignments: Annotated[Optional[list[str]], typer.Option("--set", help="Any config field, KEY=VALUE (TOML value), e.g. --set milestones=[8,12].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a table.")] = False,
+) -> None:
+    from strabench.cli._common import console, print_json
+    from strabench.train.config import config_hash, resolve
+
+    cfg = resolve(
+        build_config(
+            model, task=task, data=data, profile=profile, epochs=epochs, batch=batch, lr=lr, device=device, seed=seed,
+            pretrained=pretrained, amp=amp, input_size=input_size, workers=workers, channels_last=channels_last,
+            eval_every=eval_every, assignments=list(assignments or []),
+        )
+    )
+    run_dir = out or Path("runs") / f"{cfg.model}-{cfg.task}-s{cfg.seed}-{config_hash(cfg)}"
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            from strabench.errors import ConfigError
+
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    from strabench.train.engine import fit
+    from strabench.train.progress import PlainProgress, RichProgress
+
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
+    err = console(stderr=True)
+    hook = (RichProgress(err, batch_size=cfg.batch_size) if err.is_terminal else PlainProgress()) if main_process else None
+    if main_process:
+        err.print(f"training {cfg.model} ({cfg.task}, {cfg.data}, profile {cfg.profile}) -> {run_dir}")
+    try:
+        result = fit(cfg, run_dir, resume=resume, progress=hook)
+    except KeyboardInterrupt:
+        given = {
+            "--task": task, "--data": data, "--profile": profile if profile != "quick" else None, "--epochs": epochs,
+            "--batch": batch, "--lr": lr, "--device": device if device != "auto" else None, "--seed": seed or None,
+            "--pretrained": pretrained, "--amp": amp if amp != "auto" else None, "--input": input_size, "--workers": workers,
+            "--channels-last": channels_last, "--eval-every": eval_every, "--set": list(assignments or []) or None,
+        }
+        if not main_process:
+            raise typer.Exit(130) from None
+        from strabench.cli import print_error
+
+        print_error(f"interrupted; completed epochs are checkpointed in {run_dir}")
+        typer.echo(f"resume with: {_resume_command(model, given, run_dir)}", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        close = getattr(hook, "close", None)
+        if close is not None:
+            close()
+    if not main_process:
+        return
+    if as_json:
+        print_json(result)
+        return
+    console().print(f"results in {run_dir} (config {result['config_hash']}, {result['train_time_s']:.0f}s training)")
+    render_metrics(result, f"{cfg.model} on {cfg.data} ({cfg.task}), {cfg.epochs} epochs")

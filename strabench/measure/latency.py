@@ -1,0 +1,718 @@
+"""Latency, throughput and peak memory of registered models, measured so comparisons hold.
+
+On a shared 2-core machine absolute milliseconds drift by tens of percent from one minute to
+the next, so the number that matters is a model's time *relative to a baseline measured around
+it*. ``benchmark_models`` therefore:
+
+1. builds every model (``build_for_input``: input-sized heads, ``check_input``) before running
+   any, then warms each one up (``warmup`` steps; with ``compile`` the first includes
+   compilation; an out-of-memory error during warm-up halves the batch, down to 1, and the
+   row's ``batch`` and ``note`` say so);
+2. reads peak memory on one more, untimed step (see ``peak_step_memory``);
+3. times ``rounds`` rounds. With a baseline a round is ``B c1 B c2 ... B cn B``: every candidate
+   is bracketed by two baseline measurements, and its per-round ratio is its per-image median
+   over the mean of those two (exact under linear drift). Rounds chain (the closing baseline
+   measurement opens the next round) and alternate direction. ``ratio_to_baseline`` is the
+   median of the per-round ratios;
+4. each measurement is ``torch.utils.benchmark.Timer.blocked_autorange(min_run_time)`` (whose
+   block-size estimate runs the step once untimed, i.e. a re-warm-up after switching models);
+   a model's ``median_ms`` / ``iqr_ms`` come from all its measurements merged, and
+   ``ratio_rounds`` keeps the per-round ratios so their spread can be judged.
+
+Train mode times one full step: forward in train mode, cross-entropy on random labels plus
+every auxiliary loss the model returns (StRA's diversity loss), backward, ``SGD(lr=1e-4,
+momentum=0.9)`` step, ``zero_grad(set_to_none=True)``. The small learning rate keeps the
+repeated steps on one batch finite (NaNs/denormals would change the speed).
+
+This module imports torch only inside functions, so the CLI and suite configs can import
+``BenchSpec`` cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import io
+import json
+import os
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
+
+from strabench.errors import ConfigError, DeviceError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "AMPS",
+    "BenchSpec",
+    "CSV_FIELDS",
+    "DEVICES",
+    "MODES",
+    "OPTIMIZER",
+    "append_csv",
+    "benchmark_models",
+    "bracket_ratios",
+    "check_csv",
+    "fit_batch",
+    "interleave",
+    "machine_info",
+    "make_step",
+    "peak_step_memory",
+    "run_benchmark",
+    "schedule",
+    "spec_dict",
+    "training_loss",
+]
+
+MODES = ("infer", "train")
+AMPS = ("none", "bf16", "fp16")
+DEVICES = ("cpu", "cuda")
+OPTIMIZER = "SGD(lr=1e-4, momentum=0.9)"
+
+ProgressFn = Callable[[str], None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """How to measure: everything but the model names. Invalid values raise ConfigError."""
+
+    mode: str = "infer"
+    batch: int = 32
+    input_size: tuple[int, int] | None = None  # (H, W); None = each model's default input
+    device: str = "cpu"
+    threads: int | None = None  # None = os.cpu_count()
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    min_run_time: float = 1.0  # seconds per measurement (Timer.blocked_autorange)
+    rounds: int = 3
+    warmup: int = 1  # untimed steps before the memory step and the rounds
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.amp not in AMPS:
+            raise ConfigError(f"--amp must be one of {', '.join(AMPS)}, got {self.amp!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.amp == "fp16" and self.device == "cpu":
+            raise ConfigError("--amp fp16 is unsupported on cpu (use bf16, or fp16 with --device cuda)")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch <= 0:
+            raise ConfigError(f"--batch must be a positive integer, got {self.batch!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads <= 0):
+            raise ConfigError(f"--threads must be a positive integer, got {self.threads!r}")
+        if not self.min_run_time > 0:
+            raise ConfigError(f"--min-run-time must be > 0 seconds, got {self.min_run_time!r}")
+        if not isinstance(self.rounds, int) or self.rounds <= 0:
+            raise ConfigError(f"--rounds must be a positive integer, got {self.rounds!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 1:
+            raise ConfigError(f"warmup must be an integer >= 1, got {self.warmup!r}")
+        if self.input_size is not None:
+            h, w = self.input_size
+            if h <= 0 or w <= 0:
+                raise ConfigError(f"--input must be positive, got {h}x{w}")
+
+    @property
+    def num_threads(self) -> int:
+        return self.threads if self.threads is not None else (os.cpu_count() or 1)
+
+
+# --- interleaving (pure, unit-tested with a fake clock) ------------------------------------------
+
+
+def schedule(candidates: Sequence[str], baseline: str | None, rounds: int) -> list[list[str]]:
+    """The measurement order, round by round: ``B c1 B c2 ... B cn B``, then ``cn B ... c1 B`` ...
+
+    Every candidate sits between two baseline measurements; rounds chain (a round's last
+    baseline measurement opens the next round) and alternate direction. Without a baseline a
+    round is just the candidates, still alternating direction.
+    """
+    plan = []
+    for r in range(rounds):
+        order = list(candidates) if r % 2 == 0 else list(reversed(candidates))
+        if baseline is None:
+            plan.append(order)
+            continue
+        seq = [baseline] if r == 0 or not order else []
+        for name in order:
+            seq += [name, baseline]
+        plan.append(seq)
+    return plan
+
+
+def bracket_ratios(rounds: Sequence[Sequence[tuple[str, float]]], baseline: str) -> dict[str, list[float]]:
+    """Per-round ratio of each candidate's time to the mean of the baseline times just before and after it.
+
+    ``rounds`` holds, per round, ``(name, time)`` in measurement order (times per image, so a
+    batch halved by an out-of-memory retry still compares). Neighbours are looked up across
+    round boundaries, since rounds chain.
+    """
+    flat = [(r, name, value) for r, seq in enumerate(rounds) for name, value in seq]
+    ratios: dict[str, list[float]] = {}
+    for i, (_, name, value) in enumerate(flat):
+        if name == baseline:
+            continue
+        before = next((t for _, n, t in reversed(flat[:i]) if n == baseline), None)
+        after = next((t for _, n, t in flat[i + 1 :] if n == baseline), None)
+        refs = [t for t in (before, after) if t is not None]
+        if not refs:
+            raise ValueError(f"no baseline {baseline!r} measurement around {name!r}")
+        ratios.setdefault(name, []).append(value / (sum(refs) / len(refs)))
+    return ratios
+
+
+def fit_batch(
+    attempt: Callable[[int], T],
+    batch: int,
+    *,
+    is_oom: Callable[[BaseException], bool],
+    cleanup: Callable[[], None] = lambda: None,
+) -> tuple[T, int]:
+    """Run ``attempt(batch)``, halving the batch after each out-of-memory error (down to 1)."""
+    while True:
+        try:
+            return attempt(batch), batch
+        except BaseException as exc:  # noqa: BLE001 - re-raised unless it is an OOM
+            if not is_oom(exc) or batch == 1:
+                raise
+        cleanup()  # after the except block, so the failed attempt's tensors are already freed
+        batch //= 2
+
+
+# --- the step being timed -------------------------------------------------------------------------
+
+
+def training_loss(output: Any, labels: "torch.Tensor") -> "torch.Tensor":
+    """Cross-entropy on the logits plus every auxiliary loss the model returned (unweighted)."""
+    import torch
+    import torch.nn.functional as F
+
+    def full(t: "torch.Tensor") -> "torch.Tensor":  # autocast's bf16/fp16 up to fp32; fp64 stays
+        return t.to(torch.promote_types(t.dtype, torch.float32))
+
+    loss = F.cross_entropy(full(output.logits), labels)
+    for value in output.aux_losses.values():
+        loss = loss + full(value)
+    return loss
+
+
+def _autocast(device: str, amp: str) -> Callable[[], contextlib.AbstractContextManager]:
+    import torch
+
+    if amp == "none":
+        return contextlib.nullcontext
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return lambda: torch.autocast(device_type=device, dtype=dtype)
+
+
+def make_step(
+    model: "nn.Module",
+    inputs: "torch.Tensor",
+    labels: "torch.Tensor | None" = None,
+    *,
+    mode: str,
+    amp: str = "none",
+    optimizer: "torch.optim.Optimizer | None" = None,
+    record: dict | None = None,
+) -> Callable[[], None]:
+    """The function ``Timer`` calls: one inference forward, or one full training step.
+
+    ``model`` must already be in the right mode (eval for infer, train for train). Train mode
+    needs ``labels`` and ``optimizer``; fp16 scales the loss with a GradScaler. ``record`` (if
+    given) receives ``aux_losses``: the names of the auxiliary losses the step added.
+    """
+    import torch
+
+    device = inputs.device.type
+    autocast = _autocast(device, amp)
+    if mode == "infer":
+
+        def infer_step() -> None:
+            with torch.inference_mode(), autocast():
+                model(inputs)
+
+        return infer_step
+    if labels is None or optimizer is None:
+        raise ValueError("train mode needs labels and an optimizer")
+    scaler = torch.amp.GradScaler(device) if amp == "fp16" else None
+
+    def train_step() -> None:
+        with autocast():
+            output = model(inputs)
+            loss = training_loss(output, labels)
+        if record is not None:
+            record["aux_losses"] = sorted(output.aux_losses)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return train_step
+
+
+# --- memory -----------------------------------------------------------------------------------------
+
+
+def _read_status_kb(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{key} not in /proc/self/status")
+
+
+def _malloc_trim() -> None:
+    """Hand glibc's freed heap pages back to the OS, so RSS growth shows what a step needs."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: growth may then read low
+        pass
+
+
+def _reset_hwm() -> int | None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0) and return that RSS in bytes; None if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _read_status_kb("VmRSS") * 1024
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _rss_peak(method: str = "auto") -> Iterator[dict]:
+    """Peak RSS growth over the block: VmHWM after a reset (exact), else a psutil sampling thread."""
+    result: dict = {}
+    _malloc_trim()
+    before = _reset_hwm() if method in ("auto", "vmhwm") else None
+    if before is None and method == "vmhwm":
+        raise OSError("cannot reset VmHWM via /proc/self/clear_refs")
+    if before is not None:
+        yield result
+        result["peak"] = _read_status_kb("VmHWM") * 1024 - before
+        result["method"] = "cpu: peak RSS growth over one untimed step (VmHWM reset via /proc/self/clear_refs, after malloc_trim)"
+        return
+    import psutil
+
+    process = psutil.Process()
+    before = process.memory_info().rss
+    peak = [before]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            stop.wait(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        sampler.join()
+    result["peak"] = max(peak[0], process.memory_info().rss) - before
+    result["method"] = "cpu: peak RSS growth over one untimed step (psutil sampled every 1 ms, after malloc_trim)"
+
+
+def peak_step_memory(step: Callable[[], None], device: str, *, cpu_method: str = "auto") -> tuple[float, str]:
+    """Memory one step needs on top of what is already resident (weights, optimizer state, inputs), in MB.
+
+    CUDA: ``max_memory_allocated`` after ``reset_peak_memory_stats`` minus ``memory_allocated``
+    before. CPU: process RSS growth during the step. It is an untimed extra step because
+    after warm-up glibc keeps freed pages, so RSS would hardly grow during the timed runs, and
+    trimming inside them would add page faults to the timing. Several models share one
+    process, so both numbers exclude other models' weights by construction. ``cpu_method``:
+    "auto" (VmHWM if the kernel allows resetting it, else psutil), "vmhwm" or "psutil".
+    """
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20, "cuda: max_memory_allocated - memory_allocated before one untimed step"
+    with _rss_peak(cpu_method) as result:
+        step()
+    return max(result["peak"], 0) / 2**20, result["method"]
+
+
+# --- benchmarking -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Subject:
+    """One model being benchmarked, with everything its measurements need."""
+
+    name: str
+    model: Any
+    step: Callable[[], None]
+    batch: int
+    shape: tuple[int, int, int]
+    timer: Any
+    warmup_s: float
+    weights_mb: float
+    aux_losses: list[str]
+    notes: list[str] = field(default_factory=list)
+    peak_mem_mb: float | None = None
+    mem_method: str = ""
+    measurements: list = field(default_factory=list)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda requested but no CUDA GPU is available (torch.cuda.is_available() is False)")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+def _free_device_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _timer_class():
+    """``torch.utils.benchmark.Timer``, imported without its irrelevant "No CUDA runtime" log line."""
+    import logging
+
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils.benchmark import Timer
+    finally:
+        log.setLevel(level)
+    return Timer
+
+
+def _build(name: str, spec: BenchSpec) -> tuple["nn.Module", tuple[int, int, int]]:
+    """The model for ``spec``'s input (ShapeError if it cannot take it) and the (C, H, W) it gets."""
+    from strabench.measure.report import build_for_input
+    from strabench.registry import model_info
+
+    info = model_info(name)
+    size = tuple(spec.input_size or info.default_input[1:])
+    model = build_for_input(name, size)  # type: ignore[arg-type]
+    return model, (info.default_input[0], size[0], size[1])
+
+
+def _prepare(name: str, model: "nn.Module", shape: tuple[int, int, int], spec: BenchSpec, progress: ProgressFn) -> _Subject:
+    """Move ``model`` to the device, build its step and warm it up (halving the batch on OOM)."""
+    import torch
+
+    memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
+    model = model.to(spec.device, memory_format=memory_format)
+    model.train(spec.mode == "train")
+    weights_mb = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / 2**20
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9) if spec.mode == "train" else None
+    runnable = torch.compile(model) if spec.compile else model
+    num_classes = getattr(getattr(model, "classifier", None), "out_features", None) or 1
+    record: dict = {}
+
+    def attempt(batch: int) -> tuple[Callable[[], None], float]:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, *shape, generator=gen).to(spec.device, memory_format=memory_format)
+        labels = torch.randint(0, num_classes, (batch,), generator=gen).to(spec.device) if spec.mode == "train" else None
+        step = make_step(runnable, x, labels, mode=spec.mode, amp=spec.amp, optimizer=optimizer, record=record)
+        start = time.perf_counter()
+        for _ in range(spec.warmup):
+            step()
+        if spec.device == "cuda":
+            torch.cuda.synchronize()
+        return step, time.perf_counter() - start
+
+    def cleanup() -> None:
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+        _free_device_memory()
+
+    progress(f"warm-up {name} ({spec.warmup} step(s){', includes torch.compile' if spec.compile else ''})")
+    (step, warmup_s), batch = fit_batch(attempt, spec.batch, is_oom=_is_oom, cleanup=cleanup)
+    timer = _timer_class()(
+        stmt="step()",
+        globals={"step": step},
+        num_threads=spec.num_threads,
+        label=f"strabench bench {spec.mode}",
+        sub_label=name,
+        description=f"batch {batch} {shape[1]}x{shape[2]} {spec.device} amp={spec.amp}",
+    )
+    subject = _Subject(name, model, step, batch, shape, timer, warmup_s, weights_mb, record.get("aux_losses", []))
+    if batch != spec.batch:
+        subject.notes.append(f"batch halved from {spec.batch} to {batch} after out-of-memory")
+    if spec.compile:
+        subject.notes.append(f"warm-up ({warmup_s:.1f} s) included torch.compile compilation")
+    return subject
+
+
+def interleave(
+    candidates: Sequence[str],
+    baseline: str | None,
+    rounds: int,
+    measure: Callable[[str], float],
+    progress: ProgressFn | None = None,
+) -> tuple[list[list[tuple[str, float]]], dict[str, list[float]]]:
+    """Measure in ``schedule`` order; ``measure(name)`` returns seconds per image.
+
+    Returns the per-round ``(name, time)`` sequences and, with a baseline, each candidate's
+    per-round ratios (``bracket_ratios``).
+    """
+    plan = schedule(candidates, baseline, rounds)
+    total, done = sum(len(seq) for seq in plan), 0
+    per_round: list[list[tuple[str, float]]] = []
+    for r, seq in enumerate(plan, 1):
+        per_round.append([])
+        for name in seq:
+            value = measure(name)
+            per_round[-1].append((name, value))
+            done += 1
+            if progress:
+                progress(f"[{done}/{total}] round {r}/{rounds} {name}: {value * 1e3:.2f} ms/image")
+    return per_round, (bracket_ratios(per_round, baseline) if baseline is not None else {})
+
+
+def run_benchmark(
+    spec: BenchSpec,
+    names: Sequence[str],
+    *,
+    baseline: str | None = None,
+    progress: ProgressFn | None = None,
+) -> list[dict]:
+    """Benchmark ``names`` (and ``baseline``, interleaved) under ``spec``; one result dict per model.
+
+    Output order: the baseline first if it is not among ``names``, then ``names`` (duplicates
+    and the baseline measured once). Every model is built (and its input checked) before any
+    is run, so bad input fails fast.
+    """
+    from strabench.registry import model_info
+
+    progress = progress or (lambda _message: None)
+    ordered = list(dict.fromkeys(names))
+    if not ordered and baseline is None:
+        raise ConfigError("no model to benchmark")
+    if baseline is not None and baseline not in ordered:
+        ordered.insert(0, baseline)
+    for name in ordered:  # unknown names fail before anything is built
+        model_info(name)
+    _check_device(spec.device)
+
+    import torch
+
+    saved_threads = torch.get_num_threads()
+    saved_cudnn = torch.backends.cudnn.benchmark
+    try:
+        torch.set_num_threads(spec.num_threads)
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let warm-up pick the fastest kernels
+        built = {name: _build(name, spec) for name in ordered}
+        subjects = {name: _prepare(name, *built.pop(name), spec, progress) for name in ordered}
+        for subject in subjects.values():
+            progress(f"peak memory {subject.name}")
+            subject.peak_mem_mb, subject.mem_method = peak_step_memory(subject.step, spec.device)
+
+        def measure(name: str) -> float:
+            subject = subjects[name]
+            m = subject.timer.blocked_autorange(min_run_time=spec.min_run_time)
+            subject.measurements.append(m)
+            return m.median / subject.batch
+
+        candidates = [n for n in ordered if n != baseline]
+        _, ratios = interleave(candidates, baseline, spec.rounds, measure, progress)
+    finally:
+        torch.set_num_threads(saved_threads)
+        torch.backends.cudnn.benchmark = saved_cudnn
+    common = _common_fields(spec)
+    return [_row(subjects[name], spec, common, baseline, ratios.get(name)) for name in ordered]
+
+
+def _common_fields(spec: BenchSpec) -> dict:
+    import torch
+
+    info = machine_info()
+    return {
+        "torch_version": torch.__version__,
+        "cpu": info["cpu"],
+        "cpu_count": info["cpu_count"],
+        "gpu": torch.cuda.get_device_name() if spec.device == "cuda" else None,
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _row(subject: _Subject, spec: BenchSpec, common: dict, baseline: str | None, ratios: list[float] | None) -> dict:
+    from torch.utils.benchmark import Measurement
+
+    (merged,) = Measurement.merge(subject.measurements)
+    median = merged.median
+    if baseline is None:
+        ratio = None
+    elif subject.name == baseline:
+        ratio, ratios = 1.0, [1.0] * spec.rounds
+    else:
+        ratio = statistics.median(ratios or [float("nan")])
+    return {
+        "model": subject.name,
+        "mode": spec.mode,
+        "batch": subject.batch,
+        "input": f"{subject.shape[1]}x{subject.shape[2]}",
+        "channels": subject.shape[0],
+        "device": spec.device,
+        "threads": spec.num_threads,
+        "median_ms": median * 1e3,
+        "iqr_ms": merged.iqr * 1e3,
+        "images_per_s": subject.batch / median,
+        "ratio_to_baseline": ratio,
+        "ratio_rounds": ratios,
+        "baseline": baseline,
+        "peak_mem_mb": subject.peak_mem_mb,
+        "weights_mb": subject.weights_mb,
+        "amp": spec.amp,
+        "channels_last": spec.channels_last,
+        "compile": spec.compile,
+        "samples": len(merged.times),
+        "rounds": spec.rounds,
+        "min_run_time": spec.min_run_time,
+        "warmup_s": subject.warmup_s,
+        "optimizer": OPTIMIZER if spec.mode == "train" else None,
+        "aux_losses": subject.aux_losses if spec.mode == "train" else [],
+        "mem_method": subject.mem_method,
+        "note": "; ".join(subject.notes) or None,
+        **common,
+    }
+
+
+def benchmark_models(
+    names: Sequence[str],
+    *,
+    baseline: str | None = None,
+    mode: str = "infer",
+    batch: int = 32,
+    input_size: tuple[int, int] | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    amp: str = "none",
+    channels_last: bool = False,
+    compile: bool = False,
+    min_run_time: float = 1.0,
+    rounds: int = 3,
+    progress: ProgressFn | None = None,
+) -> list[dict]:
+    """``run_benchmark`` with the spec given as keywords (what the CLI and the suite runner call)."""
+    spec = BenchSpec(
+        mode=mode,
+        batch=batch,
+        input_size=input_size,
+        device=device,
+        threads=threads,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile,
+        min_run_time=min_run_time,
+        rounds=rounds,
+    )
+    return run_benchmark(spec, names, baseline=baseline, progress=progress)
+
+
+# --- machine and files ------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    """CPU model (from /proc/cpuinfo), core count (os.cpu_count) and platform, for result files."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+
+
+CSV_FIELDS = (
+    "timestamp", "model", "mode", "batch", "input", "channels", "device", "threads", "median_ms", "iqr_ms",
+    "images_per_s", "ratio_to_baseline", "ratio_rounds", "baseline", "peak_mem_mb", "weights_mb", "amp",
+    "channels_last", "compile", "samples", "rounds", "min_run_time", "warmup_s", "optimizer", "aux_losses",
+    "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu",
+)  # fmt: skip
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value))
+    return "" if value is None else value
+
+
+def check_csv(path: str | os.PathLike) -> None:
+    """Fail before a long run, not after it, if ``path`` exists with other columns."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--csv {path} is a directory")
+    if path.exists():
+        with open(path, newline="") as fh:
+            header = fh.readline().rstrip("\r\n")
+        if header and header != ",".join(CSV_FIELDS):
+            raise ConfigError(f"--csv {path}: existing header differs from this version's columns; use a new file")
+
+
+def append_csv(rows: Sequence[dict], path: str | os.PathLike) -> None:
+    """Append ``rows`` to a CSV for pandas: header only when the file is new, one locked write.
+
+    A file whose header differs (another strabench version) is refused rather than mixed.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = io.StringIO()
+    writer = csv.DictWriter(body, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    for row in rows:
+        writer.writerow({k: _csv_value(row.get(k)) for k in CSV_FIELDS})
+    with open(path, "a+", newline="") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fh.seek(0)
+            header = fh.readline().rstrip("\r\n")
+            text = body.getvalue()
+            if not header:
+                text = ",".join(CSV_FIELDS) + "\n" + text
+            elif header != ",".join(CSV_FIELDS):
+                raise ConfigError(f"--csv {path}: existing header differs from this version's columns; use a new file")
+            fh.seek(0, os.SEEK_END)
+            fh.write(text)  # one write in append mode: concurrent appenders do not interleave
+            fh.flush()
+            os.fsync(fh.fileno())
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def spec_dict(spec: BenchSpec) -> dict:
+    """The spec as plain data (for env/config files)."""
+    data = asdict(spec)
+    data["threads"] = spec.num_threads
+    return data

@@ -1,0 +1,136 @@
+"""`strabench bench`: the JSON/CSV contract, baseline ratios, train mode, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from strabench.cli import app
+
+FAST = ["--batch", "2", "--input", "64x32", "--threads", "1", "--min-run-time", "0.01", "--rounds", "1"]
+SCHEMA = {
+    "model": str,
+    "mode": str,
+    "batch": int,
+    "input": str,
+    "device": str,
+    "threads": int,
+    "median_ms": float,
+    "iqr_ms": float,
+    "images_per_s": float,
+    "ratio_to_baseline": (float, type(None)),
+    "peak_mem_mb": float,
+    "amp": str,
+    "channels_last": bool,
+    "compile": bool,
+    "torch_version": str,
+}
+
+
+def bench(*args: str):
+    return CliRunner().invoke(app, ["bench", *args])
+
+
+def bench_json(*args: str) -> list[dict]:
+    result = bench(*args, "--json")
+    assert result.exit_code == 0, result.stderr or result.output
+    return json.loads(result.stdout)
+
+
+def test_json_schema_and_baseline_ratio():
+    rows = bench_json("mobilenetv2_100_stra", "mobilenetv2_100", "--baseline", "mobilenetv2_100", *FAST)
+    assert [r["model"] for r in rows] == ["mobilenetv2_100_stra", "mobilenetv2_100"]  # baseline not run twice
+    for row in rows:
+        for key, kind in SCHEMA.items():
+            assert isinstance(row[key], kind), (key, row[key])
+        assert (row["mode"], row["batch"], row["input"], row["device"], row["threads"]) == ("infer", 2, "64x32", "cpu", 1)
+        assert (row["amp"], row["channels_last"], row["compile"]) == ("none", False, False)
+        assert row["median_ms"] > 0 and row["iqr_ms"] >= 0 and row["peak_mem_mb"] >= 0
+        assert row["images_per_s"] == pytest.approx(2 / (row["median_ms"] / 1e3))
+        assert row["torch_version"] == torch.__version__
+    assert rows[1]["ratio_to_baseline"] == 1.0
+    assert rows[0]["ratio_to_baseline"] > 0
+
+
+def test_without_baseline_the_ratio_is_null_and_the_baseline_is_prepended_when_not_listed():
+    (row,) = bench_json("mobilenetv2_100", *FAST)
+    assert row["ratio_to_baseline"] is None
+    rows = bench_json("mobilenetv2_100_stra", "--baseline", "mobilenetv2_100", *FAST)
+    assert [r["model"] for r in rows] == ["mobilenetv2_100", "mobilenetv2_100_stra"]
+
+
+def test_csv_appends_rows_with_one_header(tmp_path):
+    pd = pytest.importorskip("pandas")
+    path = tmp_path / "bench.csv"
+    for _ in range(2):
+        result = bench("mobilenetv2_100", "mobilenetv2_100_stra", *FAST, "--csv", str(path))
+        assert result.exit_code == 0, result.stderr
+        assert "mobilenetv2_100_stra" in result.stdout  # the table still prints
+    assert path.read_text().count("median_ms") == 1
+    frame = pd.read_csv(path)
+    assert list(frame["model"]) == ["mobilenetv2_100", "mobilenetv2_100_stra"] * 2
+    assert (frame["median_ms"] > 0).all()
+
+
+def test_train_mode_includes_the_diversity_loss_of_a_stra_model():
+    rows = bench_json("mobilenetv2_100_stra", "mobilenetv2_100", "--mode", "train", *FAST)
+    by_name = {r["model"]: r for r in rows}
+    assert by_name["mobilenetv2_100_stra"]["aux_losses"] == ["diversity"]
+    assert by_name["mobilenetv2_100"]["aux_losses"] == []
+    assert all(r["mode"] == "train" and "SGD" in r["optimizer"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["resnet5"], "unknown model"),
+        (["mobilenetv2_100", "--baseline", "nope"], "unknown model"),
+        (["mobilenetv2_100", "--batch", "0"], "--batch"),
+        (["mobilenetv2_100", "--batch", "-3"], "--batch"),
+        (["mobilenetv2_100", "--threads", "0"], "--threads"),
+        (["mobilenetv2_100", "--mode", "eval"], "--mode"),
+        (["mobilenetv2_100", "--amp", "fp8"], "--amp"),
+        (["mobilenetv2_100", "--amp", "fp16"], "unsupported on cpu"),
+        (["mobilenetv2_100", "--device", "tpu"], "--device"),
+        (["mobilenetv2_100", "--input", "65x32"], "multiples of 16"),
+        (["mobilenetv2_100", "--input", "big"], "--input"),
+        (["mobilenetv2_100", "--min-run-time", "0"], "--min-run-time"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, needle):
+    result = bench(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0] and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_csv_with_other_columns_is_refused_before_running(tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    result = bench("mobilenetv2_100", *FAST, "--csv", str(path))
+    assert result.exit_code == 2 and "header differs" in result.stderr
+    assert "warm-up" not in result.stderr  # refused before any model ran
+    assert path.read_text() == "a,b\n1,2\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_a_device_error():
+    result = bench("mobilenetv2_100", "--device", "cuda", *FAST)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --device cuda requested but no CUDA GPU is available (torch.cuda.is_available() is False)"
+    ]
+
+
+def test_command_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, strabench.cli.bench, strabench.measure.latency; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

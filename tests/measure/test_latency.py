@@ -1,0 +1,259 @@
+"""strabench.measure.latency: the interleaving/ratio logic against a fake clock, the timed step, memory, CSV."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from strabench.errors import ConfigError
+from strabench.measure import latency
+from strabench.measure.latency import (
+    BenchSpec,
+    append_csv,
+    benchmark_models,
+    bracket_ratios,
+    fit_batch,
+    interleave,
+    make_step,
+    peak_step_memory,
+    schedule,
+    training_loss,
+)
+from strabench.measure.report import build_for_input
+
+TINY = {"batch": 2, "input_size": (64, 32), "threads": 1, "min_run_time": 0.01}
+
+
+# --- interleaving and ratios (fake clock: deterministic) -----------------------------------------
+
+
+class DriftingMachine:
+    """A fake clock: every measurement is one tick, and the machine gets 10% slower per tick.
+
+    ``bursts`` maps a tick to an extra slowdown factor (another process stealing the cores).
+    """
+
+    def __init__(self, cost: dict[str, float], bursts: dict[int, float] | None = None) -> None:
+        self.cost, self.bursts, self.tick, self.log = cost, bursts or {}, 0, []
+
+    def measure(self, name: str) -> float:
+        value = self.cost[name] * (1.0 + 0.1 * self.tick) * self.bursts.get(self.tick, 1.0)
+        self.log.append(name)
+        self.tick += 1
+        return value
+
+
+def test_schedule_brackets_every_candidate_and_alternates_direction():
+    assert schedule(["a", "b"], "B", 3) == [["B", "a", "B", "b", "B"], ["b", "B", "a", "B"], ["a", "B", "b", "B"]]
+    assert schedule(["a", "b", "c"], None, 2) == [["a", "b", "c"], ["c", "b", "a"]]
+    assert schedule([], "B", 1) == [["B"]]
+
+
+def test_interleaved_ratios_are_exact_under_linear_drift():
+    cost = {"B": 10.0, "fast": 8.0, "slow": 13.0}
+    machine = DriftingMachine(cost)
+    _, ratios = interleave(["fast", "slow"], "B", 3, machine.measure)
+    assert machine.log == [name for seq in schedule(["fast", "slow"], "B", 3) for name in seq]
+    for name in ("fast", "slow"):
+        assert len(ratios[name]) == 3
+        assert ratios[name] == pytest.approx([cost[name] / cost["B"]] * 3, rel=1e-12)
+    # The check has teeth: measuring the baseline once, then the candidates, is far off here.
+    sequential = DriftingMachine(cost)
+    base, _, slow = (sequential.measure(n) for n in ("B", "fast", "slow"))
+    assert abs(slow / base - 1.3) > 0.1
+
+
+def test_one_disturbed_round_does_not_move_the_median_ratio():
+    cost = {"B": 10.0, "cand": 9.0}
+    # Ticks: B c B | c B | c B. Round 2's candidate measurement (tick 3) is hit by a 2x burst.
+    machine = DriftingMachine(cost, bursts={3: 2.0})
+    _, ratios = interleave(["cand"], "B", 3, machine.measure)
+    assert ratios["cand"][1] == pytest.approx(1.8)
+    assert statistics.median(ratios["cand"]) == pytest.approx(0.9, rel=1e-12)
+
+
+def test_bracket_ratios_uses_one_side_when_only_one_exists_and_needs_a_baseline():
+    assert bracket_ratios([[("B", 2.0), ("a", 3.0)]], "B") == {"a": [1.5]}
+    assert bracket_ratios([[("B", 2.0), ("a", 3.0), ("B", 4.0)], [("a", 2.0), ("B", 6.0)]], "B") == {"a": [1.0, 0.4]}
+    assert bracket_ratios([[("a", 3.0), ("B", 6.0), ("b", 3.0), ("B", 2.0)]], "B") == {"a": [0.5], "b": [0.75]}
+    with pytest.raises(ValueError, match="no baseline"):
+        bracket_ratios([[("a", 1.0)]], "B")
+
+
+# --- out-of-memory retry --------------------------------------------------------------------------
+
+
+def test_fit_batch_halves_after_out_of_memory_down_to_one():
+    tried, cleaned = [], []
+
+    def attempt(batch: int) -> str:
+        tried.append(batch)
+        if batch > 5:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return f"ok@{batch}"
+
+    is_oom = lambda exc: isinstance(exc, torch.OutOfMemoryError)  # noqa: E731
+    assert fit_batch(attempt, 32, is_oom=is_oom, cleanup=lambda: cleaned.append(1)) == ("ok@4", 4)
+    assert tried == [32, 16, 8, 4] and len(cleaned) == 3
+    with pytest.raises(torch.OutOfMemoryError):
+        fit_batch(lambda b: attempt(100), 2, is_oom=is_oom)  # still OOM at batch 1: give up
+    with pytest.raises(ValueError):
+        fit_batch(lambda b: (_ for _ in ()).throw(ValueError("not an OOM")), 8, is_oom=is_oom)
+
+
+def test_benchmark_reports_the_halved_batch_and_says_so(monkeypatch):
+    real_make_step = latency.make_step
+
+    def make_step_that_ooms(model, inputs, *args, **kwargs):
+        step = real_make_step(model, inputs, *args, **kwargs)
+        if inputs.shape[0] > 2:
+
+            def oom() -> None:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+            return oom
+        return step
+
+    monkeypatch.setattr(latency, "make_step", make_step_that_ooms)
+    (row,) = benchmark_models(["mobilenetv2_100"], **{**TINY, "batch": 8}, rounds=1)
+    assert row["batch"] == 2
+    assert "halved from 8 to 2" in row["note"]
+    assert row["images_per_s"] == pytest.approx(2 / (row["median_ms"] / 1e3))
+
+
+# --- the timed step -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stra_model():
+    torch.manual_seed(0)
+    return build_for_input("mobilenetv2_100_stra", (64, 32))
+
+
+def test_training_loss_is_cross_entropy_plus_diversity_and_diversity_has_gradients(stra_model):
+    model = copy.deepcopy(stra_model).double().train()  # fp64: gradients add up exactly enough to compare
+    x, y = torch.randn(2, 3, 64, 32, dtype=torch.float64), torch.tensor([1, 5])
+    out = model(x)
+    assert set(out.aux_losses) == {"diversity"}
+    loss = training_loss(out, y)
+    ce = F.cross_entropy(out.logits, y)
+    assert loss.item() == pytest.approx(ce.item() + out.aux_losses["diversity"].item(), rel=1e-12)
+    params = [p for p in model.parameters() if p.requires_grad]
+    g_total = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    g_ce = torch.autograd.grad(ce, params, retain_graph=True, allow_unused=True)
+    g_div = torch.autograd.grad(out.aux_losses["diversity"], params, allow_unused=True)
+    contributed = 0
+    for total, only_ce, div in zip(g_total, g_ce, g_div):
+        if div is None:
+            continue
+        contributed += int(div.abs().sum() > 0)
+        base = only_ce if only_ce is not None else torch.zeros_like(div)
+        torch.testing.assert_close(total, base + div, rtol=1e-9, atol=1e-12)
+    assert contributed > 0, "the diversity loss reached no parameter"
+
+
+def test_train_step_updates_parameters_and_clears_gradients(stra_model):
+    model = stra_model.train()
+    x, y = torch.randn(2, 3, 64, 32), torch.tensor([0, 3])
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    before = [p.detach().clone() for p in model.parameters()]
+    record: dict = {}
+    step = make_step(model, x, y, mode="train", optimizer=optimizer, record=record)
+    step()
+    changed = sum(int(not torch.equal(a, p)) for a, p in zip(before, model.parameters()))
+    assert changed > len(before) // 2
+    assert all(p.grad is None for p in model.parameters())  # zero_grad(set_to_none=True)
+    assert record["aux_losses"] == ["diversity"]
+
+
+def test_infer_step_leaves_parameters_alone(stra_model):
+    model = stra_model.eval()
+    before = [p.detach().clone() for p in model.parameters()]
+    make_step(model, torch.randn(2, 3, 64, 32), mode="infer")()
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    with pytest.raises(ValueError):
+        make_step(model, torch.randn(2, 3, 64, 32), mode="train")
+
+
+def test_bf16_autocast_step_runs_on_cpu(stra_model):
+    model = stra_model.eval()
+    make_step(model, torch.randn(2, 3, 64, 32), mode="infer", amp="bf16")()
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["vmhwm", "psutil"])
+def test_peak_step_memory_sees_a_64_mb_temporary(method):
+    def step() -> None:
+        big = torch.ones(16 * 2**20)  # 64 MB, touched
+        time.sleep(0.03)  # long enough for the 1 ms sampler
+        del big
+
+    try:
+        mb, how = peak_step_memory(step, "cpu", cpu_method=method)
+    except OSError:
+        pytest.skip("this kernel does not let us reset VmHWM")
+    assert 60 <= mb <= 200, (mb, how)
+    assert ("VmHWM" in how) == (method == "vmhwm")
+
+
+# --- spec validation and the end-to-end call ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "eval"}, "--mode"),
+        ({"amp": "fp8"}, "--amp"),
+        ({"amp": "fp16"}, "unsupported on cpu"),
+        ({"device": "tpu"}, "--device"),
+        ({"batch": 0}, "--batch"),
+        ({"threads": 0}, "--threads"),
+        ({"min_run_time": 0}, "--min-run-time"),
+        ({"rounds": 0}, "--rounds"),
+    ],
+)
+def test_bench_spec_rejects_bad_values(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        BenchSpec(**kwargs)
+
+
+def test_benchmark_models_interleaves_baseline_once_and_restores_threads():
+    torch.set_num_threads(2)
+    rows = benchmark_models(
+        ["mobilenetv2_100_stra", "mobilenetv2_100", "mobilenetv2_100_stra"],
+        baseline="mobilenetv2_100",
+        rounds=2,
+        **TINY,
+    )
+    assert [r["model"] for r in rows] == ["mobilenetv2_100_stra", "mobilenetv2_100"]
+    base, cand = rows[1], rows[0]
+    assert base["ratio_to_baseline"] == 1.0 and base["ratio_rounds"] == [1.0, 1.0]
+    assert len(cand["ratio_rounds"]) == 2
+    assert cand["ratio_to_baseline"] == pytest.approx(statistics.median(cand["ratio_rounds"]))
+    assert base["samples"] > cand["samples"]  # B c B | c B: 3 baseline measurements, 2 candidate ones
+    assert all(r["threads"] == 1 for r in rows)
+    assert torch.get_num_threads() == 2
+
+
+def test_append_csv_writes_the_header_once(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rows = [{"model": "a", "median_ms": 1.5, "ratio_rounds": [1.0, 1.1], "note": None}, {"model": "b", "batch": 2}]
+    path = tmp_path / "sub" / "bench.csv"
+    append_csv(rows, path)
+    append_csv(rows, path)
+    text = path.read_text()
+    assert text.count("timestamp,model,") == 1
+    frame = pd.read_csv(path)
+    assert list(frame["model"]) == ["a", "b", "a", "b"]
+    assert list(frame.columns) == list(latency.CSV_FIELDS)
+    other = tmp_path / "other.csv"
+    other.write_text("x,y\n1,2\n")
+    with pytest.raises(ConfigError, match="header"):
+        append_csv(rows, other)

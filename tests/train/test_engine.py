@@ -1,0 +1,223 @@
+"""The training engine end to end on tiny configs: files, metrics, exact resume, NaN stop, eval, freezing."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from strabench.errors import CheckpointError, ConfigError, NumericalError
+from strabench.io import read_jsonl
+from strabench.train.checkpoint import load_checkpoint
+from strabench.train.config import config_from_toml, config_hash, resolve
+from strabench.train.engine import Trainer, evaluate_checkpoint, fit, lr_factor
+
+EXPECTED_METRICS = {
+    "reid": {"mAP", "rank1", "rank5"},
+    "face": {"lfw", "mean"},
+    "fer": {"val_acc", "test_acc"},
+}
+RECORD_KEYS = {"epoch", "loss", "ce", "aux", "diversity", "lr", "time_s", "images_per_s", "steps", "frozen"}
+
+
+class StopAt:
+    """A progress hook that simulates Ctrl-C at a given epoch (and step)."""
+
+    def __init__(self, epoch: int, step: int | None = None) -> None:
+        self.epoch, self.step, self.current = epoch, step, 0
+
+    def on_epoch_start(self, epoch: int, total: int) -> None:
+        self.current = epoch
+        if epoch == self.epoch and self.step is None:
+            raise KeyboardInterrupt
+
+    def on_step(self, step: int, total_steps: int, loss: float) -> None:
+        if self.current == self.epoch and step == self.step:
+            raise KeyboardInterrupt
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+@pytest.mark.parametrize("task", ["reid", "face", "fer"])
+def test_tiny_train_and_eval_per_task(task, tiny_config, tmp_path):
+    cfg = tiny_config(task)
+    result = fit(cfg, tmp_path)
+    assert result["status"] == "finished"
+    assert EXPECTED_METRICS[task] <= set(result["metrics"])
+    assert set(result["metrics_untrained"]) == set(result["metrics"])
+    for value in [*result["metrics"].values(), *result["metrics_untrained"].values()]:
+        assert 0.0 <= value <= 100.0
+    assert result["config_hash"] == config_hash(resolve(cfg))
+    assert result["epochs"] == 2 and result["params"] > 0
+
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    records = read_jsonl(tmp_path / "metrics.jsonl").records
+    assert [r["epoch"] for r in records] == [1, 2]
+    for r in records:
+        assert RECORD_KEYS <= set(r) and math.isfinite(r["loss"])
+        assert r["loss"] == pytest.approx(r["ce"] + r["aux"])
+    assert "eval" not in records[0] and records[1]["eval"] == result["metrics"]
+    assert config_hash(config_from_toml((tmp_path / "config.toml").read_text())) == result["config_hash"]
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["device"] == "cpu" and env["world_size"] == 1
+    state = load_checkpoint(tmp_path / "checkpoint.pt", expected_config_hash=result["config_hash"])
+    assert state["epoch"] == 2 and (tmp_path / "checkpoint.prev.pt").is_file()
+    if task == "fer":
+        cm = result["details"]["confusion_matrix"]["test"]
+        assert len(cm) == 7 and sum(map(sum, cm)) == 7  # the PrivateTest rows, not the training set
+        assert sum(map(sum, result["details"]["confusion_matrix"]["val"])) == 7
+
+
+def test_lr_follows_the_schedule(tiny_config, tmp_path):
+    cfg = tiny_config("reid", epochs=3, milestones=(1, 2), lr_gamma=0.5, lr=0.01)
+    fit(cfg, tmp_path)
+    lrs = [r["lr"] for r in read_jsonl(tmp_path / "metrics.jsonl").records]
+    assert lrs == pytest.approx([0.01, 0.005, 0.0025])
+    assert lr_factor(resolve(cfg), 2.0) == 0.25
+
+
+def test_finished_run_is_not_retrained(tiny_config, tmp_path):
+    cfg = tiny_config("fer", epochs=1)
+    first = fit(cfg, tmp_path)
+    stamp = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
+    assert fit(cfg, tmp_path) == first
+    assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("stop", [StopAt(2), StopAt(2, step=2)], ids=["between-epochs", "mid-epoch"])
+def test_resume_is_exact(stop, tiny_config, tmp_path):
+    """2 epochs straight == 1 epoch, Ctrl-C, resume: same weights and same logged numbers, bit for bit."""
+    cfg = tiny_config("reid", epochs=2, warmup_epochs=0.5, diversity_weight=1.0)
+    straight = fit(cfg, tmp_path / "a")
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "b", progress=stop)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
+    assert not (tmp_path / "b" / "result.json").exists()
+    assert not (tmp_path / "b" / ".lock").exists()
+    resumed = fit(cfg, tmp_path / "b")
+
+    a, b = _weights(tmp_path / "a" / "checkpoint.pt"), _weights(tmp_path / "b" / "checkpoint.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["metrics"] == straight["metrics"]
+    assert resumed["metrics_untrained"] == straight["metrics_untrained"]
+    ra, rb = (read_jsonl(tmp_path / d / "metrics.jsonl").records for d in ("a", "b"))
+    timing = {"time_s", "images_per_s"}
+    assert [{k: v for k, v in r.items() if k not in timing} for r in ra] == [
+        {k: v for k, v in r.items() if k not in timing} for r in rb
+    ]
+    env = json.loads((tmp_path / "b" / "env.json").read_text())
+    assert env["resumed_from_epoch"] == 1
+
+
+def test_metrics_log_is_rewound_to_the_checkpoint(tiny_config, tmp_path):
+    """A line logged after the last checkpoint (killed before the next save) is dropped on resume."""
+    cfg = tiny_config("fer", epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path, progress=StopAt(2))
+    with open(tmp_path / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"epoch": 2, "loss": 9.9}) + "\n")
+    fit(cfg, tmp_path)
+    records = read_jsonl(tmp_path / "metrics.jsonl").records
+    assert [r["epoch"] for r in records] == [1, 2] and records[1]["loss"] != 9.9
+
+
+def test_nan_loss_stops_with_the_epoch_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
+    from strabench.train import evaluation
+
+    real = evaluation.training_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 2 (4 steps per epoch), step 1
+            return parts._replace(total=parts.total * float("nan"))
+        return parts
+
+    monkeypatch.setattr(evaluation, "training_loss", poisoned)
+    cfg = tiny_config("reid", epochs=3)
+    with pytest.raises(NumericalError, match=r"epoch 2, step 1/4.*loss is nan.*checkpoint.pt \(epoch 1\)"):
+        fit(cfg, tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+    assert not (tmp_path / "result.json").exists()
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "metrics.jsonl").records] == [1]
+
+
+def test_divergence_with_finite_loss_but_nan_weights_is_caught(tiny_config, tmp_path, monkeypatch):
+    """Weights that go NaN in the last step of an epoch never reach a checkpoint."""
+    cfg = tiny_config("fer", epochs=1)
+    original = Trainer._weights_finite
+    monkeypatch.setattr(Trainer, "_weights_finite", lambda self: False)
+    with pytest.raises(NumericalError, match="epoch 1.*weights contain NaN"):
+        fit(cfg, tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    monkeypatch.setattr(Trainer, "_weights_finite", original)
+
+
+def test_evaluate_checkpoint_reproduces_the_final_metrics(tiny_config, tmp_path):
+    cfg = tiny_config("reid", epochs=1)
+    result = fit(cfg, tmp_path)
+    from strabench.train.config import TrainConfig
+
+    evaluated = evaluate_checkpoint(TrainConfig(cfg.model, device="cpu"), tmp_path / "checkpoint.pt")
+    assert evaluated["metrics"] == pytest.approx(result["metrics"])
+    assert evaluated["epoch"] == 1 and evaluated["trained_config_hash"] == result["config_hash"]
+
+    with pytest.raises(CheckpointError, match="checkpoint of model 'resnet50_stra', not 'resnet50'"):
+        evaluate_checkpoint(TrainConfig("resnet50", device="cpu"), tmp_path / "checkpoint.pt")
+    corrupt = tmp_path / "checkpoint.pt"
+    data = bytearray(corrupt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        evaluate_checkpoint(TrainConfig(cfg.model, device="cpu"), corrupt)
+
+
+def test_resume_refuses_another_config(tiny_config, tmp_path):
+    cfg = tiny_config("fer", epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path, progress=StopAt(2))
+    with pytest.raises(CheckpointError, match="config hash.*--no-resume"):
+        fit(tiny_config("fer", epochs=2, lr=0.5), tmp_path)
+    result = fit(tiny_config("fer", epochs=1, lr=0.5), tmp_path, resume=False)  # starts over
+    assert result["status"] == "finished"
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "metrics.jsonl").records] == [1]
+
+
+def test_batch_larger_than_dataset(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="larger than the training set"):
+        fit(tiny_config("fer", batch_size=64), tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_freezing_keeps_stages_1_to_4_and_their_bn_statistics(tiny_config, tmp_path):
+    """App. B.1: with pretrained weights, only layer4 + head + classifier train in the first epochs."""
+    from strabench.registry import create_model
+
+    weights = tmp_path / "pretrained.pth"
+    donor = create_model("resnet50_stra", num_classes=4, layers=(1, 1, 1, 1), feature_dim=32)
+    torch.save({k: v for k, v in donor.state_dict().items() if not k.startswith("classifier")}, weights)
+    cfg = resolve(tiny_config("reid", pretrained=str(weights), epochs=2))
+    assert cfg.freeze_epochs == 1  # the quick profile's scaled-down "first 8 of 100 epochs"
+    trainer = Trainer(resolve(tiny_config("reid", pretrained=str(weights), freeze_epochs=1)))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    record = trainer.run_epoch(1)
+    assert record["frozen"] is True
+    after = trainer.model.state_dict()
+    for key in before:
+        if key.startswith(("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")):
+            assert torch.equal(before[key], after[key]), key  # weights and BN running stats
+    changed = [k for k in before if k.startswith("layer4.") and not torch.equal(before[k], after[k])]
+    assert changed
+    trainer.run_epoch(2)
+    assert not torch.equal(before["layer1.0.conv1.weight"], trainer.model.state_dict()["layer1.0.conv1.weight"])
