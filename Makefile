@@ -17,6 +17,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/strabench run suites/quick.toml --out results
 	$(BIN)/strabench report results/quick
+	@echo "report written to results/quick/report.md (plots in results/quick/plots/)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
