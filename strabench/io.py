@@ -413,3 +413,12 @@ def describe_os_error(err: OSError) -> str:
     if err.errno == errno.EDQUOT:
         return "disk quota exceeded"
     return err.strerror or str(err)
+
+
+def read_json_object(path: PathLike) -> dict[str, Any] | None:
+    """A JSON object from a file written atomically; missing, unreadable or not an object -> None."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None

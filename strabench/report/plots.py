@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from strabench.io import read_json_object
 from strabench.report.tables import MAC_LABELS, SuiteResults, summarise
 
 PLOTS_DIR = "plots"
@@ -54,16 +55,6 @@ def _scatter(summary: Sequence[dict[str, Any]], metric: str, key: str, scale: fl
     return _save(figure, path)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    import json
-
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def _eval_value(record: dict[str, Any], metric: str) -> Any:
     """An epoch's evaluated metric: under ``eval`` (the engine's layout) or at top level."""
     evaluated = record.get("eval")
@@ -82,7 +73,7 @@ def _curves(results: SuiteResults, metric: str | None, path: Path) -> Path | Non
         if not log.is_file():
             continue
         records = [r for r in read_jsonl(log).records if isinstance(r, dict) and "epoch" in r]
-        untrained = (_read_json(run_dir / "result.json") or {}).get("metrics_untrained") or {}
+        untrained = (read_json_object(run_dir / "result.json") or {}).get("metrics_untrained") or {}
         if records:
             seed = "" if row.get("seed") is None else f" s{int(row['seed'])}"
             series.append((f"{row['variant']}{seed}", records, untrained.get(metric) if metric else None))

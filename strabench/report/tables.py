@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from strabench.errors import ConfigError
+from strabench.io import read_json_object
 from strabench.paper import PAPER
 
 PAPER_TITLE = 'Zhang, Li, Shen, Liu, "Structure-Regularized Attention for Deformable Object Representation"'
@@ -85,7 +86,7 @@ def load_suite_results(directory: Path) -> SuiteResults:
     from strabench.suite.config import MeasureSpec
     from strabench.suite.runner import PLAN_JSON, RESULTS_CSV, RUN_JSON, run_row
 
-    plan = _read_json(directory / PLAN_JSON)
+    plan = read_json_object(directory / PLAN_JSON)
     if plan is not None and isinstance(plan.get("runs"), list):
         meta = plan.get("suite") or {}
         measure = MeasureSpec.from_dict(meta.get("measure") or {})
@@ -97,7 +98,7 @@ def load_suite_results(directory: Path) -> SuiteResults:
         return SuiteResults(rows[0]["suite"] if rows else directory.name, directory, rows)
     rows = []
     for run_json in sorted(directory.glob(f"*/{RUN_JSON}")):
-        identity = _read_json(run_json) or {}
+        identity = read_json_object(run_json) or {}
         measure = MeasureSpec.from_dict(identity.get("measure") or {})
         rows.append(run_row(run_json.parent, identity, measure))
     return SuiteResults(rows[0]["suite"] if rows else directory.name, directory, rows)
@@ -130,14 +131,6 @@ def _number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def merge_results(results: Iterable[SuiteResults]) -> list[SuiteResults]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strabench.errors import ConfigError, LockError, StrabenchError
+from strabench.io import read_json_object
 from strabench.suite.config import MeasureSpec, SuiteConfig
 
 if TYPE_CHECKING:
@@ -216,25 +217,14 @@ def _tuples(overrides: dict[str, Any]) -> dict[str, Any]:
 # --- status -------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from a file we wrote atomically; missing or unreadable -> None."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def run_status(run_dir: Path, measure: MeasureSpec | None = None) -> str:
     """finished | failed | partial (started, not done: resumable) | pending (nothing yet).
 
     Finished = result.json says finished and, if the run measures anything, measure.json holds
     the measurements. A measure.json holding an ``error`` makes the run failed.
     """
-    result = _read_json(run_dir / RESULT_JSON)
-    measured = _read_json(run_dir / MEASURE_JSON)
+    result = read_json_object(run_dir / RESULT_JSON)
+    measured = read_json_object(run_dir / MEASURE_JSON)
     if result is not None and result.get("status") == "failed":
         return "failed"
     if measured is not None and measured.get("error"):
@@ -439,14 +429,14 @@ def execute_run(spec: RunSpec, run_dir: Path, listener: SuiteListener | None = N
         "suite": spec.suite, "variant": spec.variant, "model": spec.model, "seed": spec.seed,
         "hash": spec.hash, "run_id": spec.run_id, "measure": spec.measure.as_dict(),
     }
-    if _read_json(run_dir / RUN_JSON) != identity:
+    if read_json_object(run_dir / RUN_JSON) != identity:
         atomic_write_json(run_dir / RUN_JSON, identity)
     try:
         atomic_write_text(run_dir / "config.toml", to_toml(spec.config))
         if spec.measure.accuracy:
             listener.on_phase(spec, "training")
             _fit(spec.config, run_dir, resume=True, progress=listener)
-            result = _read_json(run_dir / RESULT_JSON)
+            result = read_json_object(run_dir / RESULT_JSON)
             if result is None or result.get("status") != "finished":
                 raise StrabenchError(f"the engine returned without writing a finished {run_dir / RESULT_JSON}")
     except LockError as exc:  # another process trains this very run: leave its files alone
@@ -460,7 +450,7 @@ def execute_run(spec: RunSpec, run_dir: Path, listener: SuiteListener | None = N
         return "failed"
     finally:
         _complete_env(run_dir, spec)
-    measured = _read_json(run_dir / MEASURE_JSON)
+    measured = read_json_object(run_dir / MEASURE_JSON)
     if _needs_measure(spec.measure) and (measured is None or measured.get("error")):
         listener.on_phase(spec, "measuring")
         try:
@@ -489,7 +479,7 @@ def _complete_env(run_dir: Path, spec: RunSpec) -> None:
     """env.json with what the engine's lacks (git commit, threads); written if the engine wrote none."""
     from strabench.io import atomic_write_json
 
-    env = _read_json(run_dir / ENV_JSON) or {}
+    env = read_json_object(run_dir / ENV_JSON) or {}
     extra = {k: v for k, v in environment(str(spec.config.device)).items() if k not in env}
     if extra:
         atomic_write_json(run_dir / ENV_JSON, {**env, **extra})
@@ -584,7 +574,7 @@ def run_row(run_dir: Path, identity: dict[str, Any], measure: MeasureSpec | None
         "seed": identity.get("seed"), "hash": identity.get("hash"), "run_id": identity.get("run_id"),
         "status": _CSV_STATUS[run_status(run_dir, measure)],
     }
-    measured = _read_json(run_dir / MEASURE_JSON) or {}
+    measured = read_json_object(run_dir / MEASURE_JSON) or {}
     row["params"] = measured.get("params")
     for convention, macs in (measured.get("macs") or {}).items():
         row[f"macs_{convention}"] = macs
@@ -593,7 +583,7 @@ def run_row(run_dir: Path, identity: dict[str, Any], measure: MeasureSpec | None
     latency = measured.get("latency") or {}
     row["latency_ms"] = latency.get("median_ms")
     row["images_per_s"] = latency.get("images_per_s")
-    result = _read_json(run_dir / RESULT_JSON) or {}
+    result = read_json_object(run_dir / RESULT_JSON) or {}
     metrics = result.get("metrics") if row["status"] == "finished" else None
     row["metrics"] = _numeric(metrics)
     # the same network evaluated before training (the engine's baseline): did the run learn?
