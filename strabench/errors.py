@@ -1,8 +1,9 @@
 """The errors strabench raises on bad input.
 
-The CLI turns every ``StrabenchError`` into one red line and exit code 2; anything else is a
-bug and keeps its traceback. Raise these where the problem is detected, with the offending
-value (and file, key, ...) in the message.
+The CLI turns every ``StrabenchError`` into one red line and exit code 2 (so it does any other
+``OSError`` and click's usage errors); anything else is a bug and keeps its traceback. Raise
+these where the problem is detected, with the offending value (and file, key, ...) in the
+message, on one line.
 """
 
 from __future__ import annotations
@@ -47,3 +48,15 @@ class NumericalError(StrabenchError):
 
 class LockError(StrabenchError):
     """Another process holds the results directory."""
+
+
+class WriteError(StrabenchError, OSError):
+    """Writing a file or creating a directory failed (disk full, read-only mount, permissions).
+
+    The message names the path and the OS reason. It is also an ``OSError`` carrying the
+    original ``errno``/``strerror``/``filename``, so code that already handles OS errors (a
+    checkpoint save that says which checkpoint is still good) keeps handling it.
+    """
+
+    def __str__(self) -> str:  # OSError would format errno/filename instead of the message
+        return str(self.args[0]) if self.args else ""

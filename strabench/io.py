@@ -2,7 +2,9 @@
 
 Benchmark runs are long and get killed (Ctrl-C, OOM killer, pre-empted jobs). Everything here
 is designed so that a kill at any instant leaves either the old or the new version of a file,
-never a torn one, and so that a dead run's lock does not block the next run forever.
+never a torn one (at most a hidden temp file, which ``remove_stale_temps`` sweeps later), and
+so that a dead run's lock does not block the next run. A write that fails (disk full,
+read-only) is a one-line ``WriteError`` naming the file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import secrets
 import socket
 import time
@@ -22,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NamedTuple
 
-from strabench.errors import DataError, LockError
+from strabench.errors import DataError, LockError, WriteError
 
 __all__ = [
     "FileLock",
@@ -34,8 +38,10 @@ __all__ = [
     "atomic_write_stream",
     "atomic_write_text",
     "describe_os_error",
+    "ensure_directory",
     "fsync_dir",
     "read_jsonl",
+    "remove_stale_temps",
     "replace_file",
     "sha256_file",
     "write_temp_sibling",
@@ -44,6 +50,31 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
+
+# The names of strabench's temp files (see ``write_temp_sibling`` and ``FileLock``): only these
+# are ever swept by ``remove_stale_temps``.
+_WRITE_TEMP = re.compile(r"\.(.+)\.[0-9a-f]{12}\.tmp")
+_LOCK_TEMP = re.compile(r"\.lock\.\d+\.[0-9a-f]{8}\.tmp")
+#: A temp file untouched for this long has no writer: writers rename it right after the last
+#: write and fsync. ``remove_stale_temps`` leaves younger ones alone.
+STALE_TEMP_AGE_S = 60.0
+
+
+def _write_error(action: str, path: PathLike, err: OSError) -> WriteError:
+    """A one-line ``WriteError`` ("cannot write PATH: disk full") keeping ``err``'s errno/filename."""
+    error = WriteError(f"cannot {action} {os.fspath(path)}: {describe_os_error(err)}")
+    error.errno, error.strerror, error.filename = err.errno, err.strerror, err.filename
+    return error
+
+
+def ensure_directory(path: PathLike) -> Path:
+    """``mkdir -p path``; a failure (a file in the way, read-only, disk full) is a ``WriteError``."""
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _write_error("create directory", directory, err) from err
+    return directory
 
 
 # --- atomic writes ----------------------------------------------------------------------------
@@ -115,8 +146,17 @@ def replace_file(tmp: PathLike, path: PathLike) -> None:
 
 
 def atomic_write_stream(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Write a file through ``write(handle)`` so that readers see the old or the new file only."""
-    replace_file(write_temp_sibling(path, write), path)
+    """Write a file through ``write(handle)`` so that readers see the old or the new file only.
+
+    An OSError (disk full, read-only, ...) becomes a ``WriteError`` naming ``path``; the old
+    file, if any, is untouched and no temp file is left.
+    """
+    try:
+        replace_file(write_temp_sibling(path, write), path)
+    except WriteError:
+        raise
+    except OSError as err:
+        raise _write_error("write", path, err) from err
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
@@ -156,24 +196,28 @@ def append_jsonl(path: PathLike, obj: Any) -> None:
 
     If the file ends in a partial line (its writer was killed mid-write), a newline is written
     first, so the new record never gets glued onto the fragment; ``read_jsonl`` skips the
-    fragment. The record goes out in a single ``write`` on an ``O_APPEND`` descriptor.
+    fragment. The record goes out in a single ``write`` on an ``O_APPEND`` descriptor. An
+    OSError becomes a ``WriteError`` naming ``path``.
     """
     line = (json.dumps(obj, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     try:
-        size = os.fstat(fd).st_size
-        if size:
-            with open(path, "rb") as reader:
-                reader.seek(size - 1)
-                if reader.read(1) != b"\n":
-                    line = b"\n" + line
-        view = memoryview(line)
-        while view:  # a short write is legal POSIX behaviour; finish the line
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            if size:
+                with open(path, "rb") as reader:
+                    reader.seek(size - 1)
+                    if reader.read(1) != b"\n":
+                        line = b"\n" + line
+            view = memoryview(line)
+            while view:  # a short write is legal POSIX behaviour; finish the line
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise _write_error("append to", path, err) from err
 
 
 class JsonlContents(NamedTuple):
@@ -202,7 +246,7 @@ def read_jsonl(path: PathLike) -> JsonlContents:
             continue
         try:
             records.append(json.loads(line))
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; absurd nesting
             skipped += 1
             log.warning("%s: skipping line %d, not valid JSON (torn write?)", path, number)
     return JsonlContents(records, skipped)
@@ -210,9 +254,11 @@ def read_jsonl(path: PathLike) -> JsonlContents:
 
 # --- directory lock ---------------------------------------------------------------------------
 
-# A lock file that cannot be parsed is only trusted for this long: it is either being written
-# right now (on filesystems without flock) or its creator died between create and write.
-_UNREADABLE_LOCK_GRACE_S = 10.0
+# An unparseable lock file is waited on for this long where lock creation is not serialised by
+# ``flock`` (see ``FileLock._wait_for_record``); then it is stale.
+_UNREADABLE_LOCK_GRACE_S = 2.0
+# Filesystems without hard links (FAT, some FUSE/SMB mounts) answer os.link with these.
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def _pid_alive(pid: int) -> bool:
@@ -229,27 +275,42 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _parse_lock_record(raw: bytes) -> dict[str, Any] | None:
+    """A lock file's record, or None if ``raw`` is not one (empty, torn, garbage)."""
+    try:
+        owner = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
+        return None
+    return owner
+
+
 @contextlib.contextmanager
-def _directory_guard(directory: Path) -> Iterator[None]:
+def _directory_guard(directory: Path) -> Iterator[bool]:
     """Serialise lock acquisition/takeover among processes via ``flock`` on the directory.
 
     The lock itself is the ``.lock`` file; this short-lived guard only makes "inspect the
     stale lock, delete it, create ours" one atomic step, so two processes that both find a
-    stale lock cannot both take it over. Where ``flock`` is unavailable (Windows, some network
-    filesystems) it degrades to the O_EXCL create alone.
+    stale lock cannot both take it over. Yields whether the guard is exclusive: where
+    ``flock`` is unavailable (Windows, some network filesystems) it degrades to the atomic
+    create alone and yields False.
     """
     try:
         import fcntl
     except ImportError:
-        yield
+        yield False
         return
     fd = os.open(directory, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as err:
-            log.debug("flock on %s unavailable (%s); relying on O_EXCL only", directory, err)
-        yield
+            log.debug("flock on %s unavailable (%s); relying on the atomic create only", directory, err)
+            exclusive = False
+        else:
+            exclusive = True
+        yield exclusive
     finally:
         os.close(fd)  # releases the flock
 
@@ -257,11 +318,16 @@ def _directory_guard(directory: Path) -> Iterator[None]:
 class FileLock:
     """Exclusive ownership of a directory via ``<directory>/.lock`` (JSON: pid, hostname, started).
 
-    Two runs writing the same results directory would interleave their files. The lock file is
-    created with ``O_CREAT | O_EXCL``; if it exists and its pid is alive on this host, acquiring
-    raises ``LockError`` naming the pid and the file. If its pid is dead (a killed run), the
-    lock is taken over: ``took_over_stale`` becomes True and ``stale_owner`` holds the dead
-    owner's record (also logged as a warning), so the caller can say so. Not re-entrant: a second acquisition in the same process refuses too.
+    Two runs writing the same results directory would interleave their files. The record is
+    written and fsynced to a temp file (``.lock.<pid>.<hex>.tmp``) which is then hard-linked to
+    ``.lock``: the link fails if the lock exists, and a kill at any instant leaves either no
+    lock or a complete one, never an empty one. If the lock exists and its pid is alive on this
+    host, acquiring raises ``LockError`` naming the pid and the file. If its pid is dead (a
+    killed run), or the file holds no readable record (garbage, or an empty lock from an older
+    version), the lock is taken over: ``took_over_stale`` becomes True and ``stale_owner``
+    holds the dead owner's record (also logged as a warning), so the caller can say so. Not
+    re-entrant: a second acquisition in the same process refuses too. Failing to create the
+    directory or the lock file is a ``WriteError``.
 
     Use ``with FileLock(dir) as lock:`` or ``with acquire_lock(dir) as lock:``; the lock is
     released on exit, exceptions included.
@@ -288,25 +354,32 @@ class FileLock:
         )
 
     def _read_owner(self) -> dict[str, Any] | None:
-        """The current lock record, or None if the file is not a readable lock record."""
+        """The current lock record, or None if there is no readable lock record."""
         try:
-            owner = json.loads(self.path.read_bytes())
-        except ValueError:
+            return _parse_lock_record(self.path.read_bytes())
+        except FileNotFoundError:
             return None
-        if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
-            return None
-        return owner
+
+    def _wait_for_record(self) -> dict[str, Any] | None:
+        """Without ``flock``, an unparseable lock may be one being written right now (the
+        no-hard-link fallback writes in place): re-read it until it parses or is older than
+        ``_UNREADABLE_LOCK_GRACE_S``, then give up on it (None: stale)."""
+        while True:
+            owner = self._read_owner()
+            if owner is not None:
+                return owner
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:
+                return None
+            if age >= _UNREADABLE_LOCK_GRACE_S:
+                return None
+            time.sleep(min(0.05, _UNREADABLE_LOCK_GRACE_S - age))
 
     def _check_stale(self, owner: dict[str, Any] | None) -> None:
         """Return if the existing lock may be taken over; raise LockError if not."""
         if owner is None:
-            age = time.time() - self.path.stat().st_mtime
-            if age < _UNREADABLE_LOCK_GRACE_S:
-                raise LockError(
-                    f"{self.directory} is being locked by another process right now "
-                    f"(lock file {self.path} is still being written); try again"
-                )
-            return  # its creator died between creating and writing it
+            return  # no readable record: its creator died, or it is not a strabench lock
         if owner.get("hostname") != socket.gethostname():
             raise LockError(
                 f"{self.directory} is locked by {self._describe(owner)}, another host: cannot "
@@ -319,51 +392,90 @@ class FileLock:
                 f"using it; wait for it to finish or use another output directory"
             )
 
+    def _remove_lock_temps(self, exclusive: bool) -> None:
+        """Delete lock temp files killed acquisitions left here. Every acquisition creates its
+        temp under the directory guard, so while we hold it exclusively none has a writer;
+        without ``flock`` only old ones are removed."""
+        cutoff = time.time() - (0.0 if exclusive else STALE_TEMP_AGE_S)
+        for leftover in self.directory.glob(".lock.*.tmp"):
+            if _LOCK_TEMP.fullmatch(leftover.name) and _mtime(leftover) <= cutoff:
+                _remove_quietly(leftover)
+
+    def _create(self, content: bytes) -> bool:
+        """Create the lock file holding ``content`` atomically; False if it already exists."""
+        tmp = self.directory / f".lock.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                _write_all(fd, content)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return False
+            except OSError as err:
+                if err.errno not in _NO_HARD_LINKS:
+                    raise
+                return self._create_in_place(content)
+        finally:
+            _remove_quietly(tmp)
+        return True
+
+    def _create_in_place(self, content: bytes) -> bool:
+        """The fallback without hard links: O_EXCL create, then write (a kill in between leaves
+        an empty lock, which ``acquire`` treats as stale once it is old enough)."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            _write_all(fd, content)
+        except BaseException:
+            os.close(fd)
+            _remove_quietly(self.path)
+            raise
+        os.close(fd)
+        return True
+
     def acquire(self) -> FileLock:
         """Take the lock (see the class doc); returns self."""
         if self.held:
             raise LockError(f"{self.path} is already held by this FileLock object")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        ensure_directory(self.directory)
         record = {
             "pid": os.getpid(),
             "hostname": socket.gethostname(),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         content = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-        with _directory_guard(self.directory):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                owner = self._read_owner()
-                self._check_stale(owner)
-                self.took_over_stale = True
-                self.stale_owner = owner
-                log.warning(
-                    "taking over stale lock %s from dead %s",
-                    self.path,
-                    self._describe(owner) if owner else "owner (unreadable lock record)",
-                )
-                _remove_quietly(self.path)
-                # Under the guard nobody can have re-created it; without flock another taker
-                # may have, and then O_EXCL fails loudly instead of two runs sharing the dir.
-                try:
-                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                except FileExistsError:
-                    raise LockError(
-                        f"{self.directory}: another process took over the stale lock "
-                        f"{self.path} at the same time"
-                    ) from None
-            try:
-                view = memoryview(content)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            except BaseException:
-                os.close(fd)
-                _remove_quietly(self.path)
-                raise
-            os.close(fd)
-            fsync_dir(self.directory)
+        try:
+            with _directory_guard(self.directory) as exclusive:
+                self._remove_lock_temps(exclusive)
+                if not self._create(content):
+                    # Under the guard nobody else is creating or writing a lock here, so an
+                    # unreadable record is a dead creator's; without it, give a writer time.
+                    owner = self._read_owner() if exclusive else self._wait_for_record()
+                    self._check_stale(owner)
+                    self.took_over_stale = True
+                    self.stale_owner = owner
+                    log.warning(
+                        "taking over stale lock %s from dead %s",
+                        self.path,
+                        self._describe(owner) if owner else "owner (unreadable lock record)",
+                    )
+                    _remove_quietly(self.path)
+                    # Under the guard nobody can have re-created it; without flock another
+                    # taker may have, and then the create fails loudly instead of two runs
+                    # sharing the directory.
+                    if not self._create(content):
+                        raise LockError(
+                            f"{self.directory}: another process took over the stale lock "
+                            f"{self.path} at the same time"
+                        )
+                fsync_dir(self.directory)
+        except OSError as err:
+            raise _write_error("create lock file", self.path, err) from err
         self._content = content
         return self
 
@@ -397,6 +509,71 @@ class FileLock:
         self.release()
 
 
+def _write_all(fd: int, content: bytes) -> None:
+    view = memoryview(content)
+    while view:  # a short write is legal POSIX behaviour
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+
+
+def _mtime(path: Path) -> float:
+    """Modification time, or +inf for a file that is gone (never "old enough" to delete)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return math.inf
+
+
+def _locked_by_another_live_process(directory: Path) -> bool:
+    """Whether ``directory/.lock`` may belong to a live process other than this one (which may
+    then be writing there right now). Unsure counts as yes."""
+    try:
+        raw = (directory / ".lock").read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    owner = _parse_lock_record(raw)
+    if owner is None:  # being written without flock, or stale: stale once old
+        return time.time() - _mtime(directory / ".lock") < _UNREADABLE_LOCK_GRACE_S
+    if owner.get("hostname") != socket.gethostname():
+        return True
+    return owner["pid"] != os.getpid() and _pid_alive(owner["pid"])
+
+
+def remove_stale_temps(directory: PathLike, *, min_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+    """Delete the temp files that killed writes left under ``directory``; returns the ones removed.
+
+    A SIGKILL during an atomic write leaves its hidden temp file (never a torn real file);
+    nothing else would ever remove it. Only strabench's own temp names are touched
+    (``.<name>.<12 hex>.tmp`` from ``write_temp_sibling``, ``.lock.<pid>.<8 hex>.tmp`` from
+    ``FileLock``), and only where no live writer can own them: untouched for ``min_age_s``
+    (a writer renames its temp right after the last write and fsync), and not in a directory
+    locked by another live process (a training run checkpointing there). Call it while holding
+    the lock of ``directory``, so that no other run of the same suite starts writing.
+    """
+    cutoff = time.time() - min_age_s
+    removed: list[Path] = []
+    for current, subdirs, files in os.walk(directory):
+        here = Path(current)
+        if _locked_by_another_live_process(here):
+            subdirs.clear()  # its owner may write anywhere below
+            continue
+        for name in files:
+            path = here / name
+            if not (_WRITE_TEMP.fullmatch(name) or _LOCK_TEMP.fullmatch(name)) or _mtime(path) > cutoff:
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:  # its writer renamed it after all
+                continue
+            removed.append(path)
+    if removed:
+        log.info("removed %d temp file(s) left by interrupted writes: %s", len(removed),
+                 ", ".join(str(p) for p in removed))
+    return removed
+
+
 def acquire_lock(directory: PathLike) -> FileLock:
     """Lock ``directory`` now; use the result as a context manager to release it.
 
@@ -419,6 +596,6 @@ def read_json_object(path: PathLike) -> dict[str, Any] | None:
     """A JSON object from a file written atomically; missing, unreadable or not an object -> None."""
     try:
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None

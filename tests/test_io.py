@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import strabench.io as sio
-from strabench.errors import DataError, LockError
+from strabench.errors import DataError, LockError, StrabenchError, WriteError
 from strabench.io import (
     FileLock,
     acquire_lock,
@@ -26,7 +26,9 @@ from strabench.io import (
     atomic_write_json,
     atomic_write_stream,
     atomic_write_text,
+    ensure_directory,
     read_jsonl,
+    remove_stale_temps,
     sha256_file,
 )
 
@@ -129,11 +131,43 @@ def test_read_only_directory(tmp_path):
     target.write_text("previous")
     tmp_path.chmod(0o500)
     try:
-        with pytest.raises(PermissionError):
+        with pytest.raises(WriteError) as info:
             atomic_write_text(target, "new")
+        assert info.value.errno == errno.EACCES and str(target) in str(info.value)
     finally:
         tmp_path.chmod(0o700)
     assert target.read_text() == "previous"
+
+
+def test_write_errors_are_one_line_strabench_errors_naming_the_path(tmp_path, monkeypatch):
+    """Disk full: a StrabenchError (the CLI prints one line) that is still the OSError it was."""
+    target = tmp_path / "results.csv"
+    target.write_text("old\n")
+
+    def disk_full(handle):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(WriteError) as info:
+        atomic_write_stream(target, disk_full)
+    error = info.value
+    assert isinstance(error, StrabenchError) and isinstance(error, OSError) and error.errno == errno.ENOSPC
+    assert str(error) == f"cannot write {target}: no space left on device (disk full)"
+    assert target.read_text() == "old\n" and leftovers(tmp_path) == []
+
+    real_open = os.open
+    monkeypatch.setattr(sio.os, "open", lambda path, flags, *a: (_ for _ in ()).throw(
+        OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))) if str(path).endswith(".jsonl") else real_open(path, flags, *a))
+    with pytest.raises(WriteError, match=r"cannot append to .*metrics\.jsonl: Read-only file system"):
+        append_jsonl(tmp_path / "metrics.jsonl", {"epoch": 1})
+
+
+def test_ensure_directory_names_what_is_in_the_way(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    assert ensure_directory(tmp_path / "a" / "b") == tmp_path / "a" / "b" and (tmp_path / "a" / "b").is_dir()
+    ensure_directory(tmp_path / "a" / "b")  # exists: fine
+    for bad in (tmp_path / "a_file", tmp_path / "a_file" / "sub"):
+        with pytest.raises(WriteError, match=rf"cannot create directory {bad}: "):
+            ensure_directory(bad)
 
 
 def test_sha256_file(tmp_path):
@@ -172,6 +206,12 @@ def test_truncated_last_line_is_skipped_and_counted(tmp_path, fragment):
 def test_read_jsonl_missing_file(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         read_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_read_jsonl_skips_absurdly_nested_lines(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"a": 1}\n' + "[" * 100_000 + "]" * 100_000 + '\n{"a": 2}\n')
+    assert read_jsonl(path) == ([{"a": 1}, {"a": 2}], 1)
 
 
 def test_read_jsonl_ignores_blank_lines(tmp_path):
@@ -248,14 +288,157 @@ def test_lock_from_another_host_is_not_taken_over(tmp_path):
         acquire_lock(tmp_path)
 
 
-def test_unreadable_lock_is_trusted_briefly_then_taken_over(tmp_path):
-    (tmp_path / ".lock").write_bytes(b'{"pid": 12')  # creator died mid-write
-    with pytest.raises(LockError, match="being written"):
-        acquire_lock(tmp_path)
-    old = time.time() - 3600
-    os.utime(tmp_path / ".lock", (old, old))
+@pytest.mark.parametrize("content", [b"", b'{"pid": 12', b"garbage"])
+def test_unreadable_lock_is_taken_over_at_once_under_the_directory_guard(tmp_path, content):
+    """An empty/torn lock (an older version killed between create and write): locks are created
+    under the flock guard we hold, so nobody is writing it; the re-run must not wait 10 s."""
+    (tmp_path / ".lock").write_bytes(content)
+    started = time.monotonic()
     with acquire_lock(tmp_path) as lock:
         assert lock.took_over_stale and lock.stale_owner is None
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.fixture
+def no_flock(monkeypatch):
+    """A filesystem where flock is unavailable: the guard is not exclusive."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard(directory):
+        yield False
+
+    monkeypatch.setattr(sio, "_directory_guard", guard)
+
+
+def test_without_flock_an_unreadable_lock_is_given_time_to_be_written(tmp_path, no_flock):
+    import threading
+
+    (tmp_path / ".lock").write_bytes(b'{"pid": ')  # a writer (no-hard-link fallback) mid-write
+    finisher = threading.Timer(0.3, lambda: write_lock(tmp_path, os.getpid()))
+    finisher.start()
+    try:
+        with pytest.raises(LockError, match=f"pid {os.getpid()}"):
+            acquire_lock(tmp_path)
+    finally:
+        finisher.join()
+
+
+def test_without_flock_an_unreadable_lock_is_stale_after_the_grace(tmp_path, no_flock):
+    (tmp_path / ".lock").write_bytes(b"")
+    started = time.monotonic()
+    with acquire_lock(tmp_path) as lock:
+        assert lock.took_over_stale
+    assert sio._UNREADABLE_LOCK_GRACE_S - 0.5 <= time.monotonic() - started < sio._UNREADABLE_LOCK_GRACE_S + 2
+
+
+def test_lock_file_is_complete_the_moment_it_appears(tmp_path, monkeypatch):
+    """The record is written and fsynced to a temp file that is then linked to .lock; a kill at
+    the link leaves no lock (and the temp file goes: the next acquisition sweeps it)."""
+    real_link = os.link
+    seen = []
+
+    def checking_link(src, dst):
+        seen.append(json.loads(Path(src).read_text())["pid"])  # complete before it is visible
+        return real_link(src, dst)
+
+    monkeypatch.setattr(sio.os, "link", checking_link)
+    with acquire_lock(tmp_path):
+        assert seen == [os.getpid()]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sio.os, "link", killed)
+    with pytest.raises(KeyboardInterrupt):
+        acquire_lock(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(sio.os, "link", real_link)
+    (tmp_path / f".lock.{dead_pid()}.0123abcd.tmp").write_text('{"pid": 1')  # what a SIGKILL leaves
+    with acquire_lock(tmp_path) as lock:
+        assert not lock.took_over_stale
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.EOPNOTSUPP])
+def test_lock_without_hard_links_falls_back_to_exclusive_create(tmp_path, monkeypatch, code):
+    monkeypatch.setattr(sio.os, "link", lambda src, dst: (_ for _ in ()).throw(OSError(code, os.strerror(code))))
+    with acquire_lock(tmp_path):
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
+        with pytest.raises(LockError, match="this process"):
+            acquire_lock(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lock_that_cannot_be_created_is_a_write_error(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(sio.os, "open", read_only)
+    with pytest.raises(WriteError, match=rf"cannot create lock file {tmp_path / '.lock'}: Permission denied"):
+        acquire_lock(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- stale temp files -------------------------------------------------------------------------
+
+
+def _planted(path: Path, age_s: float = 3600) -> Path:
+    """A torn file as a killed write leaves it, last modified ``age_s`` ago."""
+    path.write_text('{"half": ')
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+    return path
+
+
+def test_remove_stale_temps_removes_only_our_old_temp_files(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    ours_old = [
+        _planted(tmp_path / ".results.csv.0123456789ab.tmp"),
+        _planted(run / ".checkpoint.pt.abcdef012345.tmp"),
+        _planted(run / f".lock.{dead_pid()}.0123abcd.tmp"),
+    ]
+    fresh = _planted(tmp_path / ".plan.json.0123456789ab.tmp", age_s=0)  # a live writer's, maybe
+    not_ours = [
+        _planted(tmp_path / "notes.tmp"),
+        _planted(tmp_path / ".results.csv.tmp"),
+        _planted(tmp_path / ".results.csv.0123456789AB.tmp"),
+        _planted(tmp_path / ".results.csv.0123456789ab.tmp.bak"),
+        _planted(run / "results.csv"),
+    ]
+    assert sorted(remove_stale_temps(tmp_path)) == sorted(ours_old)
+    assert not any(p.exists() for p in ours_old) and all(p.exists() for p in [fresh, *not_ours])
+    assert remove_stale_temps(tmp_path, min_age_s=0) == [fresh]
+
+
+def test_remove_stale_temps_leaves_directories_locked_by_a_live_process_alone(tmp_path):
+    busy, idle, mine = tmp_path / "busy", tmp_path / "idle", tmp_path / "mine"
+    for directory in (busy, idle, mine):
+        (directory / "sub").mkdir(parents=True)
+        _planted(directory / ".result.json.0123456789ab.tmp")
+        _planted(directory / "sub" / ".x.json.0123456789ab.tmp")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        write_lock(busy, sleeper.pid)  # training right now: it may rename its temps any moment
+        write_lock(idle, dead_pid())
+        write_lock(mine, os.getpid())
+        removed = remove_stale_temps(tmp_path)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in removed) == [
+        "idle/.result.json.0123456789ab.tmp", "idle/sub/.x.json.0123456789ab.tmp",
+        "mine/.result.json.0123456789ab.tmp", "mine/sub/.x.json.0123456789ab.tmp",
+    ]
+    assert len(list(busy.rglob("*.tmp"))) == 2
 
 
 def test_release_leaves_someone_elses_lock_alone(tmp_path):

@@ -1,12 +1,14 @@
 """The ``strabench`` command line: one module per command, each a thin shell over the library.
 
-Every ``StrabenchError`` (bad input, data, files) becomes one red line on stderr and exit code
-2; ``--debug`` shows the traceback instead. Command modules import torch only inside their
-functions, so ``strabench --help`` and ``strabench list`` start fast.
+Every ``StrabenchError`` (bad input, data, files), any other ``OSError`` (a file that cannot be
+read or written) and every usage error (``--epochs two``) becomes one red line on stderr and
+exit code 2; ``--debug`` shows the traceback instead. Command modules import torch only inside
+their functions, so ``strabench --help`` and ``strabench list`` start fast.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Annotated, Any
 
@@ -15,30 +17,112 @@ from typer.core import TyperGroup
 
 from strabench.errors import StrabenchError
 
+try:  # recent typer vendors click as typer._click (typer.BadParameter is its subclass)
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer depends on the click package
+    from click.exceptions import UsageError
+
+
+_ARGV = "strabench.argv"  # ctx.meta key: the command line as given
+
 
 class _StrabenchGroup(TyperGroup):
-    """Turns library errors into one line + exit 2, Ctrl-C into exit 130."""
+    """Turns library errors, OS errors and usage errors into one line + exit 2, Ctrl-C into 130."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> typer.Context:
+        # Usage errors of the top-level options (``strabench --bogus``) happen here, before invoke.
+        argv = [*args]  # a copy: click's parser consumes the list (and `list` is the list command here)
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except UsageError as exc:
+            if _shows_help(exc) or "--debug" in argv:
+                raise
+            print_error(_usage_line(exc, argv))
+            raise typer.Exit(exc.exit_code) from None
+        ctx.meta[_ARGV] = argv  # for naming the value of a bad option later
+        return ctx
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except StrabenchError as exc:
-            if (ctx.obj or {}).get("debug"):
+            if _debug(ctx):
                 raise
             print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except UsageError as exc:  # a subcommand's options: `train MODEL --epochs two`
+            if _debug(ctx) or _shows_help(exc):
+                raise
+            print_error(_usage_line(exc, ctx.meta.get(_ARGV, [])))
+            raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if _debug(ctx) or exc.errno == errno.EPIPE:  # typer exits quietly on a closed pipe
+                raise
+            print_error(_os_error_line(exc))
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            if (ctx.obj or {}).get("debug"):
+            if _debug(ctx):
                 raise
             print_error("interrupted")
             raise typer.Exit(130) from None
 
 
-def print_error(message: str) -> None:
-    from rich.console import Console
+def _debug(ctx: typer.Context) -> bool:
+    """Whether ``--debug`` was given (known once the root callback has run, inside invoke)."""
+    return bool((ctx.obj or {}).get("debug"))
 
-    line = " ".join(message.split("\n")[0].split()) or "error"
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {line}", markup=True)
+
+def _shows_help(exc: UsageError) -> bool:
+    """``no_args_is_help``: click raises a usage error whose message is the help text itself."""
+    return type(exc).__name__ == "NoArgsIsHelpError"
+
+
+def _usage_line(exc: UsageError, argv: list[str]) -> str:
+    """click's message ("Invalid value for '--epochs': ...") + the value given + where to look."""
+    message = exc.format_message()
+    value = _option_value(exc, argv)
+    if value is not None and repr(value) not in message:
+        message = f"{message.rstrip('.')}: got {value!r}"
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"{message}{hint}"
+
+
+def _option_value(exc: UsageError, argv: list[str]) -> str | None:
+    """The value given on the command line for the option a BadParameter is about (the last one)."""
+    param = getattr(exc, "param", None)
+    if getattr(param, "param_type_name", None) != "option":
+        return None
+    opts = [*param.opts, *param.secondary_opts]
+    value = None
+    for index, token in enumerate(argv):
+        for opt in opts:
+            if token == opt and index + 1 < len(argv):
+                value = argv[index + 1]
+            elif token.startswith(f"{opt}="):
+                value = token[len(opt) + 1 :]
+    return value
+
+
+def _os_error_line(exc: OSError) -> str:
+    """"PATH: reason" for an OSError that escaped the library (e.g. "metrics.jsonl: disk full")."""
+    from strabench.io import describe_os_error
+
+    where = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    reason = describe_os_error(exc)
+    return f"{where}: {reason}" if where else reason
+
+
+def print_error(message: str) -> None:
+    """``error: MESSAGE`` in red on stderr, always one line: every whitespace run (newlines
+    included) becomes one space, and the message is not read as rich markup."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    line = " ".join(message.split()) or "error"
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(line)}", markup=True)
 
 
 app = typer.Typer(

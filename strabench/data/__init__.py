@@ -11,11 +11,13 @@ Importing this package is cheap; torch is imported only when Datasets are built.
 
 from __future__ import annotations
 
-__all__ = ["DataSpec", "TaskData", "build_task_data", "ensure_dataset", "parse_data_spec"]
+__all__ = [
+    "DataSpec", "TaskData", "build_task_data", "check_data", "check_synthetic_sizes", "ensure_dataset", "parse_data_spec",
+]
 
 
 def __getattr__(name: str):  # lazy: keep `import strabench.data` free of torch
-    if name in {"DataSpec", "TaskData", "build_task_data", "parse_data_spec"}:
+    if name in {"DataSpec", "TaskData", "build_task_data", "check_data", "check_synthetic_sizes", "parse_data_spec"}:
         from strabench.data import tasks
 
         return getattr(tasks, name)

@@ -133,6 +133,17 @@ def _build_reid(spec: DataSpec, root: Path, input_size: tuple[int, int], augment
     )
 
 
+def _face_verification_files(root: Path) -> tuple[bool, list[Path]]:
+    """Whether ``root`` has LFW ``pairs.txt`` (+ ``lfw/``), and its ``*.bin`` files; DataError if neither."""
+    has_pairs = (root / "pairs.txt").is_file()
+    if not has_pairs and (root / "lfw").is_dir():
+        raise DataError(f"{root / 'pairs.txt'}: missing (needed to evaluate on {root / 'lfw'})")
+    bins = sorted(root.glob("*.bin"))
+    if not has_pairs and not bins:
+        raise DataError(f"{root}: no verification data; expected lfw/ + pairs.txt or *.bin files")
+    return has_pairs, bins
+
+
 def _build_face(spec: DataSpec, root: Path, input_size: tuple[int, int], augment: bool, verify: bool) -> TaskData:
     from strabench.data.datasets import LabelledImageDataset, VerificationDataset
     from strabench.data.identity_folder import load_identity_folder
@@ -142,14 +153,9 @@ def _build_face(spec: DataSpec, root: Path, input_size: tuple[int, int], augment
     if not root.is_dir():
         raise DataError(f"{root}: face data folder is missing")
     items = load_identity_folder(root / "train", verify=verify)
-    sets = []
-    if (root / "pairs.txt").is_file():
-        sets.append(load_lfw_pairs(root / "pairs.txt", root / "lfw", verify=verify))
-    elif (root / "lfw").is_dir():
-        raise DataError(f"{root / 'pairs.txt'}: missing (needed to evaluate on {root / 'lfw'})")
-    sets += [load_face_bin(p, verify=verify) for p in sorted(root.glob("*.bin"))]
-    if not sets:
-        raise DataError(f"{root}: no verification data; expected lfw/ + pairs.txt or *.bin files")
+    has_pairs, bins = _face_verification_files(root)
+    sets = [load_lfw_pairs(root / "pairs.txt", root / "lfw", verify=verify)] if has_pairs else []
+    sets += [load_face_bin(p, verify=verify) for p in bins]
     test_tf = face_transform(input_size, train=False)
     verification: dict[str, VerificationDataset] = {}
     for pairs in sets:
@@ -186,6 +192,73 @@ def _build_fer(spec: DataSpec, root: Path, input_size: tuple[int, int], augment:
 _BUILDERS: dict[str, Callable[[DataSpec, Path, tuple[int, int], bool, bool], TaskData]] = {
     "reid": _build_reid, "face": _build_face, "fer": _build_fer,
 }
+
+
+def _check_reid_layout(root: Path) -> None:
+    from strabench.data.market1501 import load_market1501
+
+    load_market1501(root, verify=False)  # folders and file names; no image is opened
+
+
+def _check_face_layout(root: Path) -> None:
+    from strabench.data.identity_folder import load_identity_folder
+    from strabench.data.verification import load_lfw_pairs
+
+    if not root.is_dir():
+        raise DataError(f"{root}: face data folder is missing")
+    load_identity_folder(root / "train", verify=False)
+    has_pairs, _bins = _face_verification_files(root)  # .bin contents are checked when loaded
+    if has_pairs:
+        load_lfw_pairs(root / "pairs.txt", root / "lfw", verify=False)  # the pairs and that their images exist
+
+
+def _check_fer_layout(path: Path) -> None:
+    from strabench.data.fer2013 import check_fer2013
+
+    check_fer2013(path)
+
+
+_LAYOUT_CHECKS: dict[str, Callable[[Path], None]] = {
+    "reid": _check_reid_layout, "face": _check_face_layout, "fer": _check_fer_layout,
+}
+
+
+def check_data(spec: str | DataSpec, task: str) -> DataSpec:
+    """Refuse a real dataset whose folders, file names or csv header are wrong, without loading it.
+
+    A suite checks its data before its first run and ``strabench train`` before it announces a
+    run, so a folder that is not the dataset is one error up front instead of a failure in
+    every run. Uses the loaders' own checks (same messages), reading names only: no image is
+    decoded, a face ``.bin`` is not unpickled and only FER2013's first row is parsed, so a
+    corrupt image or a bad later row is still found when the data is built. Synthetic specs
+    pass (they are generated; their sizes are checked by ``strabench.train.config.resolve``).
+    """
+    parsed = parse_data_spec(spec) if isinstance(spec, str) else spec
+    if task not in _LAYOUT_CHECKS:
+        raise ConfigError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    if parsed.task != task:
+        raise DataError(f"dataset {parsed} is for task {parsed.task!r}, not {task!r}")
+    if not parsed.synthetic:
+        assert parsed.path is not None
+        _LAYOUT_CHECKS[task](parsed.path)
+    return parsed
+
+
+def check_synthetic_sizes(spec: str | DataSpec, sizes: Mapping[str, Any]) -> None:
+    """Refuse now the ``data_sizes`` a synthetic generator would refuse when a run starts:
+    unknown names, non-integers (a date, inf, 2.5), values below the generator's floor.
+
+    Uses the generator's own check (``strabench.data.synthetic``), so the rules cannot drift;
+    nothing is generated. A ConfigError names the size and its value.
+    """
+    from strabench.data.synthetic import _generator, _resolve_sizes
+
+    parsed = parse_data_spec(spec) if isinstance(spec, str) else spec
+    if not parsed.synthetic:
+        if sizes:
+            raise ConfigError(f"dataset sizes {dict(sizes)} only apply to synthetic datasets, not {parsed}")
+        return
+    _resolve_sizes(_generator(parsed.name).sizes, parsed.name, sizes)
 
 
 def build_task_data(

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from strabench.errors import ConfigError, StrabenchError
+from strabench.train.config import check_plain_value, key_path
 
 PROFILES = ("quick", "paper")
 MAC_CONVENTIONS = ("paper", "fvcore", "ptflops")
@@ -177,7 +178,11 @@ def _freeze(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 class _Checker:
-    """Raises one-line ConfigErrors that name the file and the key path."""
+    """Raises one-line ConfigErrors that name the file and the key path.
+
+    Key names taken from the file go through ``key_path`` (quoted unless bare), so a key
+    holding a newline still gives a one-line message.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -193,7 +198,7 @@ class _Checker:
     def keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], key: str) -> None:
         for name in table:
             if name not in allowed:
-                where = f"{key}.{name}" if key else name
+                where = key_path(key, name)
                 import difflib
 
                 close = difflib.get_close_matches(name, allowed, n=1)
@@ -235,6 +240,14 @@ class _Checker:
         elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
             return value[0], value[1]
         self.fail(key, f"expected HEIGHTxWIDTH like \"256x128\" or [256, 128], got {_describe(value)}")
+
+
+def _check_plain(check: _Checker, key: str, value: Any) -> None:
+    """A value the run's config.toml and hash can hold (no dates, inf or nan): refused at load time."""
+    try:
+        check_plain_value(key, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{check.path}: {exc}") from None
 
 
 def _describe(value: Any) -> str:
@@ -279,7 +292,10 @@ def _check_typed(check: _Checker, value: Any, annotation: Any, key: str) -> Any:
             return tuple(_check_typed(check, v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, item_types)))
         return tuple(value)
     if origin in (dict, Mapping) or annotation is dict or origin is typing.get_origin(Mapping[str, int]):
-        return dict(check.table(value, key))
+        table = dict(check.table(value, key))
+        for name, item in table.items():
+            _check_plain(check, key_path(key, name), item)
+        return table
     return value  # an annotation we do not model: TrainConfig's own checks (resolve) decide
 
 
@@ -333,6 +349,8 @@ def load_suite(path: str | Path) -> SuiteConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level: [[[[...]]]] exhausts the stack
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read suite file: {exc}") from None
     return parse_suite(raw, path)
@@ -396,7 +414,8 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         overrides = check.table(entry.get("overrides", {}), f"{key}.overrides")
         for oname, ovalue in overrides.items():
             if isinstance(ovalue, dict):
-                check.fail(f"{key}.overrides.{oname}", "expected a value or an array, got a table")
+                check.fail(key_path(f"{key}.overrides", oname), "expected a value or an array, got a table")
+            _check_plain(check, key_path(f"{key}.overrides", oname), ovalue)
         vtrain, _ = _check_train_table(check, check.table(entry.get("train", {}), f"{key}.train"), f"{key}.train", allow_profiles=False)
         variants.append(VariantSpec(vname, model, _freeze(overrides), _freeze(vtrain)))
 

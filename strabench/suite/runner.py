@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strabench.errors import ConfigError, LockError, StrabenchError
+from strabench.errors import ConfigError, DataError, LockError, StrabenchError
 from strabench.io import read_json_object
 from strabench.suite.config import MeasureSpec, SuiteConfig
 
@@ -145,8 +145,11 @@ def plan_runs(
 
     ``profile``/``data``/``seeds``/``device`` change the runs (and so their hashes); ``only`` and
     ``shard`` only choose which of them this process executes. ``check_models`` builds each
-    variant once on the meta device so a bad override fails here, before anything runs.
+    variant once on the meta device so a bad override fails here, before anything runs; the
+    data folder's layout is checked here too (``strabench.data.tasks.check_data``), since every
+    run would fail on a folder that is not the dataset.
     """
+    from strabench.data.tasks import check_data
     from strabench.suite.config import PROFILES, data_task_of
     from strabench.train.config import TrainConfig, resolve
 
@@ -156,6 +159,7 @@ def plan_runs(
     profile = profile or suite.profile
     if data is not None and data_task_of(data, key="--data") != suite.task:
         raise ConfigError(f"--data {data!r} is for task {data_task_of(data)!r}, suite {suite.name!r} is {suite.task!r}")
+    data_key = "--data" if data is not None else "data"
     data = data or suite.data
     seeds = tuple(seeds) if seeds else suite.seeds
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
@@ -191,6 +195,11 @@ def plan_runs(
             runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, run_hash(resolved, suite.measure)))
         if check_models:
             _check_builds(suite, index, variant)
+    for spec_text in dict.fromkeys(str(r.config.data) for r in runs):  # resolved: absolute paths
+        try:
+            check_data(spec_text, suite.task)
+        except StrabenchError as exc:
+            raise DataError(f"{where}: {data_key}: {exc}") from None
     selected = [r for r in runs if not only or r.variant in only]
     return RunPlan(suite, Path(out) / suite.name, tuple(runs), tuple(shard_runs(selected, shard)), shard)
 
@@ -421,10 +430,10 @@ def execute_run(spec: RunSpec, run_dir: Path, listener: SuiteListener | None = N
             except Exception:  # noqa: BLE001 - rank 0 raised the same error and records it
                 return "failed"
         return "finished"
-    from strabench.io import atomic_write_json, atomic_write_text
+    from strabench.io import atomic_write_json, atomic_write_text, ensure_directory
     from strabench.train.config import config_hash, to_toml
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_directory(run_dir)
     identity = {
         "suite": spec.suite, "variant": spec.variant, "model": spec.model, "seed": spec.seed,
         "hash": spec.hash, "run_id": spec.run_id, "measure": spec.measure.as_dict(),
@@ -504,20 +513,24 @@ def run_suite(plan: RunPlan, listener: SuiteListener | None = None) -> SuiteOutc
 
     Ctrl-C ends the loop cleanly (the run in flight stays resumable) with ``interrupted=True``.
     Under torchrun, rank 0 does this; the other ranks only join each training run's ``fit``.
+    Once the lock is held, temp files that killed writes left in the suite directory are
+    removed (``strabench.io.remove_stale_temps``). A file that cannot be written (disk full,
+    read-only) ends the suite with a ``WriteError`` naming it.
     """
     rank = dist_rank()
     if rank != 0:
         return _run_as_worker(plan, rank)
-    from strabench.io import acquire_lock, atomic_write_json
+    from strabench.io import acquire_lock, atomic_write_json, ensure_directory, remove_stale_temps
 
     listener = listener or SuiteListener()
     start = time.monotonic()
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_directory(plan.out_dir)
     lock_dir = plan.out_dir if plan.shard is None else plan.out_dir / ".locks" / f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
     attempted: dict[str, str] = {}
     skipped: list[str] = []
     interrupted = False
     with acquire_lock(lock_dir):
+        remove_stale_temps(plan.out_dir)
         atomic_write_json(plan.out_dir / PLAN_JSON, plan.as_dict())
         todo = _todo(plan)
         for spec in plan.selected:

@@ -14,6 +14,7 @@ stream is derived from ``(seed, epoch)``, whatever the worker count).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import math
@@ -44,6 +45,8 @@ HASH_EXCLUDED = frozenset({"num_workers"})
 OPTIMIZERS = ("adam", "sgd")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_MAX_NESTING = 32  # arrays/tables inside a model_overrides / data_sizes value
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,53 @@ def _milestones(value: Any) -> tuple[int, ...]:
     return out
 
 
+def key_path(prefix: str, key: Any) -> str:
+    """``prefix.key`` with ``key`` quoted (repr) unless it is a bare TOML key, so that a key
+    holding a newline or a dot cannot break or fake an error message."""
+    text = key if isinstance(key, str) and _BARE_KEY.fullmatch(key) else repr(key)
+    return f"{prefix}.{text}" if prefix else text
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dt.date, dt.time)):  # datetime is a date
+        return f"a {type(value).__name__} ({value.isoformat()})"
+    return repr(value)
+
+
+def check_plain_value(name: str, value: Any, depth: int = 0) -> None:
+    """Raise ConfigError unless ``value`` is what TOML (config.toml) and the config hash (JSON)
+    both hold exactly: a boolean, integer, finite number or string, or arrays/tables of them.
+
+    Without this a date or an inf in a suite's ``data_sizes`` / ``overrides`` only failed when
+    the run hashed or used it, i.e. after the suite had started. ``name`` is the key path the
+    message names.
+    """
+    if depth > _MAX_NESTING:
+        raise ConfigError(f"{name} is nested too deeply (more than {_MAX_NESTING} levels)")
+    if isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_plain_value(f"{name}[{index}]", item, depth + 1)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{name} keys must be strings, got {key!r}")
+            check_plain_value(key_path(name, key), item, depth + 1)
+        return
+    raise ConfigError(f"{name} must be a number, string, boolean or an array of them, got {_show(value)}")
+
+
 def _mapping(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise ConfigError(f"{name} must be a table of name = value, got {value!r}")
+    for key, item in value.items():
+        check_plain_value(key_path(name, key), item)
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in sorted(value.items())}
 
 
@@ -186,7 +233,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     data, synthetic = _data_spec(cfg.data or recipes.DEFAULT_DATA[task], task)
     data_sizes = _mapping("data_sizes", cfg.data_sizes or {})
     if synthetic:
+        from strabench.data.tasks import check_synthetic_sizes
+
         data_sizes = dict(sorted({**rec["data_sizes"], **data_sizes}.items()))  # the user's sizes win
+        check_synthetic_sizes(data, data_sizes)  # refused now, not when a run generates the data
     elif data_sizes:
         raise ConfigError(f"data_sizes {data_sizes} only apply to synthetic datasets, not {data}")
 
@@ -292,17 +342,31 @@ def config_from_mapping(values: Mapping[str, Any], *, source: str = "config") ->
     return TrainConfig(**kwargs)
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped, the rest as is
+    (``json.dumps`` would write astral characters as surrogate pairs, which TOML refuses)."""
+    out = ['"']
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return "".join(out) + '"'
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
+        return _toml_string(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in sorted(value.items())) + "}"
+        return "{" + ", ".join(f"{_toml_string(str(k))} = {_toml_value(v)}" for k, v in sorted(value.items())) + "}"
     raise ConfigError(f"cannot write {value!r} to TOML")
 
 
@@ -320,6 +384,8 @@ def config_from_toml(text: str, *, source: str = "config.toml") -> TrainConfig:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid TOML (arrays or tables nested too deeply)") from None
     return config_from_mapping(values, source=source)
 
 
@@ -338,5 +404,7 @@ def apply_overrides(cfg: TrainConfig, assignments: Iterable[str]) -> TrainConfig
             value = tomllib.loads(f"v = {raw.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw.strip()
+        except RecursionError:
+            raise ConfigError(f"--set {key}: value nested too deeply") from None
         changes[key] = tuple(value) if isinstance(value, list) and key in ("input_size", "milestones") else value
     return dataclasses.replace(cfg, **changes)

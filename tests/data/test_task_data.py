@@ -198,3 +198,106 @@ def test_importing_the_data_package_does_not_import_torch() -> None:
             "strabench.data.fer2013, strabench.data.verification, strabench.data.identity_folder; "
             "strabench.data.parse_data_spec('synthetic_reid'); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------- check_data
+def _market_broken(root: Path, how: str) -> Path:
+    if how == "empty_root":
+        shutil.rmtree(root)
+        root.mkdir()
+    elif how == "no_query":
+        shutil.rmtree(root / "query")
+    elif how == "wrong_names":
+        victim = sorted((root / "bounding_box_train").iterdir())[0]
+        victim.rename(victim.with_name("person-one.jpg"))
+    elif how == "only_junk":
+        for path in (root / "bounding_box_test").iterdir():
+            path.rename(path.with_name("-1" + path.name[path.name.index("_"):]))
+    return root
+
+
+@pytest.mark.parametrize("how", ["empty_root", "no_query", "wrong_names", "only_junk"])
+def test_check_data_refuses_a_broken_market_layout_as_the_loader_does(reid_root: Path, tmp_path: Path, how: str) -> None:
+    from strabench.data import check_data
+
+    root = _market_broken(Path(shutil.copytree(reid_root, tmp_path / "market")), how)
+    with pytest.raises(DataError) as loader:
+        build_task_data(f"market1501:{root}", "reid", input_size=(128, 64))
+    with pytest.raises(DataError) as checked:
+        check_data(f"market1501:{root}", "reid")
+    assert str(checked.value) == str(loader.value)
+
+
+def test_check_data_refuses_broken_face_and_fer_data_as_the_loaders_do(faces_root: Path, tmp_path: Path) -> None:
+    from strabench.data import check_data
+
+    root = Path(shutil.copytree(faces_root, tmp_path / "faces"))
+    first_pair_image = sorted((root / "lfw").rglob("*.jpg"))[0]
+    first_pair_image.unlink()
+    fer = tmp_path / "fer2013.csv"
+    fer.write_text("emotion,pixels,Usage\n" + f"0,{' '.join(['1'] * 2303)},Training\n")
+    cases = [(f"faces:{root}", "face"), (f"faces:{tmp_path / 'none'}", "face"), (f"fer2013:{fer}", "fer"),
+             (f"fer2013:{tmp_path / 'missing.csv'}", "fer")]
+    for spec, task in cases:
+        with pytest.raises(DataError) as loader:
+            build_task_data(spec, task, input_size=(112, 112) if task == "face" else (44, 44))
+        with pytest.raises(DataError) as checked:
+            check_data(spec, task)
+        assert str(checked.value) == str(loader.value), spec
+
+
+def test_check_data_passes_good_data_without_opening_an_image(
+    reid_root: Path, faces_root: Path, fer_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import PIL.Image
+
+    from strabench.data import check_data
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("check_data opened an image")
+
+    monkeypatch.setattr(PIL.Image, "open", no_decoding)
+    assert check_data(f"market1501:{reid_root}", "reid").path == reid_root
+    check_data(f"faces:{faces_root}", "face")
+    check_data(f"fer2013:{fer_csv}", "fer")
+    check_data("synthetic_reid", "reid")
+    with pytest.raises(DataError, match=r"is for task 'fer', not 'reid'"):
+        check_data(f"fer2013:{fer_csv}", "reid")
+
+
+def test_check_data_reads_only_the_first_fer_row(tmp_path: Path) -> None:
+    """A bad row further down is found when the data is built, not by the cheap check."""
+    from strabench.data import check_data
+
+    path = tmp_path / "fer2013.csv"
+    path.write_text("emotion,pixels,Usage\n" + f"0,{' '.join(['1'] * 2304)},Training\n" + "9,1 2,Training\n")
+    check_data(f"fer2013:{path}", "fer")
+    with pytest.raises(DataError, match=r"fer2013\.csv:3: emotion 9"):
+        build_task_data(f"fer2013:{path}", "fer", input_size=(44, 44))
+
+
+@pytest.mark.parametrize("sizes, problem", [
+    ({"num_train_ids": __import__("datetime").date(1979, 5, 27)}, r"num_train_ids=datetime\.date\(1979, 5, 27\) must be an integer"),
+    ({"num_train_ids": float("inf")}, r"num_train_ids=inf must be an integer"),
+    ({"num_train_ids": 2.5}, r"num_train_ids=2\.5 must be an integer"),
+    ({"num_junk": -3}, r"num_junk=-3 must be >= 0"),
+    ({"num_trian_ids": 4}, r"unknown size 'num_trian_ids' for dataset synthetic_reid"),
+])
+def test_check_synthetic_sizes_refuses_what_the_generator_would(sizes: dict, problem: str, tmp_path: Path) -> None:
+    from strabench.data import check_synthetic_sizes
+
+    with pytest.raises(ConfigError, match=problem):
+        check_synthetic_sizes("synthetic_reid", sizes)
+    with pytest.raises(ConfigError, match=problem):  # the reference: generating it
+        build_task_data("synthetic_reid", "reid", input_size=(64, 32), cache_dir=tmp_path, sizes=sizes)
+    assert not any(tmp_path.iterdir())
+
+
+def test_check_synthetic_sizes_accepts_good_sizes_and_refuses_sizes_for_real_data() -> None:
+    from strabench.data import check_synthetic_sizes
+
+    check_synthetic_sizes("synthetic_reid", TINY_REID)
+    check_synthetic_sizes("synthetic_expressions", TINY_FER)
+    check_synthetic_sizes("market1501:/x", {})
+    with pytest.raises(ConfigError, match=r"only apply to synthetic datasets"):
+        check_synthetic_sizes("market1501:/x", {"num_train_ids": 4})

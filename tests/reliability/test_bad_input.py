@@ -188,14 +188,9 @@ OPTION_CASES = [
 ]
 
 
-# Cases that fail today (see the reliability report); strict, so a fix turns them into XPASS
-# failures and the marker must then be removed.
-KNOWN_FAILURES = {
-    "deeply_nested_toml": "load_suite lets tomllib's RecursionError escape (strabench/suite/config.py: load_suite)",
-    "train_deeply_nested_set_value": "apply_overrides lets tomllib's RecursionError escape (strabench/train/config.py: apply_overrides)",
-    "results_dir_is_a_file": "run_suite's mkdir raises NotADirectoryError, not a StrabenchError (strabench/suite/runner.py: run_suite)",
-    "results_dir_under_a_file": "run_suite's mkdir raises NotADirectoryError, not a StrabenchError (strabench/suite/runner.py: run_suite)",
-}
+# Cases that fail today (id -> reason); strict, so a fix turns them into XPASS failures and the
+# entry must then be removed. Empty: issue #7 fixed the last ones.
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _params(cases: list[tuple]) -> list:
@@ -231,7 +226,6 @@ def test_bad_option_or_file_is_one_line_exit_2_and_touches_nothing(workspace: Pa
     _invoke_and_check(argv, expected, workspace)
 
 
-@pytest.mark.xfail(strict=True, reason="PermissionError from acquire_lock escapes as a traceback (strabench/suite/runner.py: run_suite; strabench/io.py)")
 def test_read_only_results_directory_is_one_line_exit_2(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """As root, chmod does not stop writes, so "read-only" is simulated: every attempt to create
     or write a file (or directory) under results/ fails with EACCES, as on a read-only mount."""
@@ -254,13 +248,11 @@ def test_read_only_results_directory_is_one_line_exit_2(workspace: Path, monkeyp
     _invoke_and_check(["run", "other.toml", "--out", "results", "--seeds", "5"], ["results", "ermission denied"], workspace)
 
 
-@pytest.mark.xfail(strict=True, reason="typer prints usage errors as a 6-line panel (strabench/cli/__init__.py: _StrabenchGroup)")
 def test_mistyped_option_value_is_one_line_exit_2(workspace: Path) -> None:
     """A value typer cannot parse (`--epochs two`) is bad input like any other."""
     _invoke_and_check(["train", *TRAIN, "--epochs", "two"], ["--epochs"], workspace, strict=True)
 
 
-@pytest.mark.xfail(strict=True, reason="plan_runs does not check the data folder; every run fails on it, exit 1, results rewritten (strabench/suite/runner.py: plan_runs)")
 def test_bad_data_folder_in_a_suite_is_refused_before_anything_is_written(workspace: Path, inputs: Path) -> None:
     """A suite whose data folder exists but is not a dataset (empty here) must be refused up front,
     like a missing folder: all of its runs would fail on it, and running them rewrites the suite's
@@ -297,7 +289,6 @@ def test_debug_flag_in_process_reraises_the_error(workspace: Path) -> None:
 
 
 
-@pytest.mark.xfail(strict=True, reason="train prints 'training ... -> DIR' on stderr before building the data (strabench/cli/train.py: train_command)")
 def test_train_with_bad_data_prints_nothing_but_the_error(workspace: Path, inputs: Path) -> None:
     """Strictly one stderr line: `train` must not announce a training run it is not going to start."""
     argv = ["train", *TRAIN, "--data", f"market1501:{inputs}/market_empty"]

@@ -93,8 +93,6 @@ def test_a_shard_started_beside_a_full_run_does_not_mark_its_runs_failed(tmp_pat
     assert final["status"] == "finished"  # the full run's result, not overwritten by the shard
 
 
-@pytest.mark.xfail(strict=True, reason="FileLock creates .lock with O_EXCL, then writes it: a kill in between leaves an "
-                   "empty lock that is trusted for 10 s (strabench/io.py: FileLock.acquire)")
 def test_lock_left_empty_by_a_kill_during_its_creation_does_not_block_the_next_run(tmp_path: Path) -> None:
     """SIGKILL between creating the lock file and writing its record leaves an empty .lock. The
     re-run a user (or a job scheduler) starts right away must not be refused because of it."""

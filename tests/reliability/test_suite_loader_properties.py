@@ -210,8 +210,6 @@ def test_random_toml_documents_load_or_raise_our_error(fuzz_dir: Path, doc: dict
     _load(fuzz_dir, text)
 
 
-@pytest.mark.xfail(strict=True, reason="key paths are not quoted in ConfigError messages: a key holding a newline "
-                   "makes a multi-line error and the CLI shows only 'FILE:' (strabench/suite/config.py: _Checker)")
 @SETTINGS
 @example({"\n": []})
 @given(documents)
@@ -234,8 +232,6 @@ def test_random_and_corrupted_bytes_load_or_raise_our_error(fuzz_dir: Path, cont
     _load(fuzz_dir, content)
 
 
-@pytest.mark.xfail(strict=True, reason="a date or inf/nan in data_sizes or overrides crashes config_hash/run_hash with "
-                   "TypeError/ValueError (strabench/train/config.py: resolve/_mapping; strabench/suite/runner.py: plan_runs)")
 @SETTINGS
 @example(suite_text().replace("num_train_ids = 4,", "num_train_ids = 1979-05-27,"))
 @example(suite_text().replace("num_train_ids = 4,", "num_train_ids = inf,"))
@@ -255,8 +251,6 @@ def _plan_text(fuzz_dir: Path, text: str) -> None:
     plan_runs(load_suite(path), fuzz_dir / "out", check_models=True)
 
 
-@pytest.mark.xfail(strict=True, reason="data_sizes are validated only when a run generates the data "
-                   "(strabench/train/config.py: resolve)")
 @pytest.mark.parametrize(
     "value", ["1979-05-27", "inf", "nan", '"four"', "-3", "2.5"], ids=["date", "inf", "nan", "string", "negative", "float"]
 )
@@ -268,15 +262,11 @@ def test_bad_synthetic_data_size_is_refused_when_planning(fuzz_dir: Path, value:
         _plan_text(fuzz_dir, suite_text().replace("num_train_ids = 4,", f"num_train_ids = {value},"))
 
 
-@pytest.mark.xfail(strict=True, reason="data_sizes keys are validated only when a run generates the data "
-                   "(strabench/train/config.py: resolve)")
 def test_unknown_synthetic_data_size_key_is_refused_when_planning(fuzz_dir: Path) -> None:
     with pytest.raises(StrabenchError, match="num_trian_ids"):
         _plan_text(fuzz_dir, suite_text().replace("num_train_ids = 4,", "num_train_ids = 4, num_trian_ids = 5,"))
 
 
-@pytest.mark.xfail(strict=True, reason="run_hash/config_hash json.dumps the overrides outside the planner's "
-                   "StrabenchError handling (strabench/suite/runner.py: plan_runs; strabench/train/config.py: _mapping)")
 @pytest.mark.parametrize("value", ["1979-05-27", "nan", "inf", "07:32:00"], ids=["date", "nan", "inf", "time"])
 def test_unhashable_model_override_is_refused_with_our_error(fuzz_dir: Path, value: str) -> None:
     """A variant override the config hash cannot encode must be a one-line ConfigError, not a

@@ -134,7 +134,6 @@ def test_write_error_during_checkpoint_save_keeps_last_good_checkpoint(
     assert finished["metrics"] == reference_result["metrics"]
 
 
-@pytest.mark.xfail(strict=True, reason="OSError from atomic_write_* escapes as a traceback (strabench/io.py: atomic_write_stream)")
 def test_disk_full_while_writing_results_csv_is_one_line_and_keeps_the_old_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -157,7 +156,6 @@ def test_disk_full_while_writing_results_csv_is_one_line_and_keeps_the_old_file(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="OSError from append_jsonl escapes as a traceback (strabench/io.py: append_jsonl)")
 def test_disk_full_while_appending_metrics_log_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from strabench.train import engine
 

@@ -49,6 +49,15 @@ BAD_SUITES = [
     pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\noverrides = { grops = 4 }'), "variants[1].overrides", id="unknown-override"),
     pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\ntrain = { lr = -1.0 }'), "variants[1] (stra): lr must be", id="train-value-resolve"),
     pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\ncolour = "red"'), "variants[1].colour: unknown key", id="variant-unknown-key"),
+    # issue #7: keys quoted (one line), absurd nesting, values a run's config.toml/hash cannot hold, bad data folder
+    pytest.param('"a\\nb" = 1\n' + GOOD, "'a\\nb': unknown key", id="key-with-newline"),
+    pytest.param(GOOD + "\n[measure.x]\ny = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply", id="deeply-nested-toml"),
+    pytest.param(edit("epochs = 1", "epochs = 1\ndata_sizes = { num_train_ids = 1979-05-27 }"), "train.quick.data_sizes.num_train_ids must be a number, string, boolean or an array of them, got a date (1979-05-27)", id="data-size-date"),
+    pytest.param(edit("epochs = 1", "epochs = 1\ndata_sizes = { num_train_ids = inf }"), "train.quick.data_sizes.num_train_ids must be a finite number, got inf", id="data-size-inf"),
+    pytest.param(edit("epochs = 1", "epochs = 1\ndata_sizes = { num_train_ids = -3 }"), "dataset size num_train_ids=-3 must be >= 1", id="data-size-negative"),
+    pytest.param(edit("epochs = 1", "epochs = 1\ndata_sizes = { num_trian_ids = 3 }"), "unknown size 'num_trian_ids'", id="data-size-unknown"),
+    pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\noverrides = { groups = nan }'), "variants[1].overrides.groups must be a finite number, got nan", id="override-nan"),
+    pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\noverrides = { groups = 07:32:00 }'), "variants[1].overrides.groups must be a number, string, boolean or an array of them, got a time (07:32:00)", id="override-time"),
 ]
 
 
@@ -131,3 +140,17 @@ def test_suite_found_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     write_suite(tmp_path / "suites", filename="mine.toml")
     monkeypatch.chdir(tmp_path)
     assert load_suite("mine").path == Path("suites/mine.toml")
+
+
+def test_data_folder_that_is_not_the_dataset_is_refused_when_planning(tmp_path: Path) -> None:
+    """Every run would fail on it: refused before anything is written (strabench.data.check_data)."""
+    market = tmp_path / "market"
+    market.mkdir()
+    path = write_suite(tmp_path, edit('data = "synthetic_reid"', f'data = "market1501:{market}"'))
+    out = tmp_path / "results"
+    for args in ([], ["--dry-run"]):
+        result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), *args])
+        assert result.exit_code == 2, result.output
+        message = " ".join(result.output.split())
+        assert f"{path}: data: {market / 'bounding_box_train'}: Market-1501 folder is missing" in message
+        assert not out.exists()
