@@ -46,8 +46,9 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from strabench.env import configure_allocator
 from strabench.errors import CheckpointError, ConfigError, NumericalError
-from strabench.io import acquire_lock, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from strabench.io import acquire_lock, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, remove_stale_temps
 from strabench.train import recipes
 from strabench.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -153,6 +154,8 @@ class Trainer:
         self.cfg = cfg
         self.ctx = ctx or DistContext(device=pick_device(cfg.device))
         self.device = self.ctx.device
+        if self.device.type == "cpu":
+            configure_allocator()
         self.strategy = STRATEGIES[cfg.task]
         self.info = model_info(cfg.model)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
@@ -353,7 +356,7 @@ class Trainer:
         elapsed = time.perf_counter() - started
         reduced = self.ctx.all_reduce_sum(sums.tolist() + [float(step), float(images_seen)])
         steps_all, images_all = reduced[-2], reduced[-1]
-        means = [v / max(steps_all, 1.0) for v in reduced[: len(row)]]
+        means = [v / max(steps_all, 1.0) for v in reduced[: 3 + len(names)]]
         if self.ctx.any_rank(not self._weights_finite()):
             self._raise_diverged(epoch, step, "the weights contain NaN/inf after the epoch")
         record: dict[str, Any] = {
@@ -531,6 +534,8 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -
     lock = acquire_lock(out_dir) if main else contextlib.nullcontext()
     with lock:
         checkpoint = out_dir / CHECKPOINT_NAME
+        if main:  # temp files of writes a kill interrupted (never ours: we hold the lock)
+            remove_stale_temps(out_dir)
         if main and not resume:
             _clear_run(out_dir)
         ctx.barrier()

@@ -239,6 +239,7 @@ def test_benchmark_models_interleaves_baseline_once_and_restores_threads():
     assert cand["ratio_to_baseline"] == pytest.approx(statistics.median(cand["ratio_rounds"]))
     assert base["samples"] > cand["samples"]  # B c B | c B: 3 baseline measurements, 2 candidate ones
     assert all(r["threads"] == 1 for r in rows)
+    assert all(r["allocator"] for r in rows)  # what the CPU allocator did is part of the record
     assert torch.get_num_threads() == 2
 
 

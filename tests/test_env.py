@@ -1,0 +1,57 @@
+"""strabench.env: the allocator setting every CPU benchmark and training run applies (and records)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+SNIPPET = """
+import ctypes, json
+from strabench.env import configure_allocator
+first = configure_allocator()
+# glibc's mallinfo2 counts mmapped bytes: a 64 MiB buffer must now come from the heap.
+buf = ctypes.create_string_buffer(64 << 20)
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+mmapped = None
+if hasattr(libc, "mallinfo2"):
+    libc.mallinfo2.restype = MallInfo2
+    mmapped = libc.mallinfo2().hblkhd
+print(json.dumps({"first": first, "again": configure_allocator(), "mmapped": mmapped}))
+"""
+
+
+def _run(**env: str) -> dict:
+    import json
+
+    out = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, check=True,
+                         env={**os.environ, **env}, timeout=120)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's mallopt")
+def test_allocator_keeps_large_buffers_on_the_heap_and_is_recorded():
+    got = _run(STRABENCH_MALLOC="")
+    assert got["first"] == got["again"] == "glibc, heap kept (mmap off, no trim)"
+    if got["mmapped"] is not None:
+        assert got["mmapped"] < (64 << 20)  # glibc's default would have mmapped the 64 MiB buffer
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's mallopt")
+def test_allocator_can_be_left_alone():
+    got = _run(STRABENCH_MALLOC="system")
+    assert got["first"] == "system default (STRABENCH_MALLOC=system)"
+    if got["mmapped"] is not None:
+        assert got["mmapped"] >= (64 << 20)
+
+
+def test_environment_record_names_the_allocator_in_force():
+    from strabench.env import configure_allocator, describe_environment
+
+    in_force = configure_allocator()
+    assert describe_environment()["allocator"] == in_force
