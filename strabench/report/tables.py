@@ -314,13 +314,18 @@ def table_frame(results: SuiteResults, *, paper: bool = True):
     return pd.DataFrame([[cell(r) for _, cell in columns] for r in summary], columns=[h for h, _ in columns])
 
 
+def _seeds_run(results: SuiteResults) -> list[int]:
+    """The seeds of the runs on disk (a ``--seeds`` override or a shard may differ from the suite's)."""
+    return sorted({int(r["seed"]) for r in results.rows if r.get("seed") not in (None, "")})
+
+
 def notes(results: SuiteResults, summary: Sequence[dict[str, Any]], *, paper: bool) -> list[str]:
     """The lines under a table: what was measured how, and where the paper's numbers come from."""
     meta = results.meta
     lines = []
     setup = [f"data `{meta['data']}`" if meta.get("data") else None,
              f"profile `{meta['profile']}`" if meta.get("profile") else None,
-             f"seeds {meta['seeds']}" if meta.get("seeds") else None]
+             f"seeds {_seeds_run(results) or meta.get('seeds')}" if results.rows or meta.get("seeds") else None]
     setup_text = ", ".join(s for s in setup if s)
     if results.metrics:
         hidden = [m for m in results.metrics if m not in shown_metrics(results)]

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from strabench.io import read_jsonl
 from strabench.train.distributed import DistContext, init_distributed
 
@@ -22,6 +24,13 @@ def test_single_process_context_is_a_no_op(monkeypatch):
 
 
 def test_torchrun_two_gloo_processes(tmp_path):
+    """2 epochs, the first with stages 1-4 frozen (App. B.1), so DDP's re-wrap on unfreezing runs too."""
+    import torch
+
+    from strabench.registry import create_model
+
+    weights = tmp_path / "pretrained.pth"
+    torch.save(create_model("resnet50_stra", num_classes=4, layers=(1, 1, 1, 1), feature_dim=32).state_dict(), weights)
     out = tmp_path / "run"
     sets = [
         "model_overrides={layers=[1,1,1,1], feature_dim=32}",
@@ -32,8 +41,8 @@ def test_torchrun_two_gloo_processes(tmp_path):
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "strabench", "train", "resnet50_stra", "--task", "reid", "--data", "synthetic_reid",
-        "--epochs", "1", "--batch", "8", "--input", "16x16", "--device", "cpu", "--workers", "0",
-        "--out", str(out), "--json",
+        "--epochs", "2", "--batch", "8", "--input", "16x16", "--device", "cpu", "--workers", "0",
+        "--pretrained", str(weights), "--set", "freeze_epochs=1", "--out", str(out), "--json",
     ]
     for item in sets:
         cmd += ["--set", item]
@@ -45,8 +54,9 @@ def test_torchrun_two_gloo_processes(tmp_path):
     # Only rank 0 printed the result and logged the epoch.
     assert proc.stdout.count('"status": "finished"') == 1
     records = read_jsonl(out / "metrics.jsonl").records
-    assert [r["epoch"] for r in records] == [1]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert [r["frozen"] for r in records] == [True, False]
     # 16 training images, global batch 8 = 4 per rank: 2 steps per rank, 16 images in all.
     assert records[0]["steps"] == 2
-    assert records[0]["images_per_s"] * records[0]["time_s"] == __import__("pytest").approx(16)
+    assert records[0]["images_per_s"] * records[0]["time_s"] == pytest.approx(16)
     assert not (out / ".lock").exists()

@@ -221,3 +221,17 @@ def test_freezing_keeps_stages_1_to_4_and_their_bn_statistics(tiny_config, tmp_p
     assert changed
     trainer.run_epoch(2)
     assert not torch.equal(before["layer1.0.conv1.weight"], trainer.model.state_dict()["layer1.0.conv1.weight"])
+
+
+def test_bf16_autocast_and_channels_last_run_on_cpu(tiny_config, tmp_path):
+    """The AMP and memory-format code paths (used on CUDA) also run on CPU with bf16."""
+    result = fit(tiny_config("reid", epochs=1, amp="bf16", channels_last=True), tmp_path)
+    assert result["amp"] == "bfloat16"
+    assert all(math.isfinite(v) for v in result["metrics"].values())
+
+
+def test_fp16_needs_cuda(tiny_config, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        fit(tiny_config("fer", amp="fp16"), tmp_path)

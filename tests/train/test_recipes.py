@@ -98,9 +98,10 @@ def test_warmup_is_linear_per_step_then_flat():
 @pytest.mark.parametrize("task, model", [("reid", "resnet50_stra"), ("face", "face_resnet50_stra"), ("fer", "fer_resnet_stra")])
 def test_quick_profile_keeps_losses_and_protocol_but_is_small(task, model):
     quick, paper = resolve(TrainConfig(model)), resolve(TrainConfig(model, profile="paper"))
-    assert quick.diversity_weight == paper.diversity_weight
-    assert quick.optimizer == paper.optimizer
-    assert quick.epochs <= 10 and quick.batch_size <= 64
+    assert quick.diversity_weight == paper.diversity_weight  # the regulariser under study is unchanged
+    assert quick.weight_decay == paper.weight_decay
+    assert quick.optimizer == "adam"  # see recipes.QUICK for why (measured)
+    assert quick.epochs < paper.epochs and quick.batch_size <= 32
     assert math.prod(quick.input_size) < math.prod(paper.input_size)
     assert quick.data_sizes  # small synthetic data
     if task == "reid":
