@@ -4,11 +4,11 @@ Three sub-commands, each printing JSON:
 
     python benchmarks/bench_models.py run [--modes infer train] [--batch 32] [--rounds 3]
         [--min-run-time 1.0] [--threads N] [--csv results/bench/cpu.csv]
-    python benchmarks/bench_models.py profile [--batch 32] [--top 12]
+    python benchmarks/bench_models.py profile [--batch 32] [--repeat 5] [--top 12]
         torch.profiler over layer4 of resnet50 and resnet50_stra (infer and train), top ops
     python benchmarks/bench_models.py report results/bench/cpu.csv [more.csv ...] --out results/bench/cpu.md
         [--title T ...] [--profile profile.json] [--notes notes.md] [--cmd "..."]
-        markdown tables from the CSVs (pandas), latest run per (mode, model)
+        markdown tables from the CSVs (pandas), one per `strabench bench` run
 
 ``run`` calls ``strabench.measure.latency.benchmark_models``, the library behind
 ``strabench bench``, with the baseline interleaved with the candidates.
@@ -74,53 +74,107 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def profile(args: argparse.Namespace) -> dict:
-    """Where layer4's time goes: the same input through resnet50's and resnet50_stra's layer4."""
+    """Where layer4's time goes: the same layer3 output through resnet50's and resnet50_stra's layer4.
+
+    Each repetition profiles one step of every (model, mode), alternating the model order, and
+    per op the median over repetitions is reported, so a burst of load on this shared machine
+    does not land on one model only.
+    """
+    import statistics
+
     import torch
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     from strabench.measure.report import build_for_input
 
+    from strabench.env import configure_allocator
+
+    allocator = configure_allocator()  # as `strabench bench` does
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, 256, 128)
-    report: dict = {"batch": args.batch, "input": "256x128", "threads": torch.get_num_threads(), "models": {}}
-    for name in ("resnet50", "resnet50_stra"):
+    names = ("resnet50", "resnet50_stra")
+    layers, feats = {}, {}
+    for name in names:
         model = build_for_input(name, (256, 128))
         with torch.no_grad():
-            feats = model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))))
-        entry = {}
+            feats[name] = model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))))
+        layers[name] = model.layer4
+
+    def step(name: str, mode: str) -> None:
+        layer4 = layers[name].train(mode == "train")
+        if mode == "infer":
+            with torch.inference_mode():
+                layer4(feats[name])
+        else:
+            layer4(feats[name].clone().requires_grad_(True)).sum().backward()
+
+    samples: dict = {(n, m): [] for n in names for m in ("infer", "train")}
+    modules: dict = {n: [] for n in names}
+    for rep in range(args.repeat + 1):  # repetition 0 is a warm-up
         for mode in ("infer", "train"):
-            layer4 = model.layer4.train(mode == "train")
-            inp = feats.clone().requires_grad_(mode == "train")
-
-            def step() -> None:
-                if mode == "infer":
-                    with torch.inference_mode():
-                        layer4(inp)
-                else:
-                    layer4(inp).sum().backward()
-
-            step()  # warm-up
-            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-                for _ in range(args.repeat):
-                    step()
-            events = prof.key_averages()
-            total = sum(e.self_cpu_time_total for e in events)
-            top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.top]
-            entry[mode] = {
-                "layer4_ms_per_step": total / 1e3 / args.repeat,
-                "top_ops": [
-                    {
-                        "op": e.key,
-                        "self_ms_per_step": e.self_cpu_time_total / 1e3 / args.repeat,
-                        "share": e.self_cpu_time_total / total,
-                        "calls_per_step": e.count // args.repeat,
-                    }
-                    for e in top
-                ],
-            }
-        report["models"][name] = entry
+            for name in names if rep % 2 == 0 else reversed(names):
+                with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                    step(name, mode)
+                if rep:
+                    samples[name, mode].append({e.key: (e.self_cpu_time_total, e.count) for e in prof.key_averages()})
+            if mode == "infer" and rep:  # one more forward per model with its sub-modules labelled
+                for name in names:
+                    modules[name].append(_module_times(layers[name], lambda n=name: step(n, "infer")))
+    report: dict = {"modules_infer": {
+        name: {key: statistics.median(rep.get(key, 0.0) for rep in reps) for key in reps[0]} for name, reps in modules.items()
+    }}
+    report |= {"batch": args.batch, "input": "256x128", "threads": torch.get_num_threads(), "repeat": args.repeat,
+               "allocator": allocator, "models": {}}
+    for (name, mode), reps in samples.items():
+        totals = [sum(t for t, _ in rep.values()) for rep in reps]
+        ops = {key for rep in reps for key in rep}
+        per_op = {key: statistics.median(rep.get(key, (0, 0))[0] for rep in reps) for key in ops}
+        top = sorted(per_op, key=per_op.get, reverse=True)[: args.top]
+        total = statistics.median(totals)
+        report["models"].setdefault(name, {})[mode] = {
+            "layer4_ms_per_step": total / 1e3,
+            "layer4_ms_each_rep": [t / 1e3 for t in totals],
+            "top_ops": [
+                {
+                    "op": key,
+                    "self_ms_per_step": per_op[key] / 1e3,
+                    "share": per_op[key] / total,
+                    "calls_per_step": reps[0].get(key, (0, 0))[1],
+                }
+                for key in top
+            ],
+        }
     return {"machine": _machine(), "profile": report}
+
+
+def _module_times(layer4, run) -> dict[str, float]:
+    """Inclusive forward ms of layer4's parts, summed over its blocks (``conv2.local.branch`` ...)."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
+
+    wanted = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "downsample", "conv2.local", "conv2.local.value",
+              "conv2.local.branch", "conv2.mode")  # fmt: skip
+    handles, stack = [], []
+    for path, module in layer4.named_modules():
+        label = path.split(".", 1)[-1] if "." in path else ""
+        if label not in wanted:
+            continue
+
+        def pre(_m, _i, label=label) -> None:
+            stack.append(record_function(f"layer4.{label}"))
+            stack[-1].__enter__()
+
+        def post(_m, _i, _o) -> None:
+            stack.pop().__exit__(None, None, None)
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    try:
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {e.key[len("layer4."):]: e.cpu_time_total / 1e3 for e in prof.key_averages() if e.key.startswith("layer4.")}
 
 
 def _markdown_table(frame) -> str:
@@ -139,15 +193,15 @@ def _cell(value) -> str:
 
 
 def _section(frame, title: str, summary: dict, source: str) -> list[str]:
-    """One markdown table per mode for the latest run of each model in ``frame``."""
+    """One markdown table per run (one `strabench bench` call = one timestamp) in ``frame``."""
     import pandas as pd
 
     lines: list[str] = []
     order = {name: i for i, name in enumerate(MODELS)}
-    for mode in ("infer", "train"):
-        part = frame[frame["mode"] == mode]
-        if part.empty:
-            continue
+    runs = frame.groupby(["mode", "timestamp"], sort=False)
+    keys = sorted(runs.groups, key=lambda k: (("infer", "train").index(k[0]), k[1]))
+    for mode, stamp in keys:
+        part = runs.get_group((mode, stamp))
         part = part.sort_values("model", key=lambda s: s.map(lambda n: order.get(n, len(order))))
         row = part.iloc[0]
         table = pd.DataFrame(
@@ -157,17 +211,20 @@ def _section(frame, title: str, summary: dict, source: str) -> list[str]:
                 "IQR ms": part["iqr_ms"],
                 "img/s": part["images_per_s"],
                 "ratio to resnet50": part["ratio_to_baseline"],
-                "per-round ratios": part["ratio_rounds"].map(lambda s: " ".join(f"{v:.2f}" for v in json.loads(s))),
+                "per-round ratios": [
+                    "—" if m == BASELINE else " ".join(f"{v:.2f}" for v in json.loads(r))
+                    for m, r in zip(part["model"], part["ratio_rounds"])
+                ],
                 "peak mem MB": part["peak_mem_mb"],
                 "samples": part["samples"],
             }
         )
         kind = {"infer": "inference (eval, inference_mode)", "train": "train step"}[mode]
         lines += [
-            f"### {title}: {kind}",
+            f"### {kind.capitalize()}: {len(part)} models, {int(row['rounds'])} rounds ({stamp[:16]} UTC)",
             "",
             f"batch {int(row['batch'])}, {row['input']}, {int(row['threads'])} threads, amp {row['amp']}, "
-            f"{int(row['rounds'])} rounds, min_run_time {row['min_run_time']} s, run at {row['timestamp']} (`{source}`)",
+            f"min_run_time {row['min_run_time']} s, allocator: {row.get('allocator', 'system default')} (`{source}`)",
             "",
             _markdown_table(table),
             "",
@@ -190,9 +247,9 @@ def report(args: argparse.Namespace) -> dict:
         frame = pd.read_csv(path)
         if frame.empty:
             raise SystemExit(f"{path}: no rows")
-        # The latest run of each (mode, model): a CSV accumulates reruns.
-        frames.append((path, frame.sort_values("timestamp").groupby(["mode", "model"], as_index=False).tail(1)))
+        frames.append((path, frame))
     first = frames[0][1].iloc[-1]
+    optimizers = [o for _, f in frames for o in f["optimizer"].dropna()]
     stamps = sorted({t[:16] for _, f in frames for t in f["timestamp"]})
     lines = [
         "# `strabench bench` on CPU: ReID ResNet-50 variants vs resnet50",
@@ -204,7 +261,7 @@ def report(args: argparse.Namespace) -> dict:
         "(B c1 B c2 ... B, rounds chained, direction alternating), median over rounds. Ratios are the numbers "
         "that hold on this shared machine; milliseconds drift with its load.",
         "- Train step: forward (train mode), cross-entropy on random labels + the diversity loss (StRA models), "
-        f"backward, {first['optimizer'] if isinstance(first['optimizer'], str) else 'SGD'}, zero_grad(set_to_none=True).",
+        f"backward, {optimizers[0] if optimizers else 'SGD'} step, zero_grad(set_to_none=True).",
         f"- Peak mem: {first['mem_method']}.",
         "",
         "Commands:",
@@ -223,7 +280,8 @@ def report(args: argparse.Namespace) -> dict:
             f"## Where the time goes: layer4 under torch.profiler (batch {prof['batch']}, {prof['input']}, "
             f"{prof['threads']} threads)",
             "",
-            "Self CPU time per op, summed over layer4's three bottlenecks, same layer3 output fed to both models.",
+            f"Self CPU time per op over layer4's three bottlenecks, the same layer3 output fed to both models; "
+            f"median over {prof.get('repeat', '?')} interleaved repetitions.",
             "",
         ]
         for mode in ("infer", "train"):
@@ -258,7 +316,7 @@ def main() -> None:
     p_run.add_argument("--csv", default=None)
     p_prof = sub.add_parser("profile", help="torch.profiler top ops of layer4, resnet50 vs resnet50_stra")
     p_prof.add_argument("--batch", type=int, default=32)
-    p_prof.add_argument("--repeat", type=int, default=2)
+    p_prof.add_argument("--repeat", type=int, default=5)
     p_prof.add_argument("--top", type=int, default=12)
     p_prof.add_argument("--threads", type=int, default=None)
     p_rep = sub.add_parser("report", help="markdown from a bench CSV")

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.benchmark import Timer
 
+from strabench.env import configure_allocator
 from strabench.layers.local_attention import LocalAttention
 
 
@@ -153,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="wall time (default) or process CPU time (for a shared machine, with --threads 1)")
     p.add_argument("--out", type=Path, help="also write the JSON here (atomically)")
     a = p.parse_args(argv)
+    allocator = configure_allocator()  # as `strabench bench` does on CPU
     result = run(a.batch, a.channels, a.height, a.width, a.groups, a.threads, a.channels_last,
                  a.min_run_time, a.seed, a.clock)
+    result["machine"]["allocator"] = allocator
     text = json.dumps(result, indent=2)
     print(text)
     if a.out is not None:

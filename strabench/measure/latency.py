@@ -662,7 +662,7 @@ CSV_FIELDS = (
     "timestamp", "model", "mode", "batch", "input", "channels", "device", "threads", "median_ms", "iqr_ms",
     "images_per_s", "ratio_to_baseline", "ratio_rounds", "baseline", "peak_mem_mb", "weights_mb", "amp",
     "channels_last", "compile", "samples", "rounds", "min_run_time", "warmup_s", "optimizer", "aux_losses",
-    "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu",
+    "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu", "allocator",
 )  # fmt: skip
 
 
