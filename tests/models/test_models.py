@@ -79,3 +79,16 @@ def test_inputs_the_model_cannot_take(name, shape):
     model = create_model(name).eval()
     with pytest.raises(ShapeError):
         model(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("name, zeroed", [("resnet50_stra", True), ("face_resnet50", True), ("fer_resnet_stra", False)])
+def test_residual_branches_start_at_zero_for_reid_and_face_resnets(name, zeroed):
+    """γ = 0 in every bottleneck's last BN (ReID, face), γ = 1 for the FER ResNet; overridable."""
+    from strabench.models.resnet import Bottleneck
+
+    def gammas(model):
+        return [m.bn3.weight for m in model.modules() if isinstance(m, Bottleneck)]
+
+    found = gammas(create_model(name))
+    assert found and all(bool((g == 0).all()) == zeroed for g in found)
+    assert all(bool((g == 1).all()) for g in gammas(create_model(name, zero_init_last=False)))
