@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -114,13 +115,24 @@ def run_strabench(*args: Any, cwd: Path, timeout: float = 240) -> subprocess.Com
     )
 
 
+def _default_sigint() -> None:
+    """Give the child a terminal's Ctrl-C: SIGINT at its default, whatever this process inherited.
+
+    An ignored SIGINT survives exec, and Python then installs no KeyboardInterrupt handler (the
+    Unix convention for background jobs, which strabench respects). Something in a long pytest
+    session (an xdist worker after hundreds of tests) can leave SIGINT ignored, which made the
+    Ctrl-C tests fail only in the full suite.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Child:
     """A `strabench` subprocess in its own process group whose stdout is read line by line."""
 
     def __init__(self, *args: Any, cwd: Path) -> None:
         self.proc = subprocess.Popen(
             strabench_argv(*args), cwd=cwd, env=child_env(), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True, preexec_fn=_default_sigint,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
