@@ -47,17 +47,29 @@ def configure_allocator() -> str:
     return _allocator
 
 
-def git_commit(cwd: Path | None = None) -> str | None:
-    """The checkout's commit (with ``-dirty`` when it has local changes), or None outside git."""
+def _git(*args: str, cwd: Path | None = None) -> str | None:
+    """``git ARGS`` in the source checkout; stdout, or None when git fails or is missing."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
-        if sha.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5)
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state(cwd: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, has uncommitted changes) of the checkout strabench runs from; None where unknown."""
+    commit = _git("rev-parse", "HEAD", cwd=cwd)
+    if not commit:
+        return None, None
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    return commit, (bool(status) if status is not None else None)
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    """The checkout's commit (with ``-dirty`` when it has local changes), or None outside git."""
+    commit, dirty = git_state(cwd)
+    return None if commit is None else commit + ("-dirty" if dirty else "")
 
 
 def cpu_model() -> str:

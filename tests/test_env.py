@@ -55,3 +55,20 @@ def test_environment_record_names_the_allocator_in_force():
 
     in_force = configure_allocator()
     assert describe_environment()["allocator"] == in_force
+
+
+def test_git_state_names_the_commit_and_sees_local_changes(tmp_path):
+    import subprocess
+
+    from strabench.env import git_commit, git_state
+
+    assert git_state(tmp_path) == (None, None) and git_commit(tmp_path) is None  # not a checkout
+    run = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (tmp_path / "f.txt").write_text("a")
+    run("add", "f.txt")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    commit, dirty = git_state(tmp_path)
+    assert len(commit) == 40 and dirty is False and git_commit(tmp_path) == commit
+    (tmp_path / "f.txt").write_text("b")
+    assert git_state(tmp_path) == (commit, True) and git_commit(tmp_path) == commit + "-dirty"

@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import socket
-import subprocess
 import time
 import traceback
 from collections.abc import Iterable, Sequence
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from strabench.env import git_state
 from strabench.errors import ConfigError, DataError, LockError, StrabenchError
 from strabench.io import read_json_object
 from strabench.suite.config import MeasureSpec, SuiteConfig
@@ -319,31 +319,13 @@ def measure_latency(spec: RunSpec, shape: tuple[int, ...]) -> dict[str, Any]:
 # --- environment --------------------------------------------------------------------------------
 
 
-def _git(*args: str) -> str | None:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def git_commit() -> tuple[str | None, bool | None]:
-    """(commit, has uncommitted changes) of the source checkout, if strabench runs from one."""
-    commit = _git("rev-parse", "HEAD")
-    if not commit:
-        return None, None
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return commit, (bool(status) if status is not None else None)
-
-
 def environment(device: str) -> dict[str, Any]:
     """What produced a run: versions, device, threads, commit, host."""
     import torch
 
     from strabench import __version__
 
-    commit, dirty = git_commit()
+    commit, dirty = git_state()
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
