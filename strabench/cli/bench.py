@@ -34,23 +34,15 @@ def bench_command(
     csv: Annotated[str | None, typer.Option("--csv", help="Append one row per model to this CSV (header once).")] = None,
 ) -> None:
     from strabench.cli._common import parse_size, print_json
-    from strabench.measure.latency import BenchSpec, append_csv, check_csv, run_benchmark
+    from strabench.measure.latency import append_csv, benchmark_models, check_csv
 
-    spec = BenchSpec(
-        mode=mode,
-        batch=batch,
-        input_size=parse_size(input) if input else None,
-        device=device,
-        threads=threads,
-        amp=amp,
-        channels_last=channels_last,
-        compile=compile,
-        min_run_time=min_run_time,
-        rounds=rounds,
-    )
+    size = parse_size(input) if input else None
     if csv:
         check_csv(csv)
-    rows = run_benchmark(spec, models, baseline=baseline, progress=_progress())
+    rows = benchmark_models(
+        models, baseline=baseline, mode=mode, batch=batch, input_size=size, device=device, threads=threads, amp=amp,
+        channels_last=channels_last, compile=compile, min_run_time=min_run_time, rounds=rounds, progress=_progress(),
+    )
     if csv:
         append_csv(rows, csv)
     if as_json:

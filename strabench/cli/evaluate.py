@@ -26,9 +26,10 @@ def eval_command(
     amp: Annotated[str, typer.Option(help="auto | off | bf16 | fp16.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    from strabench.cli.train import calm_threads, render_metrics
+    from strabench.env import calm_threads
 
-    calm_threads()
+    calm_threads()  # before torch starts its thread pool
+    from strabench.cli.train import render_metrics
     from strabench.cli._common import parse_size, print_json
     from strabench.train.config import TrainConfig
     from strabench.train.engine import evaluate_checkpoint

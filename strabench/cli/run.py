@@ -40,7 +40,7 @@ def run_command(
     seeds: Annotated[list[str] | None, typer.Option("--seeds", help="Seeds overriding the suite's (repeat or comma-separate).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the runs as JSON.")] = False,
 ) -> None:
-    from strabench.cli.train import calm_threads
+    from strabench.env import calm_threads
 
     calm_threads()  # before torch starts its thread pool
     from strabench.cli._common import console, print_json

@@ -20,26 +20,6 @@ def register(app: typer.Typer) -> None:
     app.command("train", help=__doc__)(train_command)
 
 
-def calm_threads() -> None:
-    """On a machine others are already using, let idle OpenMP threads sleep instead of spinning.
-
-    Must run before torch starts its thread pool; a user's own ``OMP_WAIT_POLICY`` always wins.
-    Measured on a 2-core VM (ResNet-50-StRA at 64x32): with another job running, 2 spinning
-    threads trained at 7-10 img/s and 2 passive ones at 30 img/s (every parallel region waited
-    for a thread the OS had descheduled); on the idle machine passive threads cost ~20 %
-    (ResNet-50, quick ReID profile: 44 vs 54 img/s). So: passive only when the 1-minute load
-    average is already at least half the cores.
-    """
-    if "OMP_WAIT_POLICY" in os.environ:
-        return
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):  # not available on this platform
-        return
-    if load >= 0.5 * (os.cpu_count() or 1):
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-
-
 def build_config(
     model: str,
     *,
@@ -59,7 +39,7 @@ def build_config(
     eval_every: int | None,
     assignments: list[str],
 ) -> Any:
-    """The TrainConfig the flags describe (unresolved); shared with ``strabench eval``."""
+    """The TrainConfig the flags describe (unresolved)."""
     from strabench.cli._common import parse_size
     from strabench.train.config import TrainConfig, apply_overrides
 
@@ -141,7 +121,9 @@ def train_command(
     assignments: Annotated[Optional[list[str]], typer.Option("--set", help="Any config field, KEY=VALUE (TOML value), e.g. --set milestones=[8,12].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a table.")] = False,
 ) -> None:
-    calm_threads()
+    from strabench.env import calm_threads
+
+    calm_threads()  # before torch starts its thread pool
     from strabench.cli._common import console, print_json
     from strabench.data.tasks import check_data
     from strabench.train.config import config_hash, resolve

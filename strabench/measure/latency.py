@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
-from strabench.env import configure_allocator
+from strabench.env import allocator_in_use, configure_allocator
 from strabench.errors import ConfigError, DeviceError
 
 if TYPE_CHECKING:
@@ -562,7 +562,7 @@ def _common_fields(spec: BenchSpec) -> dict:
         "cpu": info["cpu"],
         "cpu_count": info["cpu_count"],
         "gpu": torch.cuda.get_device_name() if spec.device == "cuda" else None,
-        "allocator": configure_allocator() if spec.device == "cpu" else "torch CUDA caching allocator",
+        "allocator": allocator_in_use(spec.device),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -46,7 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from strabench.env import configure_allocator, git_state
+from strabench.env import allocator_in_use, configure_allocator, git_state
 from strabench.errors import CheckpointError, ConfigError, NumericalError
 from strabench.io import acquire_lock, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, remove_stale_temps
 from strabench.train import recipes
@@ -444,7 +444,7 @@ def _env_info(trainer: Trainer) -> dict[str, Any]:
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "allocator": configure_allocator() if dev.type == "cpu" else "torch CUDA caching allocator",
+        "allocator": allocator_in_use(dev.type),
         "world_size": trainer.ctx.world_size,
         "num_workers": trainer.num_workers,
         "amp_dtype": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype else "off",

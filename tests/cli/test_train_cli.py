@@ -156,7 +156,7 @@ def test_default_out_dir_names_model_task_seed_and_hash(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("load, expected", [(0.2, None), (1.5, "PASSIVE")])
 def test_openmp_threads_sleep_only_on_a_busy_machine(monkeypatch, load, expected):
-    from strabench.cli.train import calm_threads
+    from strabench.env import calm_threads
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.setattr("os.getloadavg", lambda: (load, load, load))
@@ -166,7 +166,7 @@ def test_openmp_threads_sleep_only_on_a_busy_machine(monkeypatch, load, expected
 
 
 def test_openmp_wait_policy_of_the_user_wins(monkeypatch):
-    from strabench.cli.train import calm_threads
+    from strabench.env import calm_threads
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     monkeypatch.setattr("os.getloadavg", lambda: (9.0, 9.0, 9.0))
