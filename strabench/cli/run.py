@@ -37,24 +37,18 @@ def run_command(
     shard: Annotated[str | None, typer.Option("--shard", help="K/N: run the K-th of N deterministic slices of the runs.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and their status (done/pending/partial/failed); run nothing.")] = False,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the suite's / auto).")] = None,
-    seeds: Annotated[list[str] | None, typer.Option("--seeds", help="Seeds overriding the suite's (repeat or comma-separate).")] = None,
+    seeds: Annotated[list[str] | None, typer.Option("--seeds", help="Seeds overriding the suite's: 3, 0,2,5 or a range 0-4 (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the runs as JSON.")] = False,
 ) -> None:
     from strabench.env import calm_threads
 
     calm_threads()  # before torch starts its thread pool
     from strabench.cli._common import console, print_json
-    from strabench.errors import ConfigError
-    from strabench.suite.config import load_suite
+    from strabench.suite.config import load_suite, parse_seeds
     from strabench.suite.runner import dist_rank, dry_run_rows, parse_shard, plan_runs, run_suite
 
     config = load_suite(suite)
-    seed_values: list[int] = []
-    for text in _split(seeds):
-        try:
-            seed_values.append(int(text))
-        except ValueError:
-            raise ConfigError(f"--seeds takes integers, got {text!r}") from None
+    seed_values = parse_seeds(seeds or [])
     plan = plan_runs(
         config, out, profile=profile, data=data, seeds=seed_values or None, only=_split(only) or None,
         device=device, shard=parse_shard(shard) if shard else None,

@@ -13,7 +13,7 @@ import numpy as np
 from strabench.metrics import MetricError
 from strabench.metrics._arrays import to_numpy
 
-__all__ = ["confusion_matrix", "per_class_accuracy", "top1_accuracy"]
+__all__ = ["confusion_matrix", "per_class_accuracy", "top1_accuracy", "top1_correct"]
 
 
 def _predictions_and_labels(logits_or_preds: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -37,10 +37,15 @@ def _predictions_and_labels(logits_or_preds: Any, labels: Any) -> tuple[np.ndarr
     return preds.astype(np.int64), target.astype(np.int64)
 
 
-def top1_accuracy(logits_or_preds: Any, labels: Any) -> float:
-    """Fraction of samples whose predicted class (argmax of logits) equals the label."""
+def top1_correct(logits_or_preds: Any, labels: Any) -> np.ndarray:
+    """Per item: is the top-1 prediction the label (what accuracy averages, and a bootstrap resamples)."""
     preds, target = _predictions_and_labels(logits_or_preds, labels)
-    return float(np.mean(preds == target))
+    return preds == target
+
+
+def top1_accuracy(logits_or_preds: Any, labels: Any) -> float:
+    """Fraction of items whose top-1 prediction is the label."""
+    return float(np.mean(top1_correct(logits_or_preds, labels)))
 
 
 def confusion_matrix(preds: Any, labels: Any, num_classes: int) -> np.ndarray:

@@ -74,7 +74,9 @@ def evaluate(embeddings: Any, issame: Any, nrof_folds: int = 10) -> dict[str, An
     """k-fold verification accuracy (see the module doc for the protocol).
 
     Returns ``{"accuracy": per-fold accuracies, "mean": float, "std": float (population std, as
-    ``np.std``), "thresholds": the threshold chosen for each fold}``.
+    ``np.std``), "thresholds": the threshold chosen for each fold, "pair_correct": whether each
+    pair was classified correctly in its test fold, "pair_fold": the fold each pair was tested in}``
+    (the per-pair outcomes are what a test-set bootstrap resamples, within folds).
     """
     dist = pair_distances(embeddings)
     same = to_numpy(issame)
@@ -93,17 +95,23 @@ def evaluate(embeddings: Any, issame: Any, nrof_folds: int = 10) -> dict[str, An
     correct = (dist[:, None] < THRESHOLDS[None, :]) == same[:, None]
     accuracy = np.zeros(len(splits))
     chosen = np.zeros(len(splits))
+    pair_correct = np.zeros(dist.shape[0], dtype=bool)
+    pair_fold = np.zeros(dist.shape[0], dtype=np.int64)
     for fold, (train, test) in enumerate(splits):
         # Same division as insightface (count / n), so np.argmax sees identical ties.
         train_acc = correct[train].sum(axis=0) / train.size
         best = int(np.argmax(train_acc))
         chosen[fold] = THRESHOLDS[best]
         accuracy[fold] = correct[test, best].sum() / test.size
+        pair_correct[test] = correct[test, best]
+        pair_fold[test] = fold
     return {
         "accuracy": accuracy,
         "mean": float(np.mean(accuracy)),
         "std": float(np.std(accuracy)),
         "thresholds": chosen,
+        "pair_correct": pair_correct,
+        "pair_fold": pair_fold,
     }
 
 

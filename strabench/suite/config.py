@@ -476,3 +476,30 @@ def _parse_measure(check: _Checker, table: Mapping[str, Any]) -> MeasureSpec:
     if not (params or macs or latency or accuracy):
         check.fail("measure", "nothing to do: params, macs, latency and accuracy are all off")
     return MeasureSpec(params=params, macs=macs, input=size, latency=latency, accuracy=accuracy)
+
+
+def parse_seeds(texts: "list[str] | tuple[str, ...]", *, key: str = "--seeds") -> list[int]:
+    """Seeds from the command line: ``3``, ``0,2,5``, ``0-4`` (inclusive) or a mix (``0-2,7``).
+
+    Ranges are capped at 10,000 seeds so that a typo (``0-99999999``) is an error, not a plan.
+    """
+    seeds: list[int] = []
+    for text in texts:
+        for part in (p.strip() for p in str(text).split(",")):
+            if not part:
+                continue
+            low, dash, high = part.partition("-")
+            try:
+                first = int(low)
+                last = int(high) if dash else first
+            except ValueError:
+                raise ConfigError(f"{key} takes integers or ranges like 0-4, got {part!r}") from None
+            if first < 0 or last < first:
+                raise ConfigError(f"{key} {part!r}: need 0 <= first <= last")
+            if last - first >= 10_000:
+                raise ConfigError(f"{key} {part!r}: more than 10,000 seeds")
+            seeds.extend(range(first, last + 1))
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{key} lists a seed twice: {seeds}")
+    return seeds
+

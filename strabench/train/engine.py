@@ -62,6 +62,7 @@ from strabench.train.checkpoint import (
 )
 from strabench.train.config import TrainConfig, config_from_mapping, config_hash, config_to_dict, resolve, to_toml
 from strabench.train.distributed import DistContext, init_distributed, pick_device, shutdown_distributed
+from strabench.metrics.resampling import CI_METHOD
 from strabench.train.evaluation import STRATEGIES, EvalResult, Predictor
 from strabench.train.losses import aux_weights_for
 from strabench.train.progress import ProgressHook, call_hook, default_progress
@@ -609,7 +610,8 @@ def _evaluate_on_main(trainer: Trainer, name: str | None, hook: Any) -> dict[str
     if trainer.ctx.is_main:
         started = time.perf_counter()
         result = trainer.evaluate()
-        evaluated = _plain({"metrics": result.metrics, "extra": result.extra, "time_s": time.perf_counter() - started})
+        evaluated = _plain({"metrics": result.metrics, "extra": result.extra, "intervals": result.intervals,
+                            "test_size": result.test_size, "time_s": time.perf_counter() - started})
         if name is not None:
             call_hook(hook, "on_eval", name, result.metrics)
     trainer.ctx.barrier()
@@ -633,6 +635,9 @@ def _result(
         "config_hash": chash,
         "metrics": final["metrics"],
         "metrics_untrained": (untrained or {}).get("metrics", {}),
+        "metrics_ci95": final.get("intervals", {}),
+        "test_size": final.get("test_size", {}),
+        "ci_method": CI_METHOD,
         "details": final.get("extra", {}),
         "details_untrained": (untrained or {}).get("extra", {}),
         "epochs": cfg.epochs,
@@ -747,6 +752,9 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
         "epoch": info.get("epoch"),
         "trained_config_hash": info.get("config_hash"),
         "metrics": result.metrics,
+        "metrics_ci95": result.intervals,
+        "test_size": result.test_size,
+        "ci_method": CI_METHOD,
         "details": result.extra,
         "input_size": list(cfg.input_size),
         "device": str(device),

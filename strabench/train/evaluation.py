@@ -12,6 +12,8 @@ in ``STRATEGIES`` by task name:
   (``test_acc``), with confusion matrices.
 
 Only held-out splits are ever evaluated; training-set accuracy is never reported as a score.
+Every metric comes with a 95 % interval from resampling the test set (``intervals``; see
+``strabench.metrics.resampling``) and the number of test items it averages (``test_size``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from strabench.metrics.resampling import bootstrap_mean, bootstrap_stratified_mean
 from strabench.train.losses import LossParts, training_loss
 
 __all__ = ["EvalResult", "Predictor", "STRATEGIES", "TaskStrategy"]
@@ -34,10 +37,17 @@ __all__ = ["EvalResult", "Predictor", "STRATEGIES", "TaskStrategy"]
 
 @dataclass(frozen=True)
 class EvalResult:
-    """``metrics``: the headline numbers (floats, %); ``extra``: JSON-able details (matrices...)."""
+    """``metrics``: the headline numbers (floats, %); ``extra``: JSON-able details (matrices...).
+
+    ``intervals``: per metric, the 95 % test-set bootstrap interval [low, high] in the metric's
+    unit (absent where the test set is too small to resample); ``test_size``: per metric, how
+    many test items (queries, pairs, images) it averages.
+    """
 
     metrics: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    test_size: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,11 +125,17 @@ class ReIDStrategy(TaskStrategy):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             cmc, mean_ap = reid.evaluate(distmat, data.query.pids, data.gallery.pids, data.query.camids, data.gallery.camids, max_rank=max_rank)
+        per_query = reid.evaluate_per_query(distmat, data.query.pids, data.gallery.pids, data.query.camids, data.gallery.camids)
+        valid = per_query.valid
         metrics = {"mAP": 100.0 * float(mean_ap)}
+        outcomes = {"mAP": per_query.ap[valid]}
         for k in (1, 5, 10):
             if k <= len(cmc):
                 metrics[f"rank{k}"] = 100.0 * float(cmc[k - 1])
-        return EvalResult(metrics, {"num_query": int(q.shape[0]), "num_gallery": int(g.shape[0])})
+                outcomes[f"rank{k}"] = (per_query.first_rank[valid] <= k).astype(np.float64)
+        intervals = {name: ci.as_list(100.0) for name, values in outcomes.items() if (ci := bootstrap_mean(values)) is not None}
+        return EvalResult(metrics, {"num_query": int(q.shape[0]), "num_gallery": int(g.shape[0])}, intervals,
+                          {name: int(valid.sum()) for name in metrics})
 
 
 class FaceStrategy(TaskStrategy):
@@ -132,6 +148,7 @@ class FaceStrategy(TaskStrategy):
 
         metrics: dict[str, float] = {}
         details: dict[str, Any] = {}
+        folds: dict[str, list[np.ndarray]] = {}  # per set, each fold's per-pair outcomes
         for name, dataset in sorted(data.verification.items()):
             emb, emb_flip = predictor.outputs(model, dataset, flip=True)
             fused = verification.fuse_flip(emb, emb_flip)
@@ -142,8 +159,21 @@ class FaceStrategy(TaskStrategy):
                 "thresholds": [float(t) for t in result["thresholds"]],
                 "pairs": int(len(dataset.issame)),
             }
+            correct, fold_of = result["pair_correct"].astype(np.float64), result["pair_fold"]
+            folds[name] = [correct[fold_of == f] for f in range(len(result["accuracy"]))]
         metrics["mean"] = float(np.mean(list(metrics.values())))
-        return EvalResult(metrics, {"verification": details})
+        # Accuracy is the mean of the folds' accuracies: resample pairs within their fold.
+        intervals: dict[str, list[float]] = {}
+        for name, parts in folds.items():
+            if (ci := bootstrap_stratified_mean(parts)) is not None:
+                intervals[name] = ci.as_list(100.0)
+        every = [part for parts in folds.values() for part in parts]
+        weights = [1.0 / (len(folds) * len(parts)) for parts in folds.values() for _ in parts]
+        if every and (ci := bootstrap_stratified_mean(every, weights)) is not None:
+            intervals["mean"] = ci.as_list(100.0)
+        sizes = {name: details[name]["pairs"] for name in folds}
+        sizes["mean"] = sum(sizes.values())
+        return EvalResult(metrics, {"verification": details}, intervals, sizes)
 
 
 class FERStrategy(TaskStrategy):
@@ -157,16 +187,23 @@ class FERStrategy(TaskStrategy):
         metrics: dict[str, float] = {}
         confusion: dict[str, list[list[int]]] = {}
         per_class: dict[str, list[float | None]] = {}
+        intervals: dict[str, list[float]] = {}
+        sizes: dict[str, int] = {}
         for split, key in (("val", "val_acc"), ("test", "test_acc")):
             dataset = getattr(data, split)
             logits, _ = predictor.outputs(model, dataset)
             labels = np.asarray(dataset.labels)
             metrics[key] = 100.0 * classification.top1_accuracy(logits, labels)
+            hits = classification.top1_correct(logits, labels).astype(np.float64)
+            if (ci := bootstrap_mean(hits)) is not None:
+                intervals[key] = ci.as_list(100.0)
+            sizes[key] = int(labels.shape[0])
             cm = classification.confusion_matrix(logits, labels, len(CLASS_NAMES))
             confusion[split] = [[int(v) for v in row] for row in cm]
             acc = classification.per_class_accuracy(logits, labels, len(CLASS_NAMES))
             per_class[split] = [None if np.isnan(a) else 100.0 * float(a) for a in acc]
-        return EvalResult(metrics, {"class_names": list(CLASS_NAMES), "confusion_matrix": confusion, "per_class_acc": per_class})
+        return EvalResult(metrics, {"class_names": list(CLASS_NAMES), "confusion_matrix": confusion, "per_class_acc": per_class},
+                          intervals, sizes)
 
 
 STRATEGIES: Mapping[str, TaskStrategy] = {s.task: s for s in (ReIDStrategy(), FaceStrategy(), FERStrategy())}
