@@ -61,3 +61,22 @@ PAPER: dict[str, PaperRef] = {
     "fer_resnet": PaperRef((FER,), {"test_acc": 71.5, "val_acc": 69.9}),
     "fer_resnet_stra": PaperRef((FER,), {"test_acc": 73.2, "val_acc": 71.5}),
 }
+
+
+@dataclass(frozen=True)
+class PaperSetting:
+    """The setting a task's published numbers were measured in: only ours in it sit beside them."""
+
+    dataset: str  # the data spec's source name (before the colon)
+    dataset_label: str
+    input: tuple[int, int]  # training and evaluation input (height, width)
+    profile: str = "paper"
+
+
+PAPER_SETTINGS: dict[str, PaperSetting] = {
+    "reid": PaperSetting("market1501", "Market-1501", (256, 128)),
+    "face": PaperSetting("faces", "the real face training and verification sets", (112, 112)),
+    "fer": PaperSetting("fer2013", "FER2013", (44, 44)),
+}
+# Params and "FLOPs" (GMACs) in Tables 1 and 4 are for one 256x128 image of the ReID models.
+PAPER_COMPLEXITY_INPUT = (256, 128)

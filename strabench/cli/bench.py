@@ -73,10 +73,12 @@ def _render(rows: list[dict]) -> None:
     table.add_column("model", no_wrap=True)
     for column in ("mode", "batch", "input", "device", "threads"):
         table.add_column(column)
-    for column in ("median ms", "IQR ms", "img/s", "ratio", "peak mem MB"):
+    for column in ("median ms", "IQR ms", "samples", "img/s", "ratio", "ratio range", "peak mem MB"):
         table.add_column(column, justify="right")
+    table.add_column("noisy")
     for row in rows:
         ratio = row["ratio_to_baseline"]
+        spread = [r for r in (row.get("ratio_rounds") or []) if r == r]
         table.add_row(
             row["model"],
             row["mode"],
@@ -86,9 +88,12 @@ def _render(rows: list[dict]) -> None:
             str(row["threads"]),
             f"{row['median_ms']:.1f}",
             f"{row['iqr_ms']:.1f}",
+            str(row["samples"]),
             f"{row['images_per_s']:.1f}",
             "—" if ratio is None else f"{ratio:.3f}×",
+            f"{min(spread):.3f}–{max(spread):.3f}" if spread and row["model"] != first["baseline"] else "—",
             f"{row['peak_mem_mb']:.1f}",
+            "[bold yellow]NOISY[/]" if row.get("noisy") else "",
         )
     out.print(table)
     extras = [f"amp={first['amp']}", f"channels_last={first['channels_last']}", f"compile={first['compile']}"]
@@ -101,6 +106,9 @@ def _render(rows: list[dict]) -> None:
     for row in rows:
         if row["note"]:
             out.print(f"[yellow]{row['model']}: {row['note']}[/]")
+    for row in rows:
+        if row.get("noisy"):
+            out.print(f"[bold yellow]warning[/]: {row['model']} timing is noisy: {row['noise']}")
 
 
 def register(app: typer.Typer) -> None:

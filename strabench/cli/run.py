@@ -176,6 +176,9 @@ class LineView(SuiteListener):
     def on_phase(self, spec: "RunSpec", phase: str) -> None:
         self.out.print(f"[{self.index}/{self.total}] {spec.run_id}: {phase}")
 
+    def on_suite_phase(self, text: str) -> None:
+        self.out.print(text)
+
     def on_epoch_end(self, epoch: int, record: dict) -> None:
         shown = _numbers(record, ("loss", "lr", "time_s", "images_per_s"))
         evaluated = _numbers(record.get("eval") or {}, None)
@@ -223,6 +226,9 @@ class LiveView(LineView):
 
     def on_phase(self, spec: "RunSpec", phase: str) -> None:
         self.progress.update(self.run_task, description=f"[{self.index}/{self.total}] {spec.run_id}: {phase}")
+
+    def on_suite_phase(self, text: str) -> None:
+        self.progress.console.print(text)
 
     def on_epoch_start(self, epoch: int, total: int) -> None:
         self.epoch = (epoch, total)

@@ -522,6 +522,7 @@ def run_benchmark(
     for name in ordered:  # unknown names fail before anything is built
         model_info(name)
     _check_device(spec.device)
+    load_before = _load_average()  # before our own work adds to it
     if spec.device == "cpu":
         configure_allocator()
 
@@ -549,8 +550,46 @@ def run_benchmark(
     finally:
         torch.set_num_threads(saved_threads)
         torch.backends.cudnn.benchmark = saved_cudnn
-    common = _common_fields(spec)
-    return [_row(subjects[name], spec, common, baseline, ratios.get(name)) for name in ordered]
+    common = {**_common_fields(spec), "load_avg": load_before}
+    rows = [_row(subjects[name], spec, common, baseline, ratios.get(name)) for name in ordered]
+    baseline_row = next((row for row in rows if row["model"] == baseline), None)
+    for row in rows:
+        reasons = noise_reasons(
+            row["median_ms"], row["iqr_ms"], row["samples"], load_before, common["cpu_count"] or 1,
+            baseline_noisy=bool(baseline_row and baseline_row is not row and noise_reasons(
+                baseline_row["median_ms"], baseline_row["iqr_ms"], baseline_row["samples"], None, 1)),
+        )
+        row["noisy"], row["noise"] = bool(reasons), "; ".join(reasons) or None
+    return rows
+
+
+# A timing is flagged noisy when its spread is wide, it rests on too few samples for an IQR, or
+# the machine was busy before it started (load average >= half the cores).
+NOISY_IQR_FRACTION = 0.10
+MIN_SAMPLES = 5
+
+
+def noise_reasons(
+    median_ms: float, iqr_ms: float, samples: int, load_avg: float | None, cores: int, *, baseline_noisy: bool = False,
+) -> list[str]:
+    """Why a timing should not be trusted ([] when nothing is wrong); see the thresholds above."""
+    reasons = []
+    if samples < MIN_SAMPLES:
+        reasons.append(f"only {samples} sample(s): no meaningful IQR (need >= {MIN_SAMPLES}; raise --min-run-time)")
+    elif median_ms > 0 and iqr_ms / median_ms > NOISY_IQR_FRACTION:
+        reasons.append(f"IQR {100 * iqr_ms / median_ms:.0f}% of the median (> {100 * NOISY_IQR_FRACTION:.0f}%)")
+    if load_avg is not None and load_avg >= cores / 2:
+        reasons.append(f"machine busy: load average {load_avg:.1f} on {cores} cores")
+    if baseline_noisy:
+        reasons.append("the baseline's timing is noisy, so is the ratio")
+    return reasons
+
+
+def _load_average() -> float | None:
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
 
 
 def _common_fields(spec: BenchSpec) -> dict:
@@ -662,7 +701,7 @@ CSV_FIELDS = (
     "timestamp", "model", "mode", "batch", "input", "channels", "device", "threads", "median_ms", "iqr_ms",
     "images_per_s", "ratio_to_baseline", "ratio_rounds", "baseline", "peak_mem_mb", "weights_mb", "amp",
     "channels_last", "compile", "samples", "rounds", "min_run_time", "warmup_s", "optimizer", "aux_losses",
-    "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu", "allocator",
+    "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu", "allocator", "noisy", "noise", "load_avg",
 )  # fmt: skip
 
 

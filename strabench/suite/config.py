@@ -58,7 +58,7 @@ LATENCY_MODES = ("infer", "train")  # strabench.measure.latency.MODES
 # Fields of TrainConfig the suite sets itself (per run), so a [train] table may not.
 SUITE_OWNED = ("model", "task", "data", "profile", "seed", "model_overrides")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-_TOP_KEYS = ("name", "description", "paper_table", "task", "data", "profile", "seeds", "train", "measure", "variants")
+_TOP_KEYS = ("name", "description", "paper_table", "task", "data", "profile", "seeds", "baseline", "train", "measure", "variants")
 _VARIANT_KEYS = ("name", "model", "overrides", "train")
 _MEASURE_KEYS = ("params", "macs", "input", "latency", "accuracy")
 _LATENCY_KEYS = ("batch", "input", "mode", "threads", "min_run_time", "rounds")
@@ -142,6 +142,7 @@ class SuiteConfig:
     profile_train: Mapping[str, Mapping[str, Any]]
     measure: MeasureSpec
     variants: tuple[VariantSpec, ...]
+    baseline: str = ""  # the variant every other one is compared with (default: the first)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot (written as ``suite.json`` next to the results)."""
@@ -154,6 +155,7 @@ class SuiteConfig:
             "data": self.data,
             "profile": self.profile,
             "seeds": list(self.seeds),
+            "baseline": self.baseline,
             "train": _plain(self.train),
             "profile_train": {k: _plain(v) for k, v in self.profile_train.items()},
             "measure": self.measure.as_dict(),
@@ -418,6 +420,11 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
             _check_plain(check, key_path(f"{key}.overrides", oname), ovalue)
         vtrain, _ = _check_train_table(check, check.table(entry.get("train", {}), f"{key}.train"), f"{key}.train", allow_profiles=False)
         variants.append(VariantSpec(vname, model, _freeze(overrides), _freeze(vtrain)))
+    baseline = variants[0].name if variants else ""
+    if "baseline" in raw:
+        baseline = check.string(raw["baseline"], "baseline")
+        if baseline not in seen:
+            check.fail("baseline", f"no variant is named {baseline!r}; variants: {', '.join(seen)}")
 
     return SuiteConfig(
         path=path,
@@ -432,6 +439,7 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         profile_train=types.MappingProxyType({k: _freeze(v) for k, v in profile_train.items()}),
         measure=measure,
         variants=tuple(variants),
+        baseline=baseline,
     )
 
 

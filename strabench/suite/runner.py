@@ -14,16 +14,14 @@ Why the design looks like this:
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import platform
 import socket
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,27 +30,18 @@ from strabench.env import git_state
 from strabench.errors import ConfigError, DataError, LockError, StrabenchError
 from strabench.io import read_json_object
 from strabench.suite.config import MeasureSpec, SuiteConfig
+from strabench.suite.store import (  # noqa: F401 - the store's names, re-exported for callers of the runner
+    CHECKPOINT_FILES, MEASURE_JSON, RESULT_JSON, RESULTS_CSV, RUN_JSON, metric_columns, needs_measure, run_row,
+    run_status, rows_to_csv, stored_rows, write_results_csv,
+)
 
 if TYPE_CHECKING:
     from strabench.train.config import TrainConfig
 
-RESULTS_CSV = "results.csv"
 PLAN_JSON = "plan.json"
-RUN_JSON = "run.json"
-MEASURE_JSON = "measure.json"
-RESULT_JSON = "result.json"
 ENV_JSON = "env.json"
 ERROR_LOG = "error.log"
-CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
-
-BASE_COLUMNS = (
-    "suite", "variant", "model", "seed", "hash", "status",
-    "params", "macs_paper", "macs_fvcore", "macs_ptflops", "input", "latency_ms", "images_per_s",
-)
-TAIL_COLUMNS = ("train_time_s", "epochs", "config", "error")
-UNTRAINED = "_untrained"  # suffix of the columns holding a metric of the untrained network
-# Known metrics first, in the paper's order; other keys (face verification sets) follow sorted, then "mean".
-METRIC_ORDER = ("mAP", "rank1", "rank5", "rank10", "val_acc", "test_acc")
+LATENCY_JSON = "latency.json"
 STATUSES = ("finished", "failed", "partial", "pending")
 
 
@@ -121,12 +110,29 @@ def shard_runs(runs: Sequence[RunSpec], shard: tuple[int, int] | None) -> list[R
     return [r for r in runs if r.run_id in chosen]
 
 
-def run_hash(config: "TrainConfig", measure: MeasureSpec) -> str:
-    """12 hex chars over the resolved training config's hash and the measure settings."""
+def run_hash(config: "TrainConfig", measure: MeasureSpec, *, legacy: bool = False) -> str:
+    """12 hex chars over the resolved training config's hash and the per-run measure settings.
+
+    Latency is timed per suite (``latency.json``), not per run, so its settings are not part of
+    a run's identity; ``legacy=True`` gives the hash of earlier versions, which included them,
+    so that their run directories are still found (``plan_runs``).
+    """
     from strabench.train.config import config_hash
 
-    payload = {"train": config_hash(config), "measure": measure.as_dict()}
+    settings = measure.as_dict()
+    if not legacy:
+        settings["latency"] = None
+    payload = {"train": config_hash(config), "measure": settings}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _existing_hash(out_dir: Path, variant: str, seed: int, config: "TrainConfig", measure: MeasureSpec) -> str:
+    """The run's hash, or the legacy one where only a directory under the legacy hash exists."""
+    current = run_hash(config, measure)
+    if measure.latency is None or (out_dir / f"{variant}-s{seed}-{current}").is_dir():
+        return current
+    legacy = run_hash(config, measure, legacy=True)
+    return legacy if (out_dir / f"{variant}-s{seed}-{legacy}").is_dir() else current
 
 
 def plan_runs(
@@ -192,7 +198,8 @@ def plan_runs(
                 resolved = resolve(config)
             except StrabenchError as exc:
                 raise ConfigError(f"{where}: variants[{index}] ({variant.name}): {exc}") from None
-            runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, run_hash(resolved, suite.measure)))
+            digest = _existing_hash(Path(out) / suite.name, variant.name, seed, resolved, suite.measure)
+            runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, digest))
         if check_models:
             _check_builds(suite, index, variant)
     for spec_text in dict.fromkeys(str(r.config.data) for r in runs):  # resolved: absolute paths
@@ -223,38 +230,11 @@ def _tuples(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
 
 
-# --- status -------------------------------------------------------------------------------------
-
-
-def run_status(run_dir: Path, measure: MeasureSpec | None = None) -> str:
-    """finished | failed | partial (started, not done: resumable) | pending (nothing yet).
-
-    Finished = result.json says finished and, if the run measures anything, measure.json holds
-    the measurements. A measure.json holding an ``error`` makes the run failed.
-    """
-    result = read_json_object(run_dir / RESULT_JSON)
-    measured = read_json_object(run_dir / MEASURE_JSON)
-    if result is not None and result.get("status") == "failed":
-        return "failed"
-    if measured is not None and measured.get("error"):
-        return "failed"
-    if result is not None and result.get("status") == "finished":
-        return "partial" if _needs_measure(measure) and measured is None else "finished"
-    if not run_dir.is_dir():
-        return "pending"
-    started = [*CHECKPOINT_FILES, "metrics.jsonl", MEASURE_JSON, RESULT_JSON]
-    return "partial" if any((run_dir / name).exists() for name in started) else "pending"
-
-
-def _needs_measure(measure: MeasureSpec | None) -> bool:
-    return measure is not None and bool(measure.params or measure.macs or measure.latency)
-
-
 # --- measuring ----------------------------------------------------------------------------------
 
 
 def measure_model(spec: RunSpec) -> dict[str, Any]:
-    """Params, MACs per convention and latency of the run's model at the measure input."""
+    """Params and MACs per convention of the run's model at the measure input (latency: per suite)."""
     from strabench.measure.flops import count_macs
     from strabench.measure.params import count_params
     from strabench.registry import create_model, model_info
@@ -281,39 +261,67 @@ def measure_model(spec: RunSpec) -> dict[str, Any]:
     if measure.macs:
         result["macs"] = macs
         result["uncounted"] = uncounted
-    if measure.latency is not None:
-        result["latency"] = measure_latency(spec, shape)
     return result
 
 
-def measure_latency(spec: RunSpec, shape: tuple[int, ...]) -> dict[str, Any]:
-    """Median latency of one batch on the CPU via ``strabench.measure.latency.benchmark_models``.
+def latency_settings(plan: RunPlan) -> dict[str, Any] | None:
+    """What a suite's latency measurement depends on (None when the suite times nothing)."""
+    lat = plan.suite.measure.latency
+    if lat is None:
+        return None
+    variants = [v for v in plan.suite.variants if any(r.variant == v.name for r in plan.runs)]
+    return {
+        **lat.as_dict(),
+        "rounds": max(lat.rounds, MIN_LATENCY_ROUNDS),
+        "measure_input": list(plan.suite.measure.input) if plan.suite.measure.input else None,
+        "baseline": plan.suite.baseline,
+        "variants": {v.name: v.model for v in variants},
+    }
 
-    That module builds registered models as they are, so variant ``overrides`` are not applied
-    to the timed model; the row says so in ``note`` rather than pretending otherwise.
+
+# Fewer rounds give no spread of the ratio; rounds are cheap at the suite's usual batch 1.
+MIN_LATENCY_ROUNDS = 3
+
+
+def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
+    """Every variant's latency as a ratio to the suite's baseline, interleaved in one process.
+
+    ``strabench.measure.latency.benchmark_models`` measures the baseline right before and after
+    each variant (B v1 B v2 ... B) in every round; a variant's ratio is the median over rounds
+    of its time over the mean of the two baseline times around it, and ``ratio_rounds`` keeps
+    each round's ratio (the spread). Milliseconds are machine- and load-dependent: compare
+    ratios. Variant ``overrides`` are not applied to the timed models (noted per row).
     """
     from strabench.measure.latency import benchmark_models
 
-    lat = spec.measure.latency
-    assert lat is not None
-    size = tuple(lat.input) if lat.input else tuple(shape[1:])
+    settings = latency_settings(plan)
+    assert settings is not None
+    variants: dict[str, str] = settings["variants"]
+    baseline_model = variants[plan.suite.baseline]
+    models = list(dict.fromkeys(variants.values()))
+    size = tuple(settings["input"] or settings["measure_input"] or ()) or None
     rows = benchmark_models(
-        [spec.model],
-        mode=lat.mode,
-        batch=lat.batch,
-        input_size=size,
-        device="cpu",
-        threads=lat.threads,
-        min_run_time=lat.min_run_time,
-        rounds=lat.rounds,
+        models, baseline=baseline_model, mode=settings["mode"], batch=settings["batch"], input_size=size,
+        device="cpu", threads=settings["threads"], min_run_time=settings["min_run_time"], rounds=settings["rounds"],
     )
-    keep = ("median_ms", "iqr_ms", "images_per_s", "batch", "input", "mode", "threads", "device", "runs",
-            "rounds", "min_run_time", "peak_mem_mb", "cpu", "note")
-    row = {k: rows[0].get(k) for k in keep}
-    if spec.config.model_overrides:
-        note = f"timed without the variant's overrides {dict(spec.config.model_overrides)}"
-        row["note"] = f"{row['note']}; {note}" if row.get("note") else note
-    return row
+    by_model = {row["model"]: row for row in rows}
+    keep = ("median_ms", "iqr_ms", "samples", "images_per_s", "ratio_to_baseline", "ratio_rounds", "noisy",
+            "noise", "batch", "input", "mode", "threads", "peak_mem_mb", "note")
+    overrides = {v.name: dict(v.overrides) for v in plan.suite.variants}
+    measured: dict[str, Any] = {}
+    for name, model in variants.items():
+        row = {k: by_model[model].get(k) for k in keep}
+        if overrides.get(name):
+            note = f"timed without the variant's overrides {overrides[name]}"
+            row["note"] = f"{row['note']}; {note}" if row.get("note") else note
+        measured[name] = {"model": model, **row}
+    first = rows[0]
+    return {
+        "settings": settings,
+        "baseline": plan.suite.baseline,
+        "variants": measured,
+        "environment": {k: first.get(k) for k in ("cpu", "cpu_count", "torch_version", "allocator", "load_avg", "timestamp")},
+    }
 
 
 # --- environment --------------------------------------------------------------------------------
@@ -355,6 +363,7 @@ class SuiteListener:
     def on_eval(self, name: str, metrics: dict) -> None: ...
     def on_run_end(self, spec: RunSpec, status: str, row: dict[str, Any]) -> None: ...
     def on_skip(self, spec: RunSpec, status: str) -> None: ...
+    def on_suite_phase(self, text: str) -> None: ...
 
 
 @dataclass
@@ -442,7 +451,7 @@ def execute_run(spec: RunSpec, run_dir: Path, listener: SuiteListener | None = N
     finally:
         _complete_env(run_dir, spec)
     measured = read_json_object(run_dir / MEASURE_JSON)
-    if _needs_measure(spec.measure) and (measured is None or measured.get("error")):
+    if needs_measure(spec.measure) and (measured is None or measured.get("error")):
         listener.on_phase(spec, "measuring")
         try:
             atomic_write_json(run_dir / MEASURE_JSON, measure_model(spec))
@@ -529,10 +538,29 @@ def run_suite(plan: RunPlan, listener: SuiteListener | None = None) -> SuiteOutc
                 attempted[spec.run_id] = status
                 rows = write_results_csv(plan)
                 listener.on_run_end(spec, status, next(r for r in rows if r["run_id"] == spec.run_id))
+            _time_suite(plan, listener)
         except KeyboardInterrupt:
             interrupted = True
         rows = write_results_csv(plan)
     return SuiteOutcome(plan, rows, attempted, skipped, interrupted, time.monotonic() - start)
+
+
+def _time_suite(plan: RunPlan, listener: SuiteListener) -> None:
+    """Suite latency (``latency.json``), once per settings: by the whole run or shard 1 of N."""
+    from strabench.io import atomic_write_json
+
+    settings = latency_settings(plan)
+    if settings is None or (plan.shard is not None and plan.shard[0] != 1):
+        return
+    previous = read_json_object(plan.out_dir / LATENCY_JSON)
+    if previous is not None and previous.get("settings") == settings and not previous.get("error"):
+        return
+    listener.on_suite_phase(f"timing {len(settings['variants'])} variant(s) against {plan.suite.baseline}, interleaved")
+    try:
+        measured = measure_suite_latency(plan)
+    except StrabenchError as exc:
+        measured = {"settings": settings, "error": _reason(exc)}
+    atomic_write_json(plan.out_dir / LATENCY_JSON, measured)
 
 
 def _todo(plan: RunPlan) -> list[RunSpec]:
@@ -552,91 +580,6 @@ def _run_as_worker(plan: RunPlan, rank: int) -> SuiteOutcome:
     except KeyboardInterrupt:
         interrupted = True
     return SuiteOutcome(plan, [], attempted, [], interrupted, time.monotonic() - start)
-
-
-# --- results.csv --------------------------------------------------------------------------------
-
-
-# results.csv says finished / failed / pending; a started-but-unfinished run is pending there
-# (``--dry-run`` tells partial from pending).
-_CSV_STATUS = {"finished": "finished", "failed": "failed", "partial": "pending", "pending": "pending"}
-
-
-def run_row(run_dir: Path, identity: dict[str, Any], measure: MeasureSpec | None = None) -> dict[str, Any]:
-    """One results.csv row from a run directory (pending if it has nothing yet)."""
-    row: dict[str, Any] = {
-        "suite": identity.get("suite"), "variant": identity.get("variant"), "model": identity.get("model"),
-        "seed": identity.get("seed"), "hash": identity.get("hash"), "run_id": identity.get("run_id"),
-        "status": _CSV_STATUS[run_status(run_dir, measure)],
-    }
-    measured = read_json_object(run_dir / MEASURE_JSON) or {}
-    row["params"] = measured.get("params")
-    for convention, macs in (measured.get("macs") or {}).items():
-        row[f"macs_{convention}"] = macs
-    if measured.get("input"):
-        row["input"] = "x".join(str(v) for v in measured["input"][1:])
-    latency = measured.get("latency") or {}
-    row["latency_ms"] = latency.get("median_ms")
-    row["images_per_s"] = latency.get("images_per_s")
-    result = read_json_object(run_dir / RESULT_JSON) or {}
-    metrics = result.get("metrics") if row["status"] == "finished" else None
-    row["metrics"] = _numeric(metrics)
-    # the same network evaluated before training (the engine's baseline): did the run learn?
-    row["metrics_untrained"] = _numeric(result.get("metrics_untrained") if row["status"] == "finished" else None)
-    row["train_time_s"] = result.get("train_time_s")
-    row["epochs"] = result.get("epochs")
-    row["config"] = f"{identity.get('run_id')}/config.toml" if (run_dir / "config.toml").is_file() else None
-    row["error"] = (result.get("reason") or measured.get("error")) if row["status"] == "failed" else None
-    return row
-
-
-def _numeric(values: dict[str, Any] | None) -> dict[str, float]:
-    return {k: v for k, v in (values or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def metric_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
-    """The metric columns present, known ones in the paper's order, then the rest, 'mean' last."""
-    present: set[str] = set()
-    for row in rows:
-        present.update(row.get("metrics", {}))
-    known = [m for m in METRIC_ORDER if m in present]
-    rest = sorted(m for m in present if m not in METRIC_ORDER and m != "mean")
-    return known + rest + (["mean"] if "mean" in present else [])
-
-
-def collect_plan_rows(plan: RunPlan) -> list[dict[str, Any]]:
-    """Rows for every run of the plan, in suite order, read fresh from the run directories."""
-    rows = []
-    for spec in plan.runs:
-        identity = {"suite": spec.suite, "variant": spec.variant, "model": spec.model, "seed": spec.seed,
-                    "hash": spec.hash, "run_id": spec.run_id}
-        rows.append(run_row(plan.run_dir(spec), identity, spec.measure))
-    return rows
-
-
-def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """The results.csv text: base columns, the metrics present, then time/config/error."""
-    metrics = metric_columns(rows)
-    untrained = [m for m in metrics if any(m in row.get("metrics_untrained", {}) for row in rows)]
-    columns = [*BASE_COLUMNS, *metrics, *(f"{m}{UNTRAINED}" for m in untrained), *TAIL_COLUMNS]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        flat = {k: ("" if v is None else v) for k, v in row.items() if k not in ("metrics", "metrics_untrained")}
-        flat.update({m: row["metrics"].get(m, "") for m in metrics})
-        flat.update({f"{m}{UNTRAINED}": row.get("metrics_untrained", {}).get(m, "") for m in untrained})
-        writer.writerow(flat)
-    return buffer.getvalue()
-
-
-def write_results_csv(plan: RunPlan) -> list[dict[str, Any]]:
-    """Rebuild ``results.csv`` from the run directories and replace it atomically."""
-    from strabench.io import atomic_write_text
-
-    rows = collect_plan_rows(plan)
-    atomic_write_text(plan.out_dir / RESULTS_CSV, rows_to_csv(rows))
-    return rows
 
 
 def dry_run_rows(plan: RunPlan) -> list[dict[str, Any]]:

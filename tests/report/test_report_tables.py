@@ -22,24 +22,39 @@ def report(*args: str):
     return CliRunner().invoke(app, ["report", *args])
 
 
-def table_rows(markdown: str) -> list[list[str]]:
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+def table_rows(markdown: str, which: int = 0) -> list[list[str]]:
+    """The rows of the ``which``-th markdown table (0: the main table)."""
+    tables: list[list[str]] = []
+    previous = False
+    for line in markdown.splitlines():
+        is_row = line.startswith("|")
+        if is_row and not previous:
+            tables.append([])
+        if is_row:
+            tables[-1].append(line)
+        previous = is_row
+    lines = tables[which] if len(tables) > which else []
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if not set(line) <= set("|-: ")]
 
 
-def test_markdown_has_ours_mean_std_paper_and_delta_adjacent(two_seed_results: Path) -> None:
+def test_markdown_has_ours_mean_std_interval_then_paper_columns(two_seed_results: Path) -> None:
     result = report(str(two_seed_results))
     assert result.exit_code == 0, result.output
     header, base, stra = table_rows(result.output)
     m = header.index("mAP (%)")
-    assert header[m + 1 : m + 3] == ["mAP paper", "Δ mAP"], "paper value and delta sit right after ours"
-    assert stra[m : m + 3] == ["60.00 ± 7.07", "84.1", "-24.10"]  # 55 and 65 over two seeds; Table 1 says 84.1
-    assert header[m + 3] == "mAP untrained" and stra[m + 3] == "10.50", "the untrained baseline (10 and 11) of the primary metric"
+    assert header[m + 1 : m + 4] == ["mAP 95% CI", "mAP paper", "Δ mAP vs paper"], "interval, paper value and delta follow ours"
+    # 55 and 65 over two seeds: mean 60, sd 7.07, t(0.975, 1) = 12.706 -> 60 ± 12.706 * 5
+    assert stra[m : m + 2] == ["60.00 ± 7.07", "[-3.53, 123.53]"]
+    assert stra[m + 2 : m + 4] == ["—", "—"], "synthetic data and the quick profile are not the paper's setting"
+    assert header[m + 4] == "mAP untrained" and stra[m + 4] == "10.50", "the untrained baseline (10 and 11) of the primary metric"
     assert "rank1 untrained" not in header
     assert stra[header.index("n (seeds)")] == "2/2"
     assert "GMACs (paper conv.)" in header and "params (M)" in header
-    assert stra[header.index("params (M)")] == "17.60" and stra[header.index("params paper (M)")] == "17.6"
+    assert stra[header.index("params (M)")] == "17.60" and stra[header.index("params paper (M)")] == "—", "measured at 64x32, not 256x128"
     assert "Table 1 (Market-1501)" in result.output, "the paper table is cited"
+    text = " ".join(result.output.split())
+    assert "data synthetic_reid, not Market-1501" in text and "profile quick, not the paper's recipe" in text
+    assert "input 64x32, not 256x128" in text
 
 
 def test_failed_runs_show_failed_never_a_number(two_seed_results: Path) -> None:
@@ -47,7 +62,7 @@ def test_failed_runs_show_failed_never_a_number(two_seed_results: Path) -> None:
     header, base, _ = table_rows(output)
     for metric in ("mAP (%)", "rank1 (%)"):
         assert base[header.index(metric)] == "failed"
-    assert base[header.index("Δ mAP")] == "—"
+    assert base[header.index("Δ mAP vs paper")] == "—"
     assert base[header.index("n (seeds)")] == "0/2 (2 failed)"
     assert "NumericalError: loss is nan" in output
 
@@ -94,13 +109,15 @@ def test_machine_formats(two_seed_results: Path, fmt: str) -> None:
     if fmt == "csv":
         records = list(csv.DictReader(io.StringIO(result.output)))
         stra = next(r for r in records if r["variant"] == "stra")
-        mean, std, paper = float(stra["mAP_mean"]), float(stra["mAP_std"]), float(stra["mAP_paper"])
+        mean, std, paper = float(stra["mAP_mean"]), float(stra["mAP_std"]), float(stra["mAP_paper_published"])
+        assert stra["mAP_paper"] == "", "not the paper's setting: the published number is not put beside ours"
         base = next(r for r in records if r["variant"] == "base")
         assert base["mAP_mean"] == "" and base["failed"] == "2"
     else:
         records = json.loads(result.output)
         stra = next(r for r in records if r["variant"] == "stra")
-        mean, std, paper = stra["mAP_mean"], stra["mAP_std"], stra["mAP_paper"]
+        mean, std, paper = stra["mAP_mean"], stra["mAP_std"], stra["mAP_paper_published"]
+        assert stra["mAP_paper"] is None and stra["paper_accuracy_mismatch"]
         assert next(r for r in records if r["variant"] == "base")["mAP_mean"] is None
     assert (mean, round(std, 4), paper) == (60.0, 7.0711, 84.1)
     assert not (two_seed_results / "report.md").exists()

@@ -105,7 +105,9 @@ def test_changed_setting_makes_new_runs_and_keeps_old_dirs(tmp_path: Path, engin
     assert len(engine.calls) == 4
     assert len([p for p in (out / "t").iterdir() if p.is_dir()]) == 4
     rows = read_csv(out / "t" / "results.csv")
-    assert len(rows) == 2, "results.csv lists the runs of the current configuration"
+    assert len(rows) == 4, "results.csv keeps the finished runs of every configuration"
+    assert len({r["group"] for r in rows}) == 4, "each variant in each configuration is a group of its own"
+    assert {r["status"] for r in rows} == {"finished"}
 
 
 def test_interrupted_run_is_resumed_not_restarted(tmp_path: Path, engine: FakeEngine) -> None:

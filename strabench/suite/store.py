@@ -1,0 +1,345 @@
+"""The results store of a suite directory: every run ever finished in it, whatever plan ran it.
+
+A suite directory holds one sub-directory per run (``<variant>-s<seed>-<hash>``) with its
+``run.json`` (identity), ``config.toml`` (resolved training config), ``result.json`` and
+``measure.json``. ``results.csv`` is *derived*: rebuilt from every run directory on disk, so a
+new plan (other seeds, profile, data, device, overrides, input), a failed run or a refused
+command can never hide a finished row. The plan being executed only adds rows for its runs that
+have no directory yet (pending).
+
+Each row carries the run's full identity: variant, model, overrides, data, profile, training
+input, device, seed, data seed, the training config's hash, and ``group`` — the hash of the
+training config without the seed. Rows with the same ``group`` are seeds of one setting, which
+is what the report aggregates and compares.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from strabench.io import read_json_object
+from strabench.suite.config import MeasureSpec
+
+if TYPE_CHECKING:
+    from strabench.suite.runner import RunPlan
+
+RESULTS_CSV = "results.csv"
+RUN_JSON = "run.json"
+MEASURE_JSON = "measure.json"
+RESULT_JSON = "result.json"
+CONFIG_TOML = "config.toml"
+CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
+
+IDENTITY_COLUMNS = (
+    "suite", "variant", "model", "overrides", "data", "profile", "train_input", "device", "seed", "data_seed",
+    "group", "config_hash", "hash", "run_id", "status",
+)
+MEASURE_COLUMNS = ("params", "macs_paper", "macs_fvcore", "macs_ptflops", "input", "latency_ms", "images_per_s")
+BASE_COLUMNS = (*IDENTITY_COLUMNS, *MEASURE_COLUMNS)
+TAIL_COLUMNS = ("train_time_s", "epochs", "config", "error")
+# Per-metric column suffixes: the untrained network's score, the test-set interval, the test-set size.
+UNTRAINED = "_untrained"
+CI_LOW, CI_HIGH, N_TEST = "_ci_low", "_ci_high", "_n_test"
+METRIC_SUFFIXES = (UNTRAINED, CI_LOW, CI_HIGH, N_TEST)
+# Known metrics first, in the paper's order; other keys (face verification sets) follow sorted, then "mean".
+METRIC_ORDER = ("mAP", "rank1", "rank5", "rank10", "val_acc", "test_acc")
+# Training-config keys that do not change what a run computes: not part of its group.
+_NOT_IDENTITY = frozenset({"seed", "num_workers"})
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def needs_measure(measure: MeasureSpec | None) -> bool:
+    """Whether a run has per-run measurements (params, MACs) to wait for; latency is per suite."""
+    return measure is not None and bool(measure.params or measure.macs)
+
+
+def run_status(run_dir: Path, measure: MeasureSpec | None = None) -> str:
+    """finished | failed | partial (started, not done: resumable) | pending (nothing yet).
+
+    Finished = result.json says finished and, if the run measures params or MACs, measure.json
+    holds them. A measure.json holding an ``error`` makes the run failed.
+    """
+    result = read_json_object(run_dir / RESULT_JSON)
+    measured = read_json_object(run_dir / MEASURE_JSON)
+    if result is not None and result.get("status") == "failed":
+        return "failed"
+    if measured is not None and measured.get("error"):
+        return "failed"
+    if result is not None and result.get("status") == "finished":
+        return "partial" if needs_measure(measure) and measured is None else "finished"
+    if not run_dir.is_dir():
+        return "pending"
+    started = [*CHECKPOINT_FILES, "metrics.jsonl", MEASURE_JSON, RESULT_JSON]
+    return "partial" if any((run_dir / name).exists() for name in started) else "pending"
+
+
+# --- one row ------------------------------------------------------------------------------------
+
+# results.csv says finished / failed / pending; a started-but-unfinished run is pending there
+# (``--dry-run`` tells partial from pending).
+_CSV_STATUS = {"finished": "finished", "failed": "failed", "partial": "pending", "pending": "pending"}
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's resolved training config as a plain dict ({} if missing or unreadable)."""
+    try:
+        data = tomllib.loads((run_dir / CONFIG_TOML).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def group_of(config: dict[str, Any]) -> str | None:
+    """12 hex chars identifying the setting: the training config without the seed."""
+    if not config:
+        return None
+    payload = {k: v for k, v in config.items() if k not in _NOT_IDENTITY}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def _config_hash(run_dir: Path, result: dict[str, Any]) -> str | None:
+    if isinstance(result.get("config_hash"), str):
+        return result["config_hash"]
+    try:
+        head = (run_dir / CONFIG_TOML).read_text(encoding="utf-8").splitlines()[:3]
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in head:  # "# config_hash = 0123456789ab", written by train.config.to_toml
+        if line.startswith("# config_hash = "):
+            return line.split("=", 1)[1].strip()
+    return None
+
+
+def overrides_text(overrides: Any) -> str:
+    """Overrides as compact, sorted JSON ('' when there are none): a stable table cell."""
+    if not overrides:
+        return ""
+    return json.dumps(overrides, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _size_text(size: Any) -> str | None:
+    if isinstance(size, (list, tuple)) and size and all(isinstance(v, int) for v in size):
+        return "x".join(str(v) for v in size)
+    return None
+
+
+def run_row(run_dir: Path, identity: dict[str, Any], measure: MeasureSpec | None = None) -> dict[str, Any]:
+    """One results.csv row from a run directory (pending if it has nothing yet)."""
+    config = read_config(run_dir)
+    result = read_json_object(run_dir / RESULT_JSON) or {}
+    measured = read_json_object(run_dir / MEASURE_JSON) or {}
+    status = _CSV_STATUS[run_status(run_dir, measure)]
+    finished = status == "finished"
+    device = result.get("device") if finished and result.get("device") else config.get("device")
+    row: dict[str, Any] = {
+        "suite": identity.get("suite"), "variant": identity.get("variant"),
+        "model": identity.get("model") or config.get("model"),
+        "overrides": overrides_text(config.get("model_overrides")),
+        "data": config.get("data"), "profile": config.get("profile"),
+        "train_input": _size_text(config.get("input_size")), "device": device,
+        "seed": identity.get("seed"), "data_seed": config.get("data_seed"),
+        "group": group_of(config), "config_hash": _config_hash(run_dir, result),
+        "hash": identity.get("hash"), "run_id": identity.get("run_id"), "status": status,
+    }
+    row["params"] = measured.get("params")
+    for convention, macs in (measured.get("macs") or {}).items():
+        row[f"macs_{convention}"] = macs
+    if isinstance(measured.get("input"), list):
+        row["input"] = _size_text(measured["input"][1:])
+    latency = measured.get("latency") or {}  # per-run timing of older runs; suites now time in latency.json
+    row["latency_ms"] = latency.get("median_ms")
+    row["images_per_s"] = latency.get("images_per_s")
+    row["metrics"] = _numeric(result.get("metrics") if finished else None)
+    # the same network evaluated before training (the engine's baseline): did the run learn?
+    row["metrics_untrained"] = _numeric(result.get("metrics_untrained") if finished else None)
+    row["metrics_ci"] = _intervals(result.get("metrics_ci95") if finished else None)
+    row["test_size"] = {k: int(v) for k, v in _numeric(result.get("test_size") if finished else None).items()}
+    row["train_time_s"] = result.get("train_time_s")
+    row["epochs"] = result.get("epochs")
+    row["config"] = f"{identity.get('run_id')}/{CONFIG_TOML}" if (run_dir / CONFIG_TOML).is_file() else None
+    row["error"] = (result.get("reason") or measured.get("error")) if status == "failed" else None
+    return row
+
+
+def _numeric(values: Any) -> dict[str, float]:
+    if not isinstance(values, dict):
+        return {}
+    return {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _intervals(values: Any) -> dict[str, tuple[float, float]]:
+    if not isinstance(values, dict):
+        return {}
+    out = {}
+    for name, pair in values.items():
+        if isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair):
+            out[name] = (float(pair[0]), float(pair[1]))
+    return out
+
+
+# --- the union of every run ---------------------------------------------------------------------
+
+
+def run_dirs(suite_dir: Path) -> list[Path]:
+    """Every run directory in the suite directory (those with a run.json), sorted by name."""
+    if not suite_dir.is_dir():
+        return []
+    return sorted(p.parent for p in suite_dir.glob(f"*/{RUN_JSON}"))
+
+
+def stored_rows(
+    suite_dir: Path, plan: "RunPlan | None" = None, planned: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """Rows of every run on disk, plus the plan's runs that have no directory yet (pending).
+
+    ``planned``: identities of planned runs as ``plan.json`` lists them (when there is no
+    ``RunPlan`` at hand, e.g. in ``strabench report``); those without a directory are pending.
+
+    Order: the plan's variants in suite order (runs of other plans of a variant beside it),
+    then variants only older plans had; within a variant by seed, then run id.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for run_dir in run_dirs(suite_dir):
+        identity = read_json_object(run_dir / RUN_JSON) or {}
+        if not isinstance(identity.get("variant"), str):
+            continue
+        identity = {**identity, "run_id": run_dir.name}
+        measure = _measure_of(identity)
+        rows[run_dir.name] = run_row(run_dir, identity, measure)
+    order: dict[str, int] = {}
+    if plan is not None:
+        for spec in plan.runs:
+            order.setdefault(spec.variant, len(order))
+            if spec.run_id not in rows:
+                identity = {"suite": spec.suite, "variant": spec.variant, "model": spec.model, "seed": spec.seed,
+                            "hash": spec.hash, "run_id": spec.run_id}
+                rows[spec.run_id] = run_row(plan.run_dir(spec), identity, spec.measure)
+    for identity in planned:
+        run_id = identity.get("run_id")
+        if isinstance(run_id, str) and isinstance(identity.get("variant"), str) and run_id not in rows:
+            order.setdefault(identity["variant"], len(order))
+            rows[run_id] = run_row(suite_dir / run_id, identity)
+    for row in sorted(rows.values(), key=lambda r: str(r["run_id"])):
+        order.setdefault(str(row["variant"]), len(order))
+
+    def key(row: dict[str, Any]) -> tuple[int, int, str]:
+        seed = row.get("seed")
+        return order[str(row["variant"])], seed if isinstance(seed, int) else -1, str(row["run_id"])
+
+    return sorted(rows.values(), key=key)
+
+
+def _measure_of(identity: dict[str, Any]) -> MeasureSpec | None:
+    raw = identity.get("measure")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return MeasureSpec.from_dict(raw)
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+# --- results.csv --------------------------------------------------------------------------------
+
+
+def metric_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The metric columns present, known ones in the paper's order, then the rest, 'mean' last."""
+    present: set[str] = set()
+    for row in rows:
+        present.update(row.get("metrics", {}))
+    known = [m for m in METRIC_ORDER if m in present]
+    rest = sorted(m for m in present if m not in METRIC_ORDER and m != "mean")
+    return known + rest + (["mean"] if "mean" in present else [])
+
+
+def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The results.csv text: identity and measure columns, the metrics, their intervals, tail."""
+    metrics = metric_columns(rows)
+    untrained = [m for m in metrics if any(m in row.get("metrics_untrained", {}) for row in rows)]
+    with_ci = [m for m in metrics if any(m in row.get("metrics_ci", {}) for row in rows)]
+    with_n = [m for m in metrics if any(m in row.get("test_size", {}) for row in rows)]
+    columns = [
+        *BASE_COLUMNS, *metrics,
+        *(c for m in with_ci for c in (m + CI_LOW, m + CI_HIGH)), *(m + N_TEST for m in with_n),
+        *(m + UNTRAINED for m in untrained), *TAIL_COLUMNS,
+    ]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    nested = ("metrics", "metrics_untrained", "metrics_ci", "test_size")
+    for row in rows:
+        flat = {k: ("" if v is None else v) for k, v in row.items() if k not in nested}
+        flat.update({m: row["metrics"].get(m, "") for m in metrics})
+        for m in with_ci:
+            low, high = row.get("metrics_ci", {}).get(m, ("", ""))
+            flat[m + CI_LOW], flat[m + CI_HIGH] = low, high
+        flat.update({m + N_TEST: row.get("test_size", {}).get(m, "") for m in with_n})
+        flat.update({m + UNTRAINED: row.get("metrics_untrained", {}).get(m, "") for m in untrained})
+        writer.writerow(flat)
+    return buffer.getvalue()
+
+
+def write_results_csv(plan: "RunPlan") -> list[dict[str, Any]]:
+    """Rebuild ``results.csv`` from every run directory (and the plan's pending runs), atomically."""
+    from strabench.io import atomic_write_text
+
+    rows = stored_rows(plan.out_dir, plan)
+    atomic_write_text(plan.out_dir / RESULTS_CSV, rows_to_csv(rows))
+    return rows
+
+
+_NUMERIC = ("seed", "data_seed", "params", "macs_paper", "macs_fvcore", "macs_ptflops", "latency_ms", "images_per_s",
+            "train_time_s", "epochs")
+
+
+def read_results_csv(path: Path) -> list[dict[str, Any]]:
+    """results.csv back into rows (numbers as floats, metrics in dicts); older layouts load too."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        known = {*BASE_COLUMNS, *TAIL_COLUMNS}
+        metric_names = [c for c in columns if c not in known and not c.endswith(METRIC_SUFFIXES)]
+        rows = []
+        for record in reader:
+            row: dict[str, Any] = {k: (record.get(k) or None) for k in (*BASE_COLUMNS, *TAIL_COLUMNS)}
+            for key in _NUMERIC:
+                row[key] = _number(row.get(key))
+            for key in ("seed", "data_seed", "epochs"):
+                if row[key] is not None and float(row[key]).is_integer():
+                    row[key] = int(row[key])
+            row["overrides"] = row.get("overrides") or ""
+            if not row.get("run_id"):
+                seed = row["seed"] if isinstance(row["seed"], int) else 0
+                row["run_id"] = f"{row['variant']}-s{seed}-{row['hash']}"
+
+            def values(suffix: str, rec: dict[str, Any] = record) -> dict[str, float]:
+                found = {m: _number(rec.get(m + suffix)) for m in metric_names}
+                return {m: v for m, v in found.items() if v is not None}
+
+            row["metrics"] = values("")
+            row["metrics_untrained"] = values(UNTRAINED)
+            lows, highs = values(CI_LOW), values(CI_HIGH)
+            row["metrics_ci"] = {m: (lows[m], highs[m]) for m in lows if m in highs}
+            row["test_size"] = {m: int(v) for m, v in values(N_TEST).items()}
+            rows.append(row)
+    return rows
+
+
+def _number(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
