@@ -34,7 +34,7 @@ MULTIPLY_ADD_OPS = frozenset({
 #: convention). Anything else run by a module's own forward is arithmetic.
 FREE_OPS = frozenset({
     # shapes, views, copies, indexing
-    "size", "dim", "numel", "shape", "dtype", "device", "is_contiguous", "view", "view_as", "reshape",
+    "size", "dim", "numel", "shape", "dtype", "device", "is_contiguous", "assert", "is_nested", "is_tensor", "view", "view_as", "reshape",
     "reshape_as", "flatten", "unflatten", "permute", "transpose", "t", "contiguous", "squeeze",
     "unsqueeze", "expand", "expand_as", "repeat", "repeat_interleave", "cat", "concat", "concatenate",
     "stack", "split", "chunk", "unbind", "narrow", "select", "getitem", "setitem", "index_select",
