@@ -11,9 +11,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from strabench.errors import UnknownModelError
+from strabench.errors import ConfigError, UnknownModelError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,16 +28,27 @@ class ModelInfo:
     name: str
     builder: Callable[..., "nn.Module"]
     tasks: tuple[str, ...]
-    default_input: tuple[int, int, int]  # (channels, height, width)
+    default_input: tuple[int, int | None, int | None]  # (channels, height, width); H, W None: none known
     block: str  # what replaces / augments the backbone's blocks, e.g. "StRA (local+mode)"
     family: str  # "resnet50-reid", "mobilenetv2-reid", "resnet50-face", "resnet-fer"
     description: str = ""
     paper: "PaperRef | None" = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    source: str = "registry"  # or "torchvision", "timm", "callable" (see strabench.models.sources)
+    feature_builder: Callable[..., "nn.Module"] | None = None  # non-registry: the feature extractor
 
     @property
     def default_task(self) -> str:
         return self.tasks[0]
+
+    def input_size(self, size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """``size`` if given, else the model's default (H, W); a model without one needs ``--input``."""
+        if size is not None:
+            return (int(size[0]), int(size[1]))
+        _, h, w = self.default_input
+        if h is None or w is None:
+            raise ConfigError(f"model {self.name!r} has no default input size; pass --input HEIGHTxWIDTH (e.g. 224x224)")
+        return (h, w)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -91,7 +102,17 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def model_info(name: str) -> ModelInfo:
-    """The metadata of one model; unknown names raise with the closest suggestions."""
+    """The metadata of one model; unknown names raise with the closest suggestions.
+
+    ``name`` is a registered name or a reference, ``torchvision:NAME``, ``timm:NAME`` or
+    ``package.module:callable`` (see ``strabench.models.sources``).
+    """
+    if not isinstance(name, str):
+        raise UnknownModelError(f"a model is named by a string, got {type(name).__name__}")
+    if ":" in name:
+        from strabench.models.sources import resolve_reference
+
+        return resolve_reference(name)
     _ensure_zoo()
     try:
         return _REGISTRY[name]
@@ -107,26 +128,66 @@ def create_model(
     task: str | None = None,
     num_classes: int | None = None,
     pretrained: str | None = None,
+    replace: "Mapping[str, str] | None" = None,
     **overrides: Any,
 ) -> "nn.Module":
-    """Build a registered model with random initialisation (or local ``pretrained`` weights).
+    """Build a model with random initialisation (or local ``pretrained`` weights).
 
-    ``task`` must be one the model supports (default: its first); ``num_classes`` sizes the
-    training-only classifier; ``overrides`` go to the builder (e.g. ``input_size=(128, 64)``).
+    ``name``: a registered name or a reference (``torchvision:resnet18``, ``timm:NAME``,
+    ``package.module:callable``). ``task`` must be one the model supports (default: its first);
+    ``num_classes`` sizes the training-only classifier; ``overrides`` go to the builder (e.g.
+    ``input_size=(128, 64)``). ``replace`` swaps modules for blocks, ``{"layer4.*.conv2": "stra"}``
+    (see ``strabench.models.replace``); a replacement that does not fit is refused before anything runs.
+
+    A non-registry model is returned as its source builds it, unless ``num_classes`` is given
+    (training, evaluation): then its feature extractor comes wrapped with our classifier
+    (``strabench.models.external.FeatureModel``).
     """
-    from strabench.errors import ConfigError
-
     info = model_info(name)
     task = task or info.default_task
     if task not in info.tasks:
         raise ConfigError(f"model {name!r} supports task(s) {', '.join(info.tasks)}, not {task!r}")
     kwargs = dict(overrides)
+    if info.source != "registry":
+        return _create_external(info, num_classes=num_classes, pretrained=pretrained, replace=replace, **kwargs)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     try:
         model = info.builder(**kwargs)
     except TypeError as exc:  # an override the builder does not take
         raise ConfigError(f"model {name!r}: {exc}") from None
+    if replace:
+        from strabench.models.replace import apply_replacements
+
+        apply_replacements(model, replace, (info.default_input[0], *info.input_size(kwargs.get("input_size"))))
+    if pretrained is not None:
+        from strabench.models.pretrained import load_pretrained
+
+        load_pretrained(model, pretrained)
+    return model
+
+
+def _create_external(
+    info: ModelInfo, *, num_classes: int | None, pretrained: str | None, replace: "Mapping[str, str] | None", **kwargs: Any
+) -> "nn.Module":
+    size = kwargs.pop("input_size", None)
+    builder = info.builder if num_classes is None else info.feature_builder or info.builder
+    try:
+        model = builder(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"model {info.name!r}: {exc}") from None
+    shape = None
+    if replace or num_classes is not None:
+        h, w = info.input_size(size) if size is not None or info.default_input[1] is not None else (64, 64)
+        shape = (info.default_input[0], h, w)
+    if replace:
+        from strabench.models.replace import apply_replacements
+
+        apply_replacements(model, replace, shape)  # type: ignore[arg-type]
+    if num_classes is not None:
+        from strabench.models.external import FeatureModel
+
+        model = FeatureModel(model, name=info.name, num_classes=num_classes, probe_size=shape[1:], in_chans=shape[0])  # type: ignore[index]
     if pretrained is not None:
         from strabench.models.pretrained import load_pretrained
 

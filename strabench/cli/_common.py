@@ -18,6 +18,19 @@ def parse_size(text: str, *, option: str = "--input") -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def parse_replace(items: list[str] | None, *, option: str = "--replace") -> dict[str, str] | None:
+    """['layer4.*.conv2=stra'] -> {'layer4.*.conv2': 'stra'}; anything else is a one-line ConfigError."""
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        pattern, sep, block = item.partition("=")
+        if not sep or not pattern.strip() or not block.strip():
+            raise ConfigError(f"{option} must look like PATTERN=BLOCK (e.g. 'layer4.*.conv2=stra'), got {item!r}")
+        out[pattern.strip()] = block.strip()
+    return out
+
+
 def print_json(obj: Any) -> None:
     """JSON on stdout, unwrapped (rich would wrap long lines)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

@@ -16,14 +16,15 @@ from strabench.errors import ConfigError
 
 
 def flops_command(
-    model: Annotated[str, typer.Argument(help="Registered model name (see `strabench list`).")],
+    model: Annotated[str, typer.Argument(help="Registered name (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
     input: Annotated[str | None, typer.Option("--input", help="HEIGHTxWIDTH, default: the model's (e.g. 256x128).")] = None,
     task: Annotated[str | None, typer.Option("--task", help="Task the model is built for (reid, face, fer).")] = None,
     counter: Annotated[str, typer.Option("--counter", help="paper, fvcore, ptflops or all.")] = "all",
     by_module: Annotated[bool, typer.Option("--by-module", help="Also break MACs down by module.")] = False,
+    replace: Annotated[list[str] | None, typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, e.g. 'layer4.*.conv2=stra' (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    from strabench.cli._common import parse_size, print_json
+    from strabench.cli._common import parse_replace, parse_size, print_json
     from strabench.measure.report import complexity_report
     from strabench.registry import model_info
 
@@ -31,8 +32,10 @@ def flops_command(
     conventions = ("paper", "fvcore", "ptflops") if counter == "all" else (counter,)
     if counter != "all" and counter not in ("paper", "fvcore", "ptflops"):
         raise ConfigError(f"--counter must be paper, fvcore, ptflops or all, got {counter!r}")
-    size = parse_size(input) if input else info.default_input[1:]
-    result = complexity_report(model, size, task=task, conventions=conventions, by_module=by_module)
+    size = info.input_size(parse_size(input) if input else None)
+    result = complexity_report(
+        model, size, task=task, conventions=conventions, by_module=by_module, replace=parse_replace(replace)
+    )
     if as_json:
         print_json(result)
         return
@@ -61,9 +64,12 @@ def _render(result: dict) -> None:
     out.print(table)
     for convention, ops in result["uncounted"].items():
         if ops:
-            out.print(f"[yellow]{convention} could not count: {', '.join(ops)}[/]")
+            what = "left out (outside conv + linear layers)" if convention == "paper" else "could not count"
+            out.print(f"[yellow]{convention} {what}: {_summary(ops)}[/]", highlight=False)
     if ref:
         out.print(f"paper: {', '.join(ref['tables'])}")
+    elif result.get("paper_note"):
+        out.print(f"paper: — ({result['paper_note']})", highlight=False)
     if result.get("by_module"):
         detail = Table(title="GMACs by module")
         detail.add_column("module")
@@ -81,3 +87,9 @@ def _fmt(value: float | None) -> str:
 
 def _delta(ours: float, paper: float | None) -> str:
     return "—" if paper is None else f"{ours - paper:+.3f}"
+
+
+def _summary(items: list[str], show: int = 6) -> str:
+    """The first few entries, then how many more (a ViT lists one attention per layer)."""
+    head = ", ".join(items[:show])
+    return head if len(items) <= show else f"{head} and {len(items) - show} more"

@@ -12,12 +12,13 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
     from strabench.cli._common import console, print_json
-    from strabench.measure.golden import read_cache
+    from strabench.measure.golden import complexity_table
     from strabench.registry import list_models, model_info
 
-    cache = read_cache()
+    names = list_models(pattern)
+    cache = complexity_table(names)
     rows = []
-    for name in list_models(pattern):
+    for name in names:
         info = model_info(name)
         entry = cache.get(name, {})
         rows.append(

@@ -20,10 +20,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from strabench.counting import counts_macs
 from strabench.errors import ShapeError
 from strabench.layers._local_ops import (
+    LOCAL_WEIGHTED_SUM_OP_NAME,
     gather_neighbours,
+    local_attention_macs,
     local_weighted_sum,
+    local_weighted_sum_jit_macs,
     output_size,
     unfold_weighted_sum,
 )
@@ -34,6 +38,14 @@ _BORDERS = ("zero", "mask")
 _IMPLS = ("auto", "fast", "unfold")
 
 
+def _own_macs(m: "LocalAttention", x: Tensor, out: Tensor) -> int:
+    """omega + nu and the softmax over K*K (1 per logit each), then the weighting."""
+    b, c, ho, wo = out.shape
+    logits = b * m.groups * m.kernel_size**2 * ho * wo
+    return 2 * logits + local_attention_macs(b, c, m.groups, m.kernel_size, ho, wo)
+
+
+@counts_macs(_own_macs, fvcore={LOCAL_WEIGHTED_SUM_OP_NAME: local_weighted_sum_jit_macs}, multiply_adds=True)
 class LocalAttention(nn.Module):
     """StRA local attention (Eq. 2): a softmax-weighted K x K neighbourhood sum, G weight maps.
 

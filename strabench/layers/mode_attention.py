@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from strabench.counting import counts_macs
 from strabench.errors import ShapeError
 
 
@@ -27,6 +28,19 @@ def diversity_loss(masks: Tensor) -> Tensor:
     return groups - masks.amax(dim=1).sum(dim=-1)
 
 
+def _own_macs(m: "ModeAttention", x: Tensor, out: Tensor) -> int:
+    b, c, h, w = x.shape
+    g, p = m.groups, h * w
+    # mask softmax over HW, z = M x (einsum), gate logits <z, x> (einsum), sigmoid, y = x + r z (mul, add)
+    macs = b * g * p + 2 * b * c * p + b * g * p + 2 * b * c * p
+    if m.interaction:
+        # S = Z Z^T and P Z (bmm, G x G x C/G each), row norm + divide + sqrt(G) scale + softmax on G x G,
+        # gate 2 logits (einsum), sigmoid, y + s z' (mul, add)
+        macs += 2 * b * g * c + 4 * b * g * g + b * c * p + b * g * p + 2 * b * c * p
+    return macs
+
+
+@counts_macs(_own_macs)
 class ModeAttention(nn.Module):
     """Node-to-mode attention with optional mode interaction (StRA paper, Sec. 2 and App. A).
 

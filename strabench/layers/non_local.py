@@ -7,9 +7,23 @@ gamma = 0 so the block is the identity at initialisation, as in the paper.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
+from strabench.counting import counts_macs
 
+
+def _own_macs(m: "NonLocal", x: Tensor, out: Tensor) -> int:
+    b, c, h, w = x.shape
+    n = h * w
+    pooled = type(m.pool).forward(m.pool, torch.empty(1, 1, h, w, device="meta"))  # no hooks fire
+    keys = pooled.shape[-1] * pooled.shape[-2]
+    inner = m.theta.out_channels
+    # theta.phi and attn.g (matmuls), softmax over the keys, residual add
+    return 2 * b * n * keys * inner + b * n * keys + b * c * n
+
+
+@counts_macs(_own_macs)
 class NonLocal(nn.Module):
     """Embedded-Gaussian non-local block with a residual connection (an add-on block)."""
 

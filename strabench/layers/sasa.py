@@ -17,9 +17,19 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from strabench.counting import counts_macs
 from strabench.errors import ShapeError
 
 
+def _own_macs(m: "SASA", x: Tensor, out: Tensor) -> int:
+    b, c, h, w = x.shape
+    n = h * w
+    # dense q.k (HW x HW per head) and attn.v; relative logits q_half . r (K per axis);
+    # two adds of the gathered relative logits and the softmax over HW x HW
+    return 2 * b * c * n * n + b * c * n * m.kernel_size + 3 * b * m.heads * n * n
+
+
+@counts_macs(_own_macs)
 class SASA(nn.Module):
     """Stand-alone local self-attention over a ``kernel_size`` window (7 in the SASA paper).
 

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from strabench.counting import counts_macs
 
+
+def _own_macs(m: "SqueezeExcite", x: Tensor, out: Tensor) -> int:
+    return x.numel()  # x * gate
+
+
+@counts_macs(_own_macs)
 class SqueezeExcite(nn.Module):
     """x * sigmoid(W2 relu(W1 avgpool(x))), reduction ``reduction`` (16 in the SE paper)."""
 

@@ -50,10 +50,14 @@ and its ``aten`` backend costs only convs and matmuls, a coarser copy of what fv
 op. Its functional patching is switched off: it catches ``torch.bmm`` (which our ModeAttention
 hook already counts) but not ``@``, ``einsum``, ``Tensor.softmax`` or ``torch.sigmoid``, and it
 rebinds torch functions process-wide while it runs. Each block of ``strabench.layers`` instead
-has a hook, ``PTFLOPS_BLOCK_MACS``, costing the arithmetic of its own ``forward`` (formulas in
-``_block_macs_*``; the tests check they equal fvcore's per-op count); its child modules keep
-ptflops' hooks. ``uncounted`` lists module classes that have no hook and are not known to do
-no arithmetic of their own (``PTFLOPS_NO_OWN_ARITHMETIC``, Sequential-like containers).
+declares, next to its class, a hook costing the arithmetic of its own ``forward``
+(``strabench.counting.counts_macs``; the tests check it equals fvcore's per-op count); its
+child modules keep ptflops' hooks. Any module, ours or not, may do the same.
+``uncounted`` lists the classes of modules without a hook whose own forward (children excluded)
+ran arithmetic (``strabench.measure.own_ops``: anything but data movement, comparisons and the
+residual add, which ptflops never counts for torchvision blocks). A module that only calls its
+children (ResNet, BasicBlock, Sequential) is never listed; torchvision's Swin attention (matmul
+and softmax written in its forward) and a custom ``x * 2`` module are.
 ptflops is handed a throwaway wrapper module and removes its hooks and per-module variables
 itself, so the model is left as it was.
 
@@ -74,26 +78,16 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.mobilenetv2 import InvertedResidual
 
-from strabench.layers._local_ops import LOCAL_WEIGHTED_SUM_OP_NAME, local_attention_macs
-from strabench.layers.local_attention import LocalAttention
-from strabench.layers.mode_attention import ModeAttention
-from strabench.layers.non_local import NonLocal
-from strabench.layers.sasa import SASA
-from strabench.layers.se import SqueezeExcite
-from strabench.layers.stra import StRA
+from strabench.counting import declared_counting
 from strabench.measure.flops import MacCount
-from strabench.models.heads import FaceHead, PoolHead, ReIDHead
-from strabench.models.mobilenetv2 import MobileNetV2
-from strabench.models.resnet import Bottleneck, ResNet
+from strabench.measure.own_ops import arithmetic, own_ops
 
 __all__ = [
     "COUNTERS",
     "FVCORE_FREE_BY_DEFAULT",
     "FVCORE_HANDLES",
-    "PTFLOPS_BLOCK_MACS",
-    "PTFLOPS_NO_OWN_ARITHMETIC",
+    "PTFLOPS_TORCH_MACS",
     "count_macs_fvcore",
     "count_macs_ptflops",
 ]
@@ -180,15 +174,6 @@ def _einsum(inputs: list, outputs: list) -> int:
     return _einsum_macs(equation, shapes)
 
 
-def _local_weighted_sum(inputs: list, outputs: list) -> int:
-    attn = inputs[0].type().sizes()  # (B, G, K*K, Ho, Wo)
-    b, c, ho, wo = outputs[0].type().sizes()
-    k = math.isqrt(attn[2])
-    if k * k != attn[2]:
-        raise RuntimeError(f"{LOCAL_WEIGHTED_SUM_OP_NAME}: attention has {attn[2]} offsets, not K*K")
-    return local_attention_macs(b, c, attn[1], k, ho, wo)
-
-
 def _inplace_too(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for name in names for n in (f"aten::{name}", f"aten::{name}_"))
 
@@ -210,7 +195,6 @@ DATA_MOVEMENT_OPS = (
 
 #: Handles added to fvcore's defaults (see the table in the module docstring).
 FVCORE_HANDLES: dict[str, Handle] = {
-    LOCAL_WEIGHTED_SUM_OP_NAME: _local_weighted_sum,
     "aten::einsum": _einsum,  # replaces fvcore's, which rounds to 4 significant digits
     "aten::avg_pool2d": _avg_pool2d,
     **{op: _per_output_element for op in POINTWISE_OPS},
@@ -240,9 +224,14 @@ def count_macs_fvcore(model: nn.Module, example: Tensor) -> MacCount:
         warnings.simplefilter("ignore", FutureWarning)
         from fvcore.nn import FlopCountAnalysis
 
+    declared: dict[str, Handle] = {}
+    for cls in {type(m) for m in model.modules()}:
+        counting = declared_counting(cls)
+        if counting is not None:
+            declared.update(counting.fvcore)
     analysis = (
         FlopCountAnalysis(model, example)
-        .set_op_handle(**FVCORE_HANDLES)
+        .set_op_handle(**{**FVCORE_HANDLES, **declared})
         .unsupported_ops_warnings(False)
         .uncalled_modules_warnings(False)
         .tracer_warnings("none")
@@ -254,78 +243,27 @@ def count_macs_fvcore(model: nn.Module, example: Tensor) -> MacCount:
 
 
 # --------------------------------------------------------------------------------------------
-# ptflops: hooks on modules. Each ``_block_macs_*`` is the arithmetic of the block's own
-# forward (not of its child modules), costed with the table above; x is the block's input.
-
-
-def _block_macs_local_attention(m: LocalAttention, x: Tensor, out: Tensor) -> int:
-    b, c, ho, wo = out.shape
-    logits = b * m.groups * m.kernel_size**2 * ho * wo  # omega + nu, then softmax over K*K
-    return 2 * logits + local_attention_macs(b, c, m.groups, m.kernel_size, ho, wo)
-
-
-def _block_macs_mode_attention(m: ModeAttention, x: Tensor, out: Tensor) -> int:
-    b, c, h, w = x.shape
-    g, p = m.groups, h * w
-    # mask softmax over HW, z = M x (einsum), gate logits <z, x> (einsum), sigmoid, y = x + r z (mul, add)
-    macs = b * g * p + 2 * b * c * p + b * g * p + 2 * b * c * p
-    if m.interaction:
-        # S = Z Z^T and P Z (bmm, G x G x C/G each), row norm + divide + sqrt(G) scale + softmax on G x G,
-        # gate 2 logits (einsum), sigmoid, y + s z' (mul, add)
-        macs += 2 * b * g * c + 4 * b * g * g + b * c * p + b * g * p + 2 * b * c * p
-    return macs
-
-
-def _block_macs_sasa(m: SASA, x: Tensor, out: Tensor) -> int:
-    b, c, h, w = x.shape
-    n = h * w
-    # dense q.k (HW x HW per head) and attn.v; relative logits q_half . r (K per axis);
-    # two adds of the gathered relative logits and the softmax over HW x HW
-    return 2 * b * c * n * n + b * c * n * m.kernel_size + 3 * b * m.heads * n * n
-
-
-def _block_macs_non_local(m: NonLocal, x: Tensor, out: Tensor) -> int:
-    b, c, h, w = x.shape
-    n = h * w
-    pooled = type(m.pool).forward(m.pool, torch.empty(1, 1, h, w, device="meta"))  # no hooks fire
-    keys = pooled.shape[-1] * pooled.shape[-2]
-    inner = m.theta.out_channels
-    # theta.phi and attn.g (matmuls), softmax over the keys, residual add
-    return 2 * b * n * keys * inner + b * n * keys + b * c * n
-
-
-def _block_macs_squeeze_excite(m: SqueezeExcite, x: Tensor, out: Tensor) -> int:
-    return x.numel()  # x * gate
+# ptflops: hooks on modules. A block's own arithmetic is costed by the hook it declares next to
+# its class (``strabench.counting.counts_macs``); torch's own modules that ptflops leaves out
+# get theirs here.
 
 
 def _per_output(m: nn.Module, x: Tensor, out: Tensor) -> int:
     return out.numel()
 
 
-#: Module classes whose own forward does arithmetic ptflops cannot see, and its cost.
-PTFLOPS_BLOCK_MACS: dict[type, Callable[[Any, Tensor, Tensor], int]] = {
-    LocalAttention: _block_macs_local_attention,
-    ModeAttention: _block_macs_mode_attention,
-    SASA: _block_macs_sasa,
-    NonLocal: _block_macs_non_local,
-    SqueezeExcite: _block_macs_squeeze_excite,
+#: Torch module classes whose arithmetic ptflops cannot see, and its cost (our blocks declare
+#: theirs with ``counts_macs`` instead of being listed here).
+PTFLOPS_TORCH_MACS: dict[type, Callable[[Any, Tensor, Tensor], int]] = {
     nn.Tanh: _per_output,
     nn.Sigmoid: _per_output,
 }
 
 
-#: Module classes that only call their children (or do what ptflops never counts for stock
-#: torchvision models: reshapes, and the residual add of a backbone block).
-PTFLOPS_NO_OWN_ARITHMETIC: tuple[type, ...] = (
-    nn.Identity, nn.Dropout, nn.Flatten, nn.ModuleList, nn.ModuleDict,
-    StRA, ResNet, MobileNetV2, ReIDHead, FaceHead, PoolHead,
-    Bottleneck, InvertedResidual,  # their residual adds are not counted
-)
-
-
-def _is_free_container(module: nn.Module) -> bool:
-    # Sequential subclasses that keep Sequential's forward (torchvision's Conv2dNormActivation)
-    return type(module) in PTFLOPS_NO_OWN_ARITHMETIC or type(module).forward is nn.Sequential.forward
+def ptflops_block_macs(cls: type) -> Callable[[Any, Tensor, Tensor], int] | None:
+    """The own-arithmetic cost of ``cls`` for the ptflops convention: declared, or torch's above."""
+    declared = declared_counting(cls)
+    return declared.macs if declared is not None else PTFLOPS_TORCH_MACS.get(cls)
 
 
 def _qualname(cls: type) -> str:
@@ -357,15 +295,27 @@ def count_macs_ptflops(model: nn.Module, example: Tensor) -> MacCount:
         return hook
 
     hooks: dict[type, Callable] = {}
-    uncounted = set()
     for module in model.modules():
         cls = type(module)
-        if cls in PTFLOPS_BLOCK_MACS:
-            hooks[cls] = block_hook(PTFLOPS_BLOCK_MACS[cls])
+        declared = ptflops_block_macs(cls)
+        if declared is not None:
+            hooks[cls] = block_hook(declared)
         elif cls in MODULES_MAPPING:
             hooks[cls] = recording(MODULES_MAPPING[cls])
-        elif not _is_free_container(module):
-            uncounted.add(_qualname(cls))
+    # A module without a hook is uncounted when its own forward ran arithmetic (not when it only
+    # calls its children: containers never are); one more forward finds out, with no hooks of ours.
+    calls: dict[str, Counter[str]] = {}
+    if any(type(m) not in hooks for m in model.modules()):
+        was_training = model.training
+        try:
+            calls = own_ops(model.eval(), example)
+        finally:
+            model.train(was_training)
+    uncounted = {
+        _qualname(type(module))
+        for name, module in model.named_modules()
+        if type(module) not in hooks and arithmetic(calls.get(name, Counter()))
+    }
 
     def children_macs(module: nn.Module) -> int:
         return sum(

@@ -11,7 +11,9 @@ every number strabench prints names its convention:
 - ``ptflops``: ptflops' pytorch backend (module hooks; its functional patching is off), plus hooks
   that cost our blocks' own arithmetic (see ``strabench.measure.counters``).
 
-``uncounted`` lists the ops a counter saw but could not count; it is never dropped silently.
+``uncounted`` lists what a counter saw but did not count; it is never dropped silently: fvcore's
+ops without a handle, ptflops' module classes that do arithmetic of their own without a hook,
+and the modules that do multiply-adds outside the paper's conv and linear layers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from strabench.measure.own_ops import own_ops
 
 CONVENTIONS = ("paper", "fvcore", "ptflops")
 
@@ -33,9 +37,20 @@ class MacCount:
     uncounted: list[str] = field(default_factory=list)
 
 
+def training_classifier(model: nn.Module) -> nn.Module | None:
+    """The training-only classifier of a strabench model (``TaskModel.classifier``), else None.
+
+    Only strabench's task models have one: a torchvision or timm model's ``classifier`` is part
+    of the network, so it is counted like any other layer.
+    """
+    from strabench.models.base import TaskModel
+
+    return model.classifier if isinstance(model, TaskModel) else None
+
+
 def _classifier_modules(model: nn.Module) -> set[int]:
-    classifier = getattr(model, "classifier", None)
-    return {id(m) for m in classifier.modules()} if isinstance(classifier, nn.Module) else set()
+    classifier = training_classifier(model)
+    return {id(m) for m in classifier.modules()} if classifier is not None else set()
 
 
 def _conv_linear_macs(module: nn.Module, output: torch.Tensor) -> int:
@@ -50,7 +65,8 @@ def _conv_linear_macs(module: nn.Module, output: torch.Tensor) -> int:
 def count_macs_paper(model: nn.Module, example: torch.Tensor) -> MacCount:
     """The paper's convention, counted with forward hooks on Conv2d and Linear for ``example``.
 
-    ``example`` is one image batch of size 1; the classifier is skipped.
+    ``example`` is one image batch of size 1; the training-only classifier is skipped.
+    ``uncounted``: see ``paper_uncounted``.
     """
     skip = _classifier_modules(model)
     by_module: dict[str, int] = {}
@@ -66,12 +82,34 @@ def count_macs_paper(model: nn.Module, example: torch.Tensor) -> MacCount:
         if isinstance(module, (nn.Conv2d, nn.Linear)) and id(module) not in skip:
             handles.append(module.register_forward_hook(hook_for(name)))
     try:
-        with torch.no_grad():
-            model(example)
+        calls = own_ops(model, example)  # the one forward, with the hooks above in place
     finally:
         for handle in handles:
             handle.remove()
-    return MacCount("paper", sum(by_module.values()), by_module)
+    return MacCount("paper", sum(by_module.values()), by_module, paper_uncounted(model, calls, skip))
+
+
+def paper_uncounted(model: nn.Module, calls: dict, skip: set[int]) -> list[str]:
+    """Modules whose own forward does multiply-adds the paper convention does not count.
+
+    The convention counts Conv2d and Linear layers only; a module that runs a matrix product or
+    attention itself (``nn.MultiheadAttention``'s input projection and attention, Swin's window
+    attention, a Conv1d, StRA's local weighting) is listed by name, with its class. Elementwise
+    ops, normalisation and pooling are outside the convention by definition and never listed;
+    nor is a module that only calls its children.
+    """
+    from strabench.counting import declared_counting
+    from strabench.measure.own_ops import MULTIPLY_ADD_OPS, display_name
+
+    listed = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) or id(module) in skip:
+            continue
+        declared = declared_counting(type(module))
+        ran = calls.get(name, {})
+        if (declared is not None and declared.multiply_adds) or any(op in MULTIPLY_ADD_OPS for op in ran):
+            listed.append(display_name(name, module))
+    return listed
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, int, int], convention: str = "paper") -> MacCount:

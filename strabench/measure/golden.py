@@ -3,6 +3,9 @@
 ``strabench/models/complexity.json`` holds, per registered model, params and paper-convention
 MACs at its default input, written by ``python -m strabench.measure.golden --write`` from the
 live models; ``tests/measure/test_golden.py`` recomputes every entry, so it cannot go stale.
+A model registered after the table was written is not in it: ``complexity_table`` computes its
+entry live (about a second each), so adding a model regenerates nothing. The file ships as
+package data, so an installed strabench has it too.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ def read_cache() -> dict[str, dict]:
         return json.loads(CACHE_PATH.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def complexity_table(names: list[str]) -> dict[str, dict]:
+    """Entries for ``names``: from the committed table, or computed live for models absent from it."""
+    table = read_cache()
+    return {name: table[name] if name in table else compute_entry(name) for name in names}
 
 
 def compute_entry(name: str) -> dict:

@@ -419,8 +419,8 @@ def _build(name: str, spec: BenchSpec) -> tuple["nn.Module", tuple[int, int, int
     from strabench.registry import model_info
 
     info = model_info(name)
-    size = tuple(spec.input_size or info.default_input[1:])
-    model = build_for_input(name, size)  # type: ignore[arg-type]
+    size = info.input_size(tuple(spec.input_size) if spec.input_size else None)
+    model = build_for_input(name, size)
     return model, (info.default_input[0], size[0], size[1])
 
 

@@ -7,16 +7,19 @@ from typing import Iterable
 from strabench.errors import ConfigError
 
 
-def build_for_input(name: str, size: tuple[int, int], *, task: str | None = None):
+def build_for_input(name: str, size: tuple[int, int], *, task: str | None = None, replace: dict | None = None):
     """Create ``name`` for inputs of ``size`` (rebuilding heads sized for the input), checking it fits."""
     from strabench.registry import create_model, model_info
 
     info = model_info(name)
-    model = create_model(name, task=task)
+    extra = {} if info.source == "registry" else {"input_size": tuple(size)}
+    model = create_model(name, task=task, replace=replace, **extra)
     fixed = getattr(model, "fixed_input", None)
     if fixed is not None and tuple(fixed) != tuple(size):
-        model = create_model(name, task=task, input_size=tuple(size))
-    model.check_input((1, info.default_input[0], *size))
+        model = create_model(name, task=task, replace=replace, input_size=tuple(size))
+    check = getattr(model, "check_input", None)
+    if check is not None:
+        check((1, info.default_input[0], *size))
     return model
 
 
@@ -27,8 +30,14 @@ def complexity_report(
     task: str | None = None,
     conventions: Iterable[str] = ("paper", "fvcore", "ptflops"),
     by_module: bool = False,
+    replace: dict | None = None,
 ) -> dict:
-    """``{"model", "input", "params", "macs": {conv: int}, "uncounted": {conv: [ops]}, "paper_ref"}``."""
+    """``{"model", "input", "params", "macs": {conv: int}, "uncounted": {conv: [...]}, "paper_ref", "paper_note"}``.
+
+    ``paper_ref`` is the paper's row only where our number measures the same thing: the model
+    at the paper's input (its default) with no replacements; otherwise None, and ``paper_note``
+    says why.
+    """
     from strabench.measure.flops import CONVENTIONS, count_macs
     from strabench.measure.params import count_params
     from strabench.registry import model_info
@@ -38,7 +47,7 @@ def complexity_report(
     for convention in conventions:
         if convention not in CONVENTIONS:
             raise ConfigError(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
-    model = build_for_input(name, size, task=task)
+    model = build_for_input(name, size, task=task, replace=replace)
     shape = (info.default_input[0], *size)
     counts = {c: count_macs(model, shape, c) for c in conventions}
     result: dict = {
@@ -46,9 +55,20 @@ def complexity_report(
         "input": list(shape),
         "params": count_params(model),
         "macs": {c: counts[c].total for c in conventions},
-        "uncounted": {c: list(counts[c].uncounted) for c in conventions if c != "paper"},
-        "paper_ref": info.paper.as_dict() if info.paper else None,
+        "uncounted": {c: list(counts[c].uncounted) for c in conventions if c != "paper" or counts[c].uncounted},
+        "paper_ref": None,
+        "paper_note": None,
     }
+    if info.paper is not None:
+        paper_input = info.input_size()
+        if replace:
+            result["paper_note"] = "the paper's figures are for the model as published, not with replaced blocks"
+        elif tuple(size) != tuple(paper_input):
+            result["paper_note"] = f"the paper's figures are for {paper_input[0]}x{paper_input[1]} inputs, not {size[0]}x{size[1]}"
+        else:
+            result["paper_ref"] = info.paper.as_dict()
+    if replace:
+        result["replace"] = dict(replace)
     if by_module:
         names: dict[str, dict[str, int]] = {}
         for convention, count in counts.items():

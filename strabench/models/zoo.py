@@ -39,6 +39,15 @@ def resnet50_se(reduction: int = 16, **overrides: Any):
     return p.ResNet(plan=p.BlockPlan.uniform(addon=p.se(reduction)), **overrides)
 
 
+@register_model(block="ECA (k from C) in every bottleneck", **REID)
+def resnet50_eca(**overrides: Any):
+    """ECA-ResNet-50: efficient channel attention after bn3 of all 16 bottlenecks (ECA-Net, CVPR 2020)."""
+    from strabench.layers.eca import ECA
+    from strabench.models import plans as p
+
+    return p.ResNet(plan=p.BlockPlan.uniform(addon=ECA), **overrides)
+
+
 @register_model(block="Non-local x5 (layer2: 2, layer3: 3)", paper=PAPER["resnet50_nl"], **REID)
 def resnet50_nl(**overrides: Any):
     """ResNet-50 + 5 embedded-Gaussian non-local blocks after every other block of layer2 and layer3.

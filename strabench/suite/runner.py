@@ -241,7 +241,7 @@ def measure_model(spec: RunSpec) -> dict[str, Any]:
 
     info = model_info(spec.model)
     measure = spec.measure
-    size = tuple(measure.input) if measure.input else tuple(info.default_input[1:])
+    size = info.input_size(tuple(measure.input) if measure.input else None)
     overrides = _tuples(dict(spec.config.model_overrides or {}))
     model = create_model(spec.model, task=spec.config.task, **overrides)
     fixed = getattr(model, "fixed_input", None)

@@ -37,7 +37,9 @@ def test_flops_json_schema_paper_convention():
     assert data["model"] == "resnet50_stra" and data["input"] == [3, 256, 128]
     assert isinstance(data["params"], int) and round(data["params"] / 1e6, 1) == 17.6
     assert round(data["macs"]["paper"] / 1e9, 2) == 3.17
-    assert data["paper_ref"]["gmacs"] == 3.17 and data["uncounted"] == {}
+    # the paper convention counts conv + linear only, and names the attention it leaves out
+    stra_attention = [f"layer4.{i}.conv2.{part}" for i in range(3) for part in ("local (LocalAttention)", "mode (ModeAttention)")]
+    assert data["paper_ref"]["gmacs"] == 3.17 and data["uncounted"] == {"paper": stra_attention}
 
 
 def test_flops_all_conventions_schema():
@@ -47,7 +49,8 @@ def test_flops_all_conventions_schema():
     assert set(data) >= {"model", "input", "params", "macs", "uncounted", "paper_ref"}
     assert set(data["macs"]) == {"paper", "fvcore", "ptflops"}
     assert all(isinstance(v, int) and v > 0 for v in data["macs"].values())
-    assert data["uncounted"] == {"fvcore": [], "ptflops": []}
+    assert data["uncounted"]["fvcore"] == data["uncounted"]["ptflops"] == []
+    assert len(data["uncounted"]["paper"]) == 6  # StRA's local and mode attention, by name
 
 
 def test_flops_other_input_and_by_module():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from strabench.measure.golden import compute_entry, read_cache
+from strabench.measure.golden import complexity_table, compute_entry, read_cache
 from strabench.registry import list_models, model_info
 
 # (params M to 0.1, GMACs to 0.01) as printed in the paper.
@@ -36,6 +36,9 @@ def cache():
 
 @pytest.mark.parametrize("name", list_models())
 def test_cache_matches_the_live_model(name, cache):
+    if name not in cache:  # registered after the table was written: `list` computes it live
+        assert complexity_table([name]) == {name: compute_entry(name)}
+        return
     assert cache.get(name) == compute_entry(name), f"{name}: complexity.json is stale; regenerate it"
 
 
