@@ -610,8 +610,8 @@ def break_lock(directory: PathLike) -> str | None:
             )
         _remove_quietly(path)
     who = describe_lock_owner(owner, path) if owner is not None else f"an unreadable lock ({path})"
-    state = "alive as far as can be told: " if verdict.alive else "stale: "
-    return f"{who} [{state}{verdict.reason}]"
+    state = "alive as far as can be told, " if verdict.alive else "stale, "
+    return f"{who}: {state}{verdict.reason}"
 
 
 def remove_stale_temps(directory: PathLike, *, min_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
