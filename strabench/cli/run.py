@@ -74,6 +74,7 @@ def run_command(
         else:
             _print_dry_run(console(), plan, rows)
         return
+    from strabench.errors import ConfigError
     from strabench.suite.executors import EXECUTORS
 
     if executor not in EXECUTORS:

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from strabench.io import atomic_write_json, inspect_lock, read_json_object
+from strabench.io import atomic_write_json, ensure_directory, inspect_lock, read_json_object
 from strabench.suite.config import MeasureSpec
 from strabench.suite.runner import MEASURE_JSON, PLAN_JSON, RESULT_JSON, RUN_JSON, run_status
 
@@ -42,7 +42,7 @@ def write_state(run_dir: Path, state: str, **fields: Any) -> dict[str, Any]:
               "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if state == "running":
         record.update(host=socket.gethostname(), pid=os.getpid())
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_directory(run_dir)
     atomic_write_json(run_dir / STATE_JSON, record)
     return record
 
