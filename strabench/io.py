@@ -19,14 +19,15 @@ import os
 import re
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NamedTuple
 
 from strabench.errors import DataError, LockError, WriteError
+from strabench.lease import HEARTBEAT_S, LEASE_S, Verdict, holder_record, judge
 
 __all__ = [
     "FileLock",
@@ -37,6 +38,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_stream",
     "atomic_write_text",
+    "break_lock",
     "describe_os_error",
     "ensure_directory",
     "fsync_dir",
@@ -261,20 +263,6 @@ _UNREADABLE_LOCK_GRACE_S = 2.0
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` names a live (non-zombie) process on this host."""
-    import psutil
-
-    if pid <= 0 or not psutil.pid_exists(pid):
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:  # another user's process: it exists
-        return True
-
-
 def _parse_lock_record(raw: bytes) -> dict[str, Any] | None:
     """A lock file's record, or None if ``raw`` is not one (empty, torn, garbage)."""
     try:
@@ -316,31 +304,43 @@ def _directory_guard(directory: Path) -> Iterator[bool]:
 
 
 class FileLock:
-    """Exclusive ownership of a directory via ``<directory>/.lock`` (JSON: pid, hostname, started).
+    """Exclusive ownership of a directory via ``<directory>/.lock`` (JSON, ``strabench.lease``).
 
     Two runs writing the same results directory would interleave their files. The record is
     written and fsynced to a temp file (``.lock.<pid>.<hex>.tmp``) which is then hard-linked to
     ``.lock``: the link fails if the lock exists, and a kill at any instant leaves either no
-    lock or a complete one, never an empty one. If the lock exists and its pid is alive on this
-    host, acquiring raises ``LockError`` naming the pid and the file. If its pid is dead (a
-    killed run), or the file holds no readable record (garbage, or an empty lock from an older
-    version), the lock is taken over: ``took_over_stale`` becomes True and ``stale_owner``
-    holds the dead owner's record (also logged as a warning), so the caller can say so. Not
-    re-entrant: a second acquisition in the same process refuses too. Failing to create the
-    directory or the lock file is a ``WriteError``.
+    lock or a complete one, never an empty one. The record names the holder (pid, host, process
+    start time, boot id, pid namespace, SLURM job) and, while the lock is held, a background
+    thread refreshes the file's mtime every ``heartbeat_s`` seconds (the heartbeat). If the
+    lock exists and ``strabench.lease.judge`` finds its holder alive (on this machine: the pid
+    runs and started when recorded; elsewhere: a heartbeat younger than the lease), acquiring
+    raises ``LockError`` naming the holder and the file. If the holder is gone (a killed run, a
+    reused pid, a host that stopped beating), or the file holds no readable record (garbage,
+    or an empty lock from an older version), the lock is taken over: ``took_over_stale``
+    becomes True and ``stale_owner`` holds the dead owner's record (also logged as a warning,
+    with the reason), so the caller can say so. Not re-entrant: a second acquisition in the
+    same process refuses too. Failing to create the directory or the lock file is a
+    ``WriteError``. If another process takes the lock over while we hold it (our heartbeat
+    stopped for longer than the lease), ``lost`` becomes True and an error is logged.
 
     Use ``with FileLock(dir) as lock:`` or ``with acquire_lock(dir) as lock:``; the lock is
     released on exit, exceptions included.
     """
 
-    def __init__(self, directory: PathLike) -> None:
+    def __init__(self, directory: PathLike, *, heartbeat_s: float = HEARTBEAT_S, lease_s: float = LEASE_S) -> None:
         self.directory = Path(directory)
         self.path = self.directory / ".lock"
+        self.heartbeat_s = heartbeat_s
+        self.lease_s = lease_s
         self.took_over_stale = False
         """True if acquiring replaced a dead run's lock."""
         self.stale_owner: dict[str, Any] | None = None
         """The dead owner's record (None if it was unreadable or there was none)."""
+        self.lost = False
+        """True once another process replaced our lock file while we held it."""
         self._content: bytes | None = None
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     @property
     def held(self) -> bool:
@@ -348,10 +348,7 @@ class FileLock:
         return self._content is not None
 
     def _describe(self, owner: dict[str, Any]) -> str:
-        return (
-            f"pid {owner.get('pid')} on {owner.get('hostname')} "
-            f"(since {owner.get('started')}; lock file {self.path})"
-        )
+        return describe_lock_owner(owner, self.path)
 
     def _read_owner(self) -> dict[str, Any] | None:
         """The current lock record, or None if there is no readable lock record."""
@@ -376,21 +373,24 @@ class FileLock:
                 return None
             time.sleep(min(0.05, _UNREADABLE_LOCK_GRACE_S - age))
 
-    def _check_stale(self, owner: dict[str, Any] | None) -> None:
-        """Return if the existing lock may be taken over; raise LockError if not."""
+    def _check_stale(self, owner: dict[str, Any] | None) -> str:
+        """Why the existing lock may be taken over; raise LockError if its holder is alive."""
         if owner is None:
-            return  # no readable record: its creator died, or it is not a strabench lock
-        if owner.get("hostname") != socket.gethostname():
+            return "unreadable lock record"  # its creator died, or it is not a strabench lock
+        verdict = judge(owner, time.time() - _mtime(self.path))
+        if verdict.alive and not verdict.same_machine:
             raise LockError(
-                f"{self.directory} is locked by {self._describe(owner)}, another host: cannot "
-                f"check whether that run is alive; delete {self.path} if it is gone"
+                f"{self.directory} is locked by {self._describe(owner)}, another host: its "
+                f"{verdict.reason}; it is taken over once the lease runs out, or now with "
+                f"`strabench run ... --break-lock` if that run is gone"
             )
-        if _pid_alive(owner["pid"]):
+        if verdict.alive:
             who = " (this process)" if owner["pid"] == os.getpid() else ""
             raise LockError(
                 f"{self.directory} is locked by {self._describe(owner)}{who}: another run is "
                 f"using it; wait for it to finish or use another output directory"
             )
+        return verdict.reason
 
     def _remove_lock_temps(self, exclusive: bool) -> None:
         """Delete lock temp files killed acquisitions left here. Every acquisition creates its
@@ -443,11 +443,7 @@ class FileLock:
         if self.held:
             raise LockError(f"{self.path} is already held by this FileLock object")
         ensure_directory(self.directory)
-        record = {
-            "pid": os.getpid(),
-            "hostname": socket.gethostname(),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        record = holder_record(lease_s=self.lease_s, heartbeat_s=self.heartbeat_s)
         content = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
         try:
             with _directory_guard(self.directory) as exclusive:
@@ -456,13 +452,14 @@ class FileLock:
                     # Under the guard nobody else is creating or writing a lock here, so an
                     # unreadable record is a dead creator's; without it, give a writer time.
                     owner = self._read_owner() if exclusive else self._wait_for_record()
-                    self._check_stale(owner)
+                    reason = self._check_stale(owner)
                     self.took_over_stale = True
                     self.stale_owner = owner
                     log.warning(
-                        "taking over stale lock %s from dead %s",
+                        "taking over stale lock %s from dead %s: %s",
                         self.path,
-                        self._describe(owner) if owner else "owner (unreadable lock record)",
+                        self._describe(owner) if owner else "owner",
+                        reason,
                     )
                     _remove_quietly(self.path)
                     # Under the guard nobody can have re-created it; without flock another
@@ -477,12 +474,38 @@ class FileLock:
         except OSError as err:
             raise _write_error("create lock file", self.path, err) from err
         self._content = content
+        self._start_heartbeat()
         return self
+
+    def _start_heartbeat(self) -> None:
+        self._stop_heartbeat.clear()
+        self._heartbeat = threading.Thread(
+            target=self._beat, args=(self._content,), name=f"heartbeat {self.path}", daemon=True
+        )
+        self._heartbeat.start()
+
+    def _beat(self, content: bytes) -> None:
+        """Touch the lock file every ``heartbeat_s`` while it is still ours (see ``strabench.lease``)."""
+        while not self._stop_heartbeat.wait(self.heartbeat_s):
+            try:
+                if self.path.read_bytes() != content:
+                    raise FileNotFoundError
+                os.utime(self.path)
+            except FileNotFoundError:
+                self.lost = True
+                log.error("lock %s was taken over by another process while this one held it", self.path)
+                return
+            except OSError as err:  # a hiccup of a network filesystem: try again next beat
+                log.warning("cannot refresh the heartbeat of %s: %s", self.path, describe_os_error(err))
 
     def release(self) -> None:
         """Delete the lock file if it is still ours (never someone else's)."""
         if self._content is None:
             return
+        self._stop_heartbeat.set()
+        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
+            self._heartbeat.join()
+            self._heartbeat = None
         with _directory_guard(self.directory):
             try:
                 current = self.path.read_bytes()
@@ -534,11 +557,61 @@ def _locked_by_another_live_process(directory: Path) -> bool:
     except OSError:
         return True
     owner = _parse_lock_record(raw)
+    age = time.time() - _mtime(directory / ".lock")
     if owner is None:  # being written without flock, or stale: stale once old
-        return time.time() - _mtime(directory / ".lock") < _UNREADABLE_LOCK_GRACE_S
-    if owner.get("hostname") != socket.gethostname():
-        return True
-    return owner["pid"] != os.getpid() and _pid_alive(owner["pid"])
+        return age < _UNREADABLE_LOCK_GRACE_S
+    if owner["pid"] == os.getpid() and owner.get("hostname") == socket.gethostname():
+        return False
+    return judge(owner, age).alive
+
+
+def describe_lock_owner(owner: dict[str, Any], path: PathLike) -> str:
+    """'pid 12 on host (since ...; lock file PATH)' for messages about a lock's holder."""
+    job = owner.get("job")
+    job_text = f", SLURM job {job.get('id')}" if isinstance(job, dict) and job.get("id") else ""
+    return f"pid {owner.get('pid')} on {owner.get('hostname')} (since {owner.get('started')}{job_text}; lock file {path})"
+
+
+def inspect_lock(directory: PathLike) -> tuple[dict[str, Any] | None, Verdict | None]:
+    """The record of ``directory/.lock`` and the verdict on its holder; (None, None) if unlocked.
+
+    An unreadable record gives (None, a dead verdict).
+    """
+    path = Path(directory) / ".lock"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    owner = _parse_lock_record(raw)
+    if owner is None:
+        return None, Verdict(False, False, "unreadable lock record")
+    return owner, judge(owner, time.time() - _mtime(path))
+
+
+def break_lock(directory: PathLike) -> str | None:
+    """Delete ``directory/.lock`` whoever holds it; returns what was broken (None: no lock).
+
+    For a holder that cannot be checked from here (another host within its lease) when the
+    user knows it is gone. A live process on this machine is refused (``LockError``): stop it
+    instead, since it would go on writing into the directory.
+    """
+    directory = Path(directory)
+    path = directory / ".lock"
+    if not path.exists():
+        return None
+    with _directory_guard(directory):
+        owner, verdict = inspect_lock(directory)
+        if verdict is None:
+            return None
+        if owner is not None and verdict.alive and verdict.same_machine:
+            raise LockError(
+                f"--break-lock: {describe_lock_owner(owner, path)} is alive on this host "
+                f"({verdict.reason}); stop that process instead of breaking its lock"
+            )
+        _remove_quietly(path)
+    who = describe_lock_owner(owner, path) if owner is not None else f"an unreadable lock ({path})"
+    state = "alive as far as can be told, " if verdict.alive else "stale, "
+    return f"{who}: {state}{verdict.reason}"
 
 
 def remove_stale_temps(directory: PathLike, *, min_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
@@ -574,13 +647,13 @@ def remove_stale_temps(directory: PathLike, *, min_age_s: float = STALE_TEMP_AGE
     return removed
 
 
-def acquire_lock(directory: PathLike) -> FileLock:
+def acquire_lock(directory: PathLike, *, heartbeat_s: float = HEARTBEAT_S, lease_s: float = LEASE_S) -> FileLock:
     """Lock ``directory`` now; use the result as a context manager to release it.
 
     ``with acquire_lock(run_dir) as lock: ...`` -- ``lock.took_over_stale`` tells whether a
     dead run's lock was taken over. Raises ``LockError`` if a live process holds it.
     """
-    return FileLock(directory).acquire()
+    return FileLock(directory, heartbeat_s=heartbeat_s, lease_s=lease_s).acquire()
 
 
 def describe_os_error(err: OSError) -> str:

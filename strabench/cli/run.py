@@ -2,9 +2,13 @@
 
 Each run lives in <out>/<suite>/<variant>-s<seed>-<hash>/; a finished run is skipped, an
 interrupted one resumed from its checkpoint, a changed setting makes a new run. results.csv is
-rewritten after every run. Split a suite over machines with --shard K/N; `strabench report`
-merges what is there. Exit 0: all runs finished; 1: some run failed; 2: bad suite or options;
-130: interrupted (rerun the same command to resume).
+rewritten after every run. --jobs N runs N at once (one GPU or cores/N threads each);
+--executor slurm submits each pending run as a SLURM job (a job array, through submitit;
+resources from the suite's [executor] table or the flags below), requeued and resumed on
+preemption; --wait follows the jobs, `strabench status DIR` shows them from any host. Split a
+suite over machines by hand with --shard K/N; `strabench report` merges what is there. Exit 0:
+all runs finished (or submitted); 1: some run failed; 2: bad suite or options; 130:
+interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -39,6 +43,16 @@ def run_command(
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the suite's / auto).")] = None,
     seeds: Annotated[list[str] | None, typer.Option("--seeds", help="Seeds overriding the suite's: 3, 0,2,5 or a range 0-4 (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the runs as JSON.")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local (this machine), slurm (a job per run via submitit) or submitit-local (the slurm path as local processes).")] = "local",
+    jobs: Annotated[int, typer.Option("--jobs", help="local: runs at once, each on its own GPU, or on cores/N CPU threads.")] = 1,
+    wait: Annotated[bool, typer.Option("--wait", help="slurm: follow the jobs until they end (default: return once submitted).")] = False,
+    resubmit: Annotated[bool, typer.Option("--resubmit", help="slurm: also submit runs already queued (their job was cancelled).")] = False,
+    break_lock: Annotated[bool, typer.Option("--break-lock", help="First delete the suite's and the selected runs' locks held by other hosts or dead processes, saying whose (never a live process of this host).")] = False,
+    partition: Annotated[str | None, typer.Option("--partition", help="slurm: partition (overrides [executor] partition).")] = None,
+    gpus_per_node: Annotated[int | None, typer.Option("--gpus-per-node", help="slurm: GPUs per run; >1 trains with DDP, one task per GPU.")] = None,
+    cpus_per_task: Annotated[int | None, typer.Option("--cpus-per-task", help="slurm: CPU cores per task.")] = None,
+    mem_gb: Annotated[int | None, typer.Option("--mem-gb", help="slurm: memory per job in GB.")] = None,
+    timeout_min: Annotated[int | None, typer.Option("--timeout-min", help="slurm: time limit per job in minutes (a run that needs longer is requeued and resumes).")] = None,
 ) -> None:
     from strabench.env import calm_threads
 
@@ -60,6 +74,23 @@ def run_command(
         else:
             _print_dry_run(console(), plan, rows)
         return
+    from strabench.errors import ConfigError
+    from strabench.suite.executors import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if executor != "local" and jobs != 1:
+        raise ConfigError("--jobs is for --executor local; SLURM runs the jobs side by side (limit them with [executor] array_parallelism)")
+    if break_lock:
+        _break_locks(console(), plan)
+    if executor != "local":
+        overrides = {"partition": partition, "gpus_per_node": gpus_per_node, "cpus_per_task": cpus_per_task,
+                     "mem_gb": mem_gb, "timeout_min": timeout_min}
+        settings = {**plan.suite.executor, **{k: v for k, v in overrides.items() if v is not None}}
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds)) + f" --executor {executor}"
+        raise typer.Exit(_submit(console(), plan, settings, executor, wait=wait, resubmit=resubmit, command=resume))
     if dist_rank() != 0:  # a torchrun worker: rank 0 shows and records everything
         outcome = run_suite(plan)
         raise typer.Exit(130 if outcome.interrupted else 1 if outcome.failed or outcome.locked else 0)
@@ -68,9 +99,14 @@ def run_command(
         from rich.console import Console
 
         out_console = Console(width=max(out_console.width, 140))
-    view: Any = LiveView(out_console) if out_console.is_terminal else LineView(out_console)
+    view: Any = LiveView(out_console) if out_console.is_terminal and jobs == 1 else LineView(out_console)
     try:
-        outcome = run_suite(plan, view)
+        if jobs > 1:
+            from strabench.suite.executors import run_parallel
+
+            outcome = run_parallel(plan, jobs, view)
+        else:
+            outcome = run_suite(plan, view)
     finally:
         view.close()
     _print_summary(out_console, outcome)
@@ -84,6 +120,56 @@ def run_command(
         out_console.print(f"[red]{len(outcome.failed)} run(s) failed[/]: {', '.join(outcome.failed)} (reasons in their result.json)")
     if outcome.failed or outcome.locked:
         raise typer.Exit(1)
+
+
+def _break_locks(out: "Console", plan: "RunPlan") -> None:
+    """--break-lock: the suite's lock (or this shard's) and each selected run's locks."""
+    from strabench.io import break_lock
+    from strabench.suite.status import run_lock_dir
+
+    suite_lock = plan.out_dir if plan.shard is None else plan.out_dir / ".locks" / f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
+    dirs = [suite_lock]
+    for spec in plan.selected:
+        dirs += [run_lock_dir(plan.out_dir, spec.run_id), plan.run_dir(spec)]
+    broken = [what for what in (break_lock(d) for d in dirs) if what]
+    for what in broken:
+        out.print(f"[yellow]broke lock[/] of {what}")
+    if not broken:
+        out.print("--break-lock: no locks to break")
+
+
+def _submit(out: "Console", plan: "RunPlan", settings: dict, executor: str, *, wait: bool, resubmit: bool, command: str) -> int:
+    """--executor slurm / submitit-local: submit, then follow (--wait) or say how to. Exit code."""
+    from strabench.cli.status import StatusView, counts_line
+    from strabench.suite.executors import follow, refresh_results, submit_jobs
+
+    cluster = "slurm" if executor == "slurm" else "local"
+    submitted, left_out = submit_jobs(plan, settings, cluster=cluster, resubmit=resubmit)
+    for run_id, why in left_out.items():
+        out.print(f"{run_id}: not submitted, {why}")
+    if submitted:
+        ids = ", ".join(str(job.job_id) for _, job in submitted)
+        out.print(f"submitted {len(submitted)} run(s) of suite {plan.suite.name} ({executor}): job(s) {ids}; logs in {plan.out_dir / '.submitit'}")
+    else:
+        out.print("nothing to submit")
+    if not wait:
+        out.print(f"follow with:  strabench status {plan.out_dir}   (or {command} --wait)")
+        out.print("rerun the same command to submit what is pending again; results.csv is rebuilt as jobs finish")
+        return 0
+    from rich.console import Console
+
+    wide = out if out.is_terminal else Console(width=max(out.width, 140))
+    view = StatusView(wide, f"suite {plan.suite.name} ({executor})")
+    try:
+        rows = follow(plan, [s.run_id for s in plan.selected], view, jobs=[job for _, job in submitted])
+    finally:
+        view.close()
+    refresh_results(plan)
+    out.print(f"{counts_line(rows)} -> {plan.out_dir / 'results.csv'}")
+    for row in rows:
+        if row["state"] == "failed":
+            out.print(f"[red]failed[/] {row['run_id']}: {row.get('reason')}")
+    return 0 if all(r["state"] == "finished" for r in rows) else 1
 
 
 def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str]) -> str:

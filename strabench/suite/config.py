@@ -27,6 +27,11 @@ Layout of a suite file::
     latency = { batch = 1, mode = "infer", threads = 2, min_run_time = 0.5 }   # or false
     accuracy = true                      # train + evaluate (false: complexity only)
 
+    [executor]                           # optional: where runs go with --executor slurm
+    partition = "gpu"                    # (strabench.suite.executors.EXECUTOR_KEYS lists them all)
+    gpus_per_node = 1
+    timeout_min = 240
+
     [[variants]]
     name = "stra"                        # label; run directories are <name>-s<seed>-<hash>
     model = "resnet50_stra"              # registry name
@@ -58,7 +63,7 @@ LATENCY_MODES = ("infer", "train")  # strabench.measure.latency.MODES
 # Fields of TrainConfig the suite sets itself (per run), so a [train] table may not.
 SUITE_OWNED = ("model", "task", "data", "profile", "seed", "model_overrides")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-_TOP_KEYS = ("name", "description", "paper_table", "task", "data", "profile", "seeds", "baseline", "train", "measure", "variants")
+_TOP_KEYS = ("name", "description", "paper_table", "task", "data", "profile", "seeds", "baseline", "train", "measure", "executor", "variants")
 _VARIANT_KEYS = ("name", "model", "overrides", "train")
 _MEASURE_KEYS = ("params", "macs", "input", "latency", "accuracy")
 _LATENCY_KEYS = ("batch", "input", "mode", "threads", "min_run_time", "rounds")
@@ -143,6 +148,8 @@ class SuiteConfig:
     measure: MeasureSpec
     variants: tuple[VariantSpec, ...]
     baseline: str = ""  # the variant every other one is compared with (default: the first)
+    executor: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    """The checked ``[executor]`` table (resources for cluster jobs); not part of any run's hash."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot (written as ``suite.json`` next to the results)."""
@@ -159,6 +166,7 @@ class SuiteConfig:
             "train": _plain(self.train),
             "profile_train": {k: _plain(v) for k, v in self.profile_train.items()},
             "measure": self.measure.as_dict(),
+            "executor": _plain(self.executor),
             "variants": [
                 {"name": v.name, "model": v.model, "overrides": _plain(v.overrides), "train": _plain(v.train)}
                 for v in self.variants
@@ -387,6 +395,7 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
 
     train, profile_train = _check_train_table(check, check.table(raw.get("train", {}), "train"), "train", allow_profiles=True)
     measure = _parse_measure(check, check.table(raw.get("measure", {}), "measure"))
+    executor = _parse_executor(check, check.table(raw.get("executor", {}), "executor"))
 
     variants_raw = raw.get("variants")
     if not isinstance(variants_raw, list) or not variants_raw:
@@ -440,6 +449,7 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         measure=measure,
         variants=tuple(variants),
         baseline=baseline,
+        executor=_freeze(executor),
     )
 
 
@@ -511,3 +521,33 @@ def parse_seeds(texts: "list[str] | tuple[str, ...]", *, key: str = "--seeds") -
         raise ConfigError(f"{key} lists a seed twice: {seeds}")
     return seeds
 
+
+def _parse_executor(check: _Checker, table: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[executor]`` table: each key checked against its type in
+    ``strabench.suite.executors.EXECUTOR_KEYS`` (unknown keys are errors, as everywhere)."""
+    from strabench.suite.executors import EXECUTOR_KEYS
+
+    check.keys(table, tuple(EXECUTOR_KEYS), "executor")
+    checked: dict[str, Any] = {}
+    for name, value in table.items():
+        kind, _ = EXECUTOR_KEYS[name]
+        key = f"executor.{name}"
+        if kind == "int":
+            checked[name] = check.integer(value, key, minimum=1)
+        elif kind == "count":
+            checked[name] = check.integer(value, key, minimum=0)
+        elif kind == "number":
+            checked[name] = check.number(value, key, positive=True)
+        elif kind == "str":
+            checked[name] = check.string(value, key)
+        elif kind == "lines":
+            if not isinstance(value, list):
+                check.fail(key, f"expected an array of strings, got {_describe(value)}")
+            checked[name] = [check.string(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        else:  # "table": extra #SBATCH options, name -> string / number / true
+            options = check.table(value, key)
+            for option, setting in options.items():
+                if isinstance(setting, (dict, list)) or isinstance(setting, float) and setting != setting:
+                    check.fail(key_path(key, option), f"expected a string, number or true, got {_describe(setting)}")
+            checked[name] = dict(options)
+    return checked

@@ -404,20 +404,21 @@ def dist_rank() -> int:
         raise ConfigError(f"environment variable RANK={os.environ.get('RANK')!r} is not an integer") from None
 
 
-def execute_run(spec: RunSpec, run_dir: Path, listener: SuiteListener | None = None, *, rank: int = 0) -> str:
+def execute_run(spec: RunSpec, run_dir: Path, listener: SuiteListener | None = None, *, rank: int = 0, fit: Any = None) -> str:
     """Train (if asked) then measure one run; returns finished | failed | locked (another process has it).
 
     Training comes first so that under torchrun every rank calls ``fit`` for the same runs in
     the same order; only rank 0 measures and writes files. A failure inside the run is recorded
     (result.json or measure.json, status failed, with the reason; unexpected errors also get
     their traceback in error.log) and the caller goes on; KeyboardInterrupt propagates so the
-    run stays resumable.
+    run stays resumable. ``fit`` replaces the engine's ``fit`` (executors pass theirs on).
     """
     listener = listener or SuiteListener()
+    train = fit if fit is not None else _fit
     if rank != 0:  # a torchrun worker: train alongside rank 0, which records everything
         if spec.measure.accuracy:
             try:
-                _fit(spec.config, run_dir, resume=True, progress=None)
+                train(spec.config, run_dir, resume=True, progress=None)
             except Exception:  # noqa: BLE001 - rank 0 raised the same error and records it
                 return "failed"
         return "finished"
@@ -435,7 +436,7 @@ def execute_run(spec: RunSpec, run_dir: Path, listener: SuiteListener | None = N
         atomic_write_text(run_dir / "config.toml", to_toml(spec.config))
         if spec.measure.accuracy:
             listener.on_phase(spec, "training")
-            _fit(spec.config, run_dir, resume=True, progress=listener)
+            train(spec.config, run_dir, resume=True, progress=listener)
             result = read_json_object(run_dir / RESULT_JSON)
             if result is None or result.get("status") != "finished":
                 raise StrabenchError(f"the engine returned without writing a finished {run_dir / RESULT_JSON}")

@@ -58,6 +58,8 @@ class FakeEngine:
         self.fail_models: set[str] = set()
         self.interrupt_runs: set[str] = set()  # run dir names: write a checkpoint, then Ctrl-C (once)
         self.on_call = None  # optional callable(run_dir) run at the start of each fit
+        self.epoch_s = 0.0  # seconds each epoch takes (to interrupt a run mid-way)
+        self.log_calls = False  # also append each call to <run>/fake_calls.jsonl (for worker processes)
 
     def metrics(self, config: Any) -> dict[str, float]:
         bonus = 5.0 if "stra" in config.model else 0.0
@@ -75,7 +77,21 @@ class FakeEngine:
         start = 1
         if resume and checkpoint.is_file():
             start = json.loads(checkpoint.read_text())["epoch"] + 1
+        if self.log_calls:
+            import os
+            import time
+
+            import torch
+
+            append_jsonl(out_dir / "fake_calls.jsonl", {
+                "start_epoch": start, "pid": os.getpid(), "time": time.time(), "threads": torch.get_num_threads(),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            })
         for epoch in range(start, config.epochs + 1):
+            if self.epoch_s:
+                import time
+
+                time.sleep(self.epoch_s)
             progress.on_epoch_start(epoch, config.epochs)
             progress.on_step(1, 1, 2.0 / epoch)
             if config.model in self.fail_models:

@@ -1,0 +1,389 @@
+"""Executors: where a suite's runs execute -- N local worker processes, or SLURM jobs via submitit.
+
+Every executor runs a run the same way (``RunJob``): take the run's lock
+(``<suite>/.locks/run-<id>``, so two workers never run the same run, whoever started them),
+record ``state.json`` (``strabench.suite.status``), call ``runner.execute_run`` (which resumes
+from the run's checkpoint), record the outcome. Results therefore land in the same run
+directories whatever ran them, and ``results.csv`` is rebuilt from those directories
+(``runner.write_results_csv``) under the suite lock, so a suite can be finished by a mix of
+local and cluster runs.
+
+* ``run_parallel`` (``--executor local --jobs N``): up to N worker subprocesses at once, each
+  on its own GPU (``CUDA_VISIBLE_DEVICES``) when the runs use CUDA, else on ``cores // N``
+  torch threads. This process holds the suite lock and rewrites results.csv as runs end.
+* ``submit_jobs`` (``--executor slurm``): one submitit job per pending run, submitted as one
+  job array. ``RunJob.checkpoint`` is submitit's checkpoint hook: on preemption or time-out
+  the job is requeued and resumes from the run's last checkpoint (the engine's ``resume``);
+  a run already finished is never run (or counted) again. ``submitit-local`` is the same path
+  through submitit's ``LocalExecutor`` (jobs are local processes), to try a setup without a
+  cluster. A job with ``gpus_per_node > 1`` runs one task per GPU under torchrun-style
+  variables (``submitit.helpers.TorchDistributedEnvironment``): the engine's DDP path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from strabench.errors import ConfigError, LockError
+from strabench.suite.runner import RunPlan, RunSpec, SuiteListener, SuiteOutcome, execute_run, run_status, write_results_csv
+from strabench.suite.status import run_lock_dir, run_state, write_state
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+#: The keys of a suite's ``[executor]`` table: (kind checked by the suite loader, submitit parameter).
+EXECUTOR_KEYS: dict[str, tuple[str, str]] = {
+    "partition": ("str", "slurm_partition"),
+    "account": ("str", "slurm_account"),
+    "qos": ("str", "slurm_qos"),
+    "constraint": ("str", "slurm_constraint"),
+    "gpus_per_node": ("count", "gpus_per_node"),
+    "cpus_per_task": ("int", "cpus_per_task"),
+    "mem_gb": ("int", "mem_gb"),
+    "timeout_min": ("int", "timeout_min"),
+    "array_parallelism": ("int", "slurm_array_parallelism"),
+    "max_num_timeout": ("count", "slurm_max_num_timeout"),
+    "signal_delay_s": ("int", "slurm_signal_delay_s"),
+    "setup": ("lines", "slurm_setup"),
+    "slurm_additional_parameters": ("table", "slurm_additional_parameters"),
+}
+#: Exit codes of a worker process (``python -m strabench.suite.executors JOB``).
+EXIT_CODES = {"finished": 0, "failed": 1, "locked": 3, "interrupted": 130}
+SUBMITIT_DIR = ".submitit"
+JOBS_DIR = ".jobs"
+
+
+def _plain(value: Any) -> Any:
+    """Mapping proxies (which do not pickle) -> dicts, recursively; tuples of them too."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def portable_plan(plan: RunPlan) -> RunPlan:
+    """The plan with its suite's read-only mappings as dicts, so it pickles into a job."""
+    suite = plan.suite
+    variants = tuple(dataclasses.replace(v, overrides=_plain(v.overrides), train=_plain(v.train)) for v in suite.variants)
+    portable = dataclasses.replace(
+        suite, train=_plain(suite.train), profile_train=_plain(suite.profile_train),
+        executor=_plain(suite.executor), variants=variants,
+    )
+    return dataclasses.replace(plan, suite=portable)
+
+
+def job_id_here() -> str | None:
+    """The scheduler job this process runs in: SLURM's (array) id, or submitit-local's."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID")
+
+
+def refresh_results(plan: RunPlan, *, wait_s: float = 30.0) -> bool:
+    """Rebuild results.csv under the suite lock, waiting up to ``wait_s`` for it; False if
+    another process kept it (that process rebuilds results.csv itself before it lets go)."""
+    from strabench.io import acquire_lock
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with acquire_lock(plan.out_dir):
+                write_results_csv(plan)
+            return True
+        except LockError as exc:
+            if time.monotonic() >= deadline:
+                log.info("results.csv left to the suite lock's holder: %s", exc)
+                return False
+            time.sleep(1.0)
+
+
+class RunJob:
+    """One run, as a picklable callable: a local worker's job and a submitit job alike.
+
+    ``checkpoint`` makes it a submitit checkpointable: on preemption or time-out, submitit calls
+    it and requeues what it returns (this same job); the requeued job resumes the run from its
+    last checkpoint. ``fit`` replaces the engine's ``fit`` (None: the engine).
+    """
+
+    def __init__(self, plan: RunPlan, spec: RunSpec, *, executor: str, threads: int | None = None,
+                 refresh: bool = False, fit: Callable[..., Any] | None = None) -> None:
+        self.plan = plan
+        self.spec = spec
+        self.executor = executor
+        self.threads = threads
+        self.refresh = refresh
+        self.fit = fit
+
+    @property
+    def run_dir(self) -> Path:
+        return self.plan.run_dir(self.spec)
+
+    def __call__(self) -> str:
+        from strabench.suite.runner import dist_rank
+
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        _export_distributed_env()
+        rank = dist_rank()
+        if rank != 0:  # another task of a multi-GPU job: train alongside rank 0
+            return execute_run(self.spec, self.run_dir, rank=rank, fit=self.fit)
+        if run_status(self.run_dir, self.spec.measure) == "finished":
+            return "finished"  # a requeued job whose run had already finished: never twice
+        from strabench.io import acquire_lock
+
+        try:
+            lock = acquire_lock(run_lock_dir(self.plan.out_dir, self.spec.run_id))
+        except LockError as exc:
+            log.warning("%s: %s", self.spec.run_id, exc)
+            return "locked"
+        with lock:
+            previous = run_state(self.plan.out_dir, self.spec.run_id, self.run_dir)
+            write_state(self.run_dir, "running", executor=self.executor, job_id=job_id_here(),
+                        attempts=int(previous.get("attempts") or 0) + 1, reason=None)
+            try:
+                status = execute_run(self.spec, self.run_dir, rank=0, fit=self.fit)
+            except BaseException as exc:  # Ctrl-C, SIGTERM, submitit's requeue (SystemExit)
+                write_state(self.run_dir, "interrupted", reason=f"{type(exc).__name__} during the run; resumes from its checkpoint")
+                raise
+            reason = run_state(self.plan.out_dir, self.spec.run_id, self.run_dir).get("reason")
+            write_state(self.run_dir, status, reason=reason)
+        if self.refresh:
+            refresh_results(self.plan)
+        return status
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """submitit's hook on preemption / time-out: requeue this job unchanged (the run's own
+        checkpoint, written by the engine every epoch, is what it resumes from)."""
+        import submitit
+
+        write_state(self.run_dir, "queued", reason="requeued after preemption or time-out")
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _export_distributed_env() -> None:
+    """Inside a multi-task submitit job: RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* for the engine."""
+    if "SUBMITIT_EXECUTOR" not in os.environ or "RANK" in os.environ:
+        return
+    import submitit
+
+    if submitit.JobEnvironment().num_tasks > 1:
+        submitit.helpers.TorchDistributedEnvironment().export()
+
+
+# --- local: N worker processes ------------------------------------------------------------------
+
+
+def _uses_cuda(plan: RunPlan) -> int:
+    """How many GPUs the runs may use here (0 when they run on the CPU)."""
+    devices = {str(s.config.device) for s in plan.selected}
+    if devices <= {"cpu"}:
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _todo(plan: RunPlan) -> list[RunSpec]:
+    return [s for s in plan.selected if run_status(plan.run_dir(s), s.measure) != "finished"]
+
+
+def run_parallel(plan: RunPlan, jobs: int, listener: SuiteListener | None = None, *,
+                 fit: Callable[..., Any] | None = None, poll_s: float = 0.5) -> SuiteOutcome:
+    """Run the plan's pending runs in up to ``jobs`` worker processes at once (see module doc)."""
+    from strabench.io import acquire_lock, atomic_write_json, ensure_directory, remove_stale_temps
+    from strabench.suite.runner import PLAN_JSON
+
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    listener = listener or SuiteListener()
+    start = time.monotonic()
+    ensure_directory(plan.out_dir)
+    gpus = _uses_cuda(plan)
+    slots: list[str | None] = [str(i) for i in range(min(jobs, gpus))] if gpus else [None] * jobs
+    threads = max(1, (os.cpu_count() or 1) // len(slots))
+    lock_dir = plan.out_dir if plan.shard is None else plan.out_dir / ".locks" / f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
+    attempted: dict[str, str] = {}
+    skipped: list[str] = []
+    interrupted = False
+    with acquire_lock(lock_dir):
+        remove_stale_temps(plan.out_dir)
+        atomic_write_json(plan.out_dir / PLAN_JSON, plan.as_dict())
+        todo = _todo(plan)
+        skipped = [s.run_id for s in plan.selected if s not in todo]
+        write_results_csv(plan)
+        listener.on_suite_start(plan, todo)
+        portable = portable_plan(plan)
+        queue = list(todo)
+        running: dict[int, tuple[subprocess.Popen, RunSpec, int]] = {}
+        started = 0
+        try:
+            while queue or running:
+                for slot, device in enumerate(slots):
+                    if slot in running or not queue:
+                        continue
+                    spec = queue.pop(0)
+                    started += 1
+                    listener.on_run_start(started, len(todo), spec, run_status(plan.run_dir(spec), spec.measure))
+                    job = RunJob(portable, spec, executor="local", threads=None if device else threads, fit=fit)
+                    running[slot] = (_start_worker(job, device, threads), spec, started)
+                for slot, (process, spec, index) in list(running.items()):
+                    code = process.poll()
+                    if code is None:
+                        continue
+                    del running[slot]
+                    status = next((s for s, c in EXIT_CODES.items() if c == code), "failed")
+                    if status == "failed" and run_status(plan.run_dir(spec), spec.measure) != "failed":
+                        _record_crash(plan, spec, code)
+                    attempted[spec.run_id] = status
+                    rows = write_results_csv(plan)
+                    listener.on_run_end(spec, status, next((r for r in rows if r["run_id"] == spec.run_id), {}))
+                time.sleep(poll_s)
+        except KeyboardInterrupt:
+            interrupted = True
+            for process, _, _ in running.values():
+                process.send_signal(signal.SIGINT)
+            for process, _, _ in running.values():
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        rows = write_results_csv(plan)
+    return SuiteOutcome(plan, rows, attempted, skipped, interrupted, time.monotonic() - start)
+
+
+def _start_worker(job: RunJob, device: str | None, threads: int) -> subprocess.Popen:
+    """A worker process for ``job`` (pickled under <suite>/.jobs/), its output in the run's worker.log."""
+    from strabench.io import atomic_write_bytes, ensure_directory
+
+    jobs_dir = ensure_directory(job.plan.out_dir / JOBS_DIR)
+    job_file = jobs_dir / f"{job.spec.run_id}.pkl"
+    atomic_write_bytes(job_file, pickle.dumps(job))
+    env = dict(os.environ)
+    if device is not None:
+        env["CUDA_VISIBLE_DEVICES"] = device
+    else:
+        env["OMP_NUM_THREADS"] = str(threads)
+    run_dir = ensure_directory(job.run_dir)
+    with open(run_dir / "worker.log", "ab") as log_file:
+        return subprocess.Popen([sys.executable, "-m", "strabench.suite.executors", str(job_file)],
+                                env=env, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def _record_crash(plan: RunPlan, spec: RunSpec, code: int) -> None:
+    """A worker that died without recording why (killed, out of memory): say so in state.json."""
+    how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    write_state(plan.run_dir(spec), "interrupted", reason=f"worker process ended ({how}); see worker.log")
+
+
+# --- SLURM through submitit ---------------------------------------------------------------------
+
+
+def submitit_parameters(settings: Mapping[str, Any], suite_name: str) -> dict[str, Any]:
+    """submitit ``update_parameters`` keywords from the [executor] table (+ CLI overrides)."""
+    params: dict[str, Any] = {"name": f"strabench-{suite_name}", "nodes": 1}
+    for key, value in settings.items():
+        params[EXECUTOR_KEYS[key][1]] = _plain(value) if not isinstance(value, list) else list(value)
+    gpus = int(settings.get("gpus_per_node", 0) or 0)
+    params["tasks_per_node"] = max(gpus, 1)  # one task per GPU: DDP inside the job
+    return params
+
+
+def submit_jobs(plan: RunPlan, settings: Mapping[str, Any], *, cluster: str = "slurm", resubmit: bool = False,
+                fit: Callable[..., Any] | None = None) -> tuple[list[tuple[RunSpec, Any]], dict[str, str]]:
+    """Submit every selected run not finished, running or queued as one submitit job array.
+
+    Returns (spec, submitit job) pairs and, for the runs left out, why. ``resubmit`` also
+    submits runs whose state says queued (their job was cancelled, say).
+    """
+    import submitit
+
+    from strabench.io import acquire_lock, atomic_write_json, ensure_directory
+    from strabench.suite.runner import PLAN_JSON
+
+    ensure_directory(plan.out_dir)
+    with acquire_lock(plan.out_dir):
+        atomic_write_json(plan.out_dir / PLAN_JSON, plan.as_dict())
+        write_results_csv(plan)
+    left_out: dict[str, str] = {}
+    todo: list[RunSpec] = []
+    for spec in plan.selected:
+        state = run_state(plan.out_dir, spec.run_id, plan.run_dir(spec))
+        if state["state"] == "finished" or state["state"] == "running" or state["state"] == "queued" and not resubmit:
+            where = f" as job {state['job_id']}" if state.get("job_id") else f" on {state['host']}" if state.get("host") else ""
+            left_out[spec.run_id] = f"{state['state']}{where}"
+        else:
+            todo.append(spec)
+    if not todo:
+        return [], left_out
+    executor = submitit.AutoExecutor(folder=plan.out_dir / SUBMITIT_DIR / "%j", cluster=cluster)
+    try:
+        executor.update_parameters(**submitit_parameters(settings, plan.suite.name))
+    except (NameError, ValueError, AssertionError) as exc:
+        raise ConfigError(f"executor settings rejected by submitit: {' '.join(str(exc).split())}") from None
+    portable = portable_plan(plan)
+    with executor.batch():
+        submitted = [(spec, executor.submit(RunJob(portable, spec, executor=cluster, refresh=True, fit=fit))) for spec in todo]
+    for spec, job in submitted:
+        write_state(plan.run_dir(spec), "queued", executor=cluster, job_id=str(job.job_id),
+                    submitted_from=os.uname().nodename, reason=None)
+    return submitted, left_out
+
+
+def follow(plan: RunPlan, run_ids: Sequence[str], on_poll: Callable[[list[dict[str, Any]]], None], *,
+           jobs: Sequence[Any] = (), poll_s: float = 2.0) -> list[dict[str, Any]]:
+    """Poll the runs' states (``status.run_state``) until none is queued or running and every
+    job in ``jobs`` is done; ``on_poll`` gets the rows each time. Returns the last rows."""
+    wanted = set(run_ids)
+    specs = [s for s in plan.selected if s.run_id in wanted]
+    while True:
+        rows = [run_state(plan.out_dir, s.run_id, plan.run_dir(s), {"measure": s.measure.as_dict()}) for s in specs]
+        on_poll(rows)
+        active = any(r["state"] in ("queued", "running") for r in rows)
+        if all(_job_done(job) for job in jobs) if jobs else not active:
+            return rows
+        time.sleep(poll_s)
+
+
+def _job_done(job: Any) -> bool:
+    try:
+        return bool(job.done())
+    except Exception:  # noqa: BLE001 - sacct unavailable or flaky: judge by the run's files alone
+        return True
+
+
+def _worker_main(argv: Sequence[str]) -> int:
+    """``python -m strabench.suite.executors JOB.pkl``: run one pickled RunJob (local workers)."""
+    from strabench.env import calm_threads
+
+    calm_threads()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    job_file = Path(argv[0])
+    with open(job_file, "rb") as handle:
+        job: RunJob = pickle.load(handle)  # written by run_parallel into the suite's own .jobs/
+    try:
+        status = job()
+    except KeyboardInterrupt:
+        return EXIT_CODES["interrupted"]
+    return EXIT_CODES.get(status, 1)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.exit(_worker_main(sys.argv[1:]))
+
+__all__ = ["EXECUTORS", "EXECUTOR_KEYS", "RunJob", "follow", "portable_plan", "refresh_results",
+           "run_parallel", "submit_jobs", "submitit_parameters"]
