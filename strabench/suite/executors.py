@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from strabench.errors import ConfigError, LockError
-from strabench.suite.runner import RunPlan, RunSpec, SuiteListener, SuiteOutcome, execute_run, run_status, write_results_csv
+from strabench.suite.runner import (
+    RunPlan, RunSpec, SuiteListener, SuiteOutcome, time_suite, execute_run, run_status, write_results_csv,
+)
 from strabench.suite.status import run_lock_dir, run_state, write_state
 
 log = logging.getLogger(__name__)
@@ -252,6 +254,7 @@ def run_parallel(plan: RunPlan, jobs: int, listener: SuiteListener | None = None
                     rows = write_results_csv(plan)
                     listener.on_run_end(spec, status, next((r for r in rows if r["run_id"] == spec.run_id), {}))
                 time.sleep(poll_s)
+            time_suite(plan, listener)  # once every worker is done: timing needs the machine to itself
         except KeyboardInterrupt:
             interrupted = True
             for process, _, _ in running.values():

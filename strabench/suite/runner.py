@@ -539,14 +539,14 @@ def run_suite(plan: RunPlan, listener: SuiteListener | None = None) -> SuiteOutc
                 attempted[spec.run_id] = status
                 rows = write_results_csv(plan)
                 listener.on_run_end(spec, status, next(r for r in rows if r["run_id"] == spec.run_id))
-            _time_suite(plan, listener)
+            time_suite(plan, listener)
         except KeyboardInterrupt:
             interrupted = True
         rows = write_results_csv(plan)
     return SuiteOutcome(plan, rows, attempted, skipped, interrupted, time.monotonic() - start)
 
 
-def _time_suite(plan: RunPlan, listener: SuiteListener) -> None:
+def time_suite(plan: RunPlan, listener: SuiteListener) -> None:
     """Suite latency (``latency.json``), once per settings: by the whole run or shard 1 of N."""
     from strabench.io import atomic_write_json
 

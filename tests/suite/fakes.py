@@ -109,6 +109,8 @@ class FakeEngine:
         result = {
             "status": "finished", "model": config.model, "task": config.task, "config_hash": config_hash(config),
             "metrics": self.metrics(config), "metrics_untrained": {"mAP": 10.0 + config.seed, "rank1": 12.0},
+            "metrics_ci95": {k: [v - 2.0, v + 2.0] for k, v in self.metrics(config).items()},
+            "test_size": {k: 50 for k in self.metrics(config)},
             "epochs": config.epochs, "train_time_s": 1.5,
         }
         atomic_write_json(out_dir / "result.json", result)
