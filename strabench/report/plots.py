@@ -40,7 +40,7 @@ def _save(figure: Any, path: Path) -> Path:
 
 
 def _scatter(summary: Sequence[dict[str, Any]], metric: str, key: str, scale: float, xlabel: str, title: str, path: Path) -> Path | None:
-    points = [(r[key] / scale, r[f"{metric}_mean"], r[f"{metric}_std"] or 0.0, r["variant"])
+    points = [(r[key] / scale, r[f"{metric}_mean"], (r[f"{metric}_ci_high"] - r[f"{metric}_mean"]) if r.get(f"{metric}_ci_high") is not None else 0.0, r["variant"])
               for r in summary if r.get(key) is not None and r.get(f"{metric}_mean") is not None]
     if not points:
         return None
@@ -49,7 +49,7 @@ def _scatter(summary: Sequence[dict[str, Any]], metric: str, key: str, scale: fl
         ax.errorbar([x], [y], yerr=[err], fmt="o", capsize=3)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{metric} (%)")
+    ax.set_ylabel(f"{metric} (%): mean, 95% CI over seeds")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return _save(figure, path)
@@ -125,16 +125,25 @@ def _complexity_bars(summary: Sequence[dict[str, Any]], out: Path) -> dict[str, 
         ax.legend()
         ax.grid(axis="y", alpha=0.3)
         plots["GMACs per convention"] = _save(figure, out / "macs_by_convention.png")
-    timed = [r for r in summary if r.get("latency_ms") is not None]
+    timed = [r for r in summary if r.get("latency_ratio") is not None]
     if timed:
         figure, (ax,) = _figure(width=max(6.4, 0.6 * len(timed) + 2))
-        ax.bar([r["variant"] for r in timed], [r["latency_ms"] for r in timed])
+        ratios = [r["latency_ratio"] for r in timed]
+        low = [r["latency_ratio"] - (r.get("latency_ratio_min") or r["latency_ratio"]) for r in timed]
+        high = [(r.get("latency_ratio_max") or r["latency_ratio"]) - r["latency_ratio"] for r in timed]
+        ax.bar([r["variant"] for r in timed], ratios, yerr=[low, high], capsize=3)
+        ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set_xticks(range(len(timed)), [r["variant"] for r in timed], rotation=45, ha="right", fontsize=8)
-        ax.set_ylabel("median latency per batch (ms)")
-        ax.set_title("CPU latency")
+        ax.set_ylabel(f"latency / {results_baseline(timed)} (median over rounds, range)")
+        ax.set_title("CPU latency, interleaved with the baseline")
         ax.grid(axis="y", alpha=0.3)
-        plots["CPU latency"] = _save(figure, out / "latency.png")
+        plots["CPU latency ratio"] = _save(figure, out / "latency.png")
     return plots
+
+
+def results_baseline(summary: Sequence[dict[str, Any]]) -> str:
+    """The variant whose ratio is 1 (the suite's baseline)."""
+    return next((r["variant"] for r in summary if r.get("latency_ratio") == 1.0), "baseline")
 
 
 def plot_suite(results: SuiteResults, out: Path | None = None) -> dict[str, Path]:
