@@ -13,7 +13,8 @@ Layout of a suite file::
     task = "reid"                        # optional: defaults to the data's task
     data = "synthetic_reid"              # or "market1501:/data/Market-1501" (see strabench.data)
     profile = "quick"                    # "quick" | "paper"
-    seeds = [0]
+    seeds = [0, 1, 2]                    # or a range on the command line: --seeds 0-4
+    baseline = "resnet50"                # the variant the others are compared with (default: the first)
 
     [train]                              # TrainConfig fields, every profile
     diversity_weight = 1.0
