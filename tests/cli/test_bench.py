@@ -27,6 +27,9 @@ SCHEMA = {
     "channels_last": bool,
     "compile": bool,
     "torch_version": str,
+    "samples": int,
+    "noisy": bool,
+    "noise": (str, type(None)),
 }
 
 
@@ -53,6 +56,32 @@ def test_json_schema_and_baseline_ratio():
         assert row["torch_version"] == torch.__version__
     assert rows[1]["ratio_to_baseline"] == 1.0
     assert rows[0]["ratio_to_baseline"] > 0
+    for row in rows:  # noisy exactly when a reason is given
+        assert row["noisy"] == (row["noise"] is not None)
+
+
+def test_a_noisy_row_is_flagged_in_the_table(monkeypatch):
+    from strabench.measure import latency
+
+    def rows(*_args, **_kwargs):
+        base = {"mode": "infer", "batch": 32, "input": "256x128", "device": "cpu", "threads": 2, "images_per_s": 20.0,
+                "peak_mem_mb": 1.0, "amp": "none", "channels_last": False, "compile": False, "rounds": 3,
+                "min_run_time": 1.0, "optimizer": None, "mem_method": "rss", "note": None, "torch_version": "x",
+                "cpu": "cpu", "baseline": "resnet50"}
+        reasons = latency.noise_reasons(1774.0, 981.0, 9, load_avg=0.0, cores=2)
+        return [
+            {**base, "model": "resnet50", "median_ms": 1774.0, "iqr_ms": 981.0, "samples": 9, "ratio_to_baseline": 1.0,
+             "ratio_rounds": [1.0, 1.0, 1.0], "noisy": bool(reasons), "noise": "; ".join(reasons)},
+            {**base, "model": "resnet50_stra", "median_ms": 1500.0, "iqr_ms": 10.0, "samples": 1, "ratio_to_baseline": 0.67,
+             "ratio_rounds": [0.67, 1.19, 0.8], "noisy": True, "noise": "only 1 sample(s)"},
+        ]
+
+    monkeypatch.setattr(latency, "benchmark_models", rows)
+    result = bench("resnet50_stra", "--baseline", "resnet50")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert text.count("NOISY") == 2 and "warning: resnet50 timing is noisy: IQR 55% of the median" in text
+    assert "0.670–1.190" in text, "the ratio's range over rounds is shown"
 
 
 def test_without_baseline_the_ratio_is_null_and_the_baseline_is_prepended_when_not_listed():
