@@ -123,3 +123,23 @@ def test_committed_results_are_found_by_todays_plans() -> None:
         plan = plan_runs(suite, root / "results", seeds=[0], check_models=False)
         for spec in plan.runs:
             assert (root / "results" / name / spec.run_id / "result.json").is_file(), spec.run_id
+
+
+OLD_LAYOUT = """\
+suite,variant,model,seed,hash,status,params,macs_paper,macs_fvcore,macs_ptflops,input,latency_ms,images_per_s,mAP,rank1,mAP_untrained,train_time_s,epochs,config,error
+quick,resnet50,resnet50,0,fe0cc390fa37,finished,24557120,4053843968,,,256x128,65.4,15.3,24.72,22.0,2.71,210.1,12,resnet50-s0-fe0cc390fa37/config.toml,
+quick,stra,resnet50_stra,0,0fe4036ec971,finished,17617920,3165552640,,,256x128,49.4,20.2,30.63,32.0,2.48,178.0,12,stra-s0-0fe4036ec971/config.toml,
+"""
+
+
+def test_a_results_csv_of_the_earlier_layout_still_loads(tmp_path: Path) -> None:
+    suite_dir = tmp_path / "quick"
+    suite_dir.mkdir()
+    (suite_dir / "results.csv").write_text(OLD_LAYOUT)
+    results = load_suite_results(suite_dir)
+    assert [r["run_id"] for r in results.rows] == ["resnet50-s0-fe0cc390fa37", "stra-s0-0fe4036ec971"]
+    summary = summarise(results)
+    assert [(r["variant"], r["mAP_mean"], r["mAP_n"]) for r in summary] == [("resnet50", 24.72, 1), ("stra", 30.63, 1)]
+    assert summary[1]["mAP_verdict"] == "1 seed: no uncertainty"
+    output = invoke("report", str(suite_dir), "--no-paper").output
+    assert "30.63" in output and "not interleaved" in " ".join(output.split())
