@@ -36,7 +36,8 @@ from typing import Any
 
 from strabench.errors import ConfigError, LockError
 from strabench.suite.runner import (
-    RunPlan, RunSpec, SuiteListener, SuiteOutcome, time_suite, execute_run, run_status, write_results_csv,
+    RunPlan, RunSpec, SuiteListener, SuiteOutcome, execute_run, run_status, suite_session, time_suite,
+    write_results_csv,
 )
 from strabench.suite.status import run_lock_dir, run_state, write_state
 
@@ -199,35 +200,19 @@ def _uses_cuda(plan: RunPlan) -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _todo(plan: RunPlan) -> list[RunSpec]:
-    return [s for s in plan.selected if run_status(plan.run_dir(s), s.measure) != "finished"]
-
-
 def run_parallel(plan: RunPlan, jobs: int, listener: SuiteListener | None = None, *,
                  fit: Callable[..., Any] | None = None, poll_s: float = 0.5) -> SuiteOutcome:
     """Run the plan's pending runs in up to ``jobs`` worker processes at once (see module doc)."""
-    from strabench.io import acquire_lock, atomic_write_json, ensure_directory, remove_stale_temps
-    from strabench.suite.runner import PLAN_JSON
-
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     listener = listener or SuiteListener()
     start = time.monotonic()
-    ensure_directory(plan.out_dir)
     gpus = _uses_cuda(plan)
     slots: list[str | None] = [str(i) for i in range(min(jobs, gpus))] if gpus else [None] * jobs
     threads = max(1, (os.cpu_count() or 1) // len(slots))
-    lock_dir = plan.out_dir if plan.shard is None else plan.out_dir / ".locks" / f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
     attempted: dict[str, str] = {}
-    skipped: list[str] = []
     interrupted = False
-    with acquire_lock(lock_dir):
-        remove_stale_temps(plan.out_dir)
-        atomic_write_json(plan.out_dir / PLAN_JSON, plan.as_dict())
-        todo = _todo(plan)
-        skipped = [s.run_id for s in plan.selected if s not in todo]
-        write_results_csv(plan)
-        listener.on_suite_start(plan, todo)
+    with suite_session(plan, listener) as (todo, skipped):
         portable = portable_plan(plan)
         queue = list(todo)
         running: dict[int, tuple[subprocess.Popen, RunSpec, int]] = {}

@@ -14,6 +14,7 @@ Why the design looks like this:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import platform
 import socket
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -512,25 +513,11 @@ def run_suite(plan: RunPlan, listener: SuiteListener | None = None) -> SuiteOutc
     rank = dist_rank()
     if rank != 0:
         return _run_as_worker(plan, rank)
-    from strabench.io import acquire_lock, atomic_write_json, ensure_directory, remove_stale_temps
-
     listener = listener or SuiteListener()
     start = time.monotonic()
-    ensure_directory(plan.out_dir)
-    lock_dir = plan.out_dir if plan.shard is None else plan.out_dir / ".locks" / f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
     attempted: dict[str, str] = {}
-    skipped: list[str] = []
     interrupted = False
-    with acquire_lock(lock_dir):
-        remove_stale_temps(plan.out_dir)
-        atomic_write_json(plan.out_dir / PLAN_JSON, plan.as_dict())
-        todo = _todo(plan)
-        for spec in plan.selected:
-            if spec not in todo:
-                skipped.append(spec.run_id)
-                listener.on_skip(spec, "finished")
-        write_results_csv(plan)
-        listener.on_suite_start(plan, todo)
+    with suite_session(plan, listener) as (todo, skipped):
         try:
             for index, spec in enumerate(todo, start=1):
                 run_dir = plan.run_dir(spec)
@@ -544,6 +531,30 @@ def run_suite(plan: RunPlan, listener: SuiteListener | None = None) -> SuiteOutc
             interrupted = True
         rows = write_results_csv(plan)
     return SuiteOutcome(plan, rows, attempted, skipped, interrupted, time.monotonic() - start)
+
+
+@contextlib.contextmanager
+def suite_session(plan: RunPlan, listener: SuiteListener) -> Iterator[tuple[list[RunSpec], list[str]]]:
+    """The suite (or shard) lock held, stale temps swept, plan.json and results.csv written.
+
+    Yields the runs still to do and the ids of the selected runs already finished; whatever
+    executes the runs (this process, ``--jobs`` workers) works inside it.
+    """
+    from strabench.io import acquire_lock, atomic_write_json, ensure_directory, remove_stale_temps
+
+    ensure_directory(plan.out_dir)
+    lock_dir = plan.out_dir if plan.shard is None else plan.out_dir / ".locks" / f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
+    with acquire_lock(lock_dir):
+        remove_stale_temps(plan.out_dir)
+        atomic_write_json(plan.out_dir / PLAN_JSON, plan.as_dict())
+        todo = _todo(plan)
+        skipped = [spec.run_id for spec in plan.selected if spec not in todo]
+        for spec in plan.selected:
+            if spec not in todo:
+                listener.on_skip(spec, "finished")
+        write_results_csv(plan)
+        listener.on_suite_start(plan, todo)
+        yield todo, skipped
 
 
 def time_suite(plan: RunPlan, listener: SuiteListener) -> None:
