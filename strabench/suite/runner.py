@@ -192,7 +192,7 @@ def plan_runs(
                     data=data,
                     profile=profile,
                     seed=seed,
-                    model_overrides=dict(variant.overrides),
+                    model_overrides=variant.model_overrides(),
                     **settings,
                 )
                 resolved = resolve(config)
@@ -212,18 +212,26 @@ def plan_runs(
 
 
 def _check_builds(suite: SuiteConfig, index: int, variant: Any) -> None:
-    """Build the variant without memory (meta device) so unknown overrides fail before any run."""
+    """Build the variant without memory (meta device) so unknown overrides fail before any run,
+    then once with its ``replace`` blocks (a forward checks that each fits) when it has any."""
     import torch
 
     from strabench.registry import create_model
 
+    overrides = _tuples(dict(variant.overrides))
     try:
         with torch.device("meta"):
-            create_model(variant.model, task=suite.task, **_tuples(dict(variant.overrides)))
+            create_model(variant.model, task=suite.task, **overrides)
     except StrabenchError as exc:
         raise ConfigError(f"{suite.path}: variants[{index}].overrides: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{suite.path}: variants[{index}].overrides: model {variant.model!r} rejects them: {exc}") from None
+    if variant.replace:
+        try:
+            with torch.device("meta"):
+                create_model(variant.model, task=suite.task, replace=dict(variant.replace), **overrides)
+        except StrabenchError as exc:
+            raise ConfigError(f"{suite.path}: variants[{index}].replace: {exc}") from None
 
 
 def _tuples(overrides: dict[str, Any]) -> dict[str, Any]:
