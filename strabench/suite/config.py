@@ -482,7 +482,7 @@ def _check_replace(check: _Checker, value: Any, key: str) -> dict[str, str]:
         try:
             block_class(block)
         except StrabenchError as exc:
-            check.fail(where, str(exc))
+            check.fail(where, str(exc).removeprefix("replace: "))
     return dict(table)
 
 
