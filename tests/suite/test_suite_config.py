@@ -144,6 +144,12 @@ def test_variant_replace_is_part_of_the_run_and_its_measure(tmp_path: Path) -> N
     assert base.config.model_overrides == {} and base.hash != stra.hash  # same model, other blocks: another run
     assert plan.as_dict()["suite"]["variants"][1]["replace"] == {"layer4.*.conv2": "stra"}
     assert "replace" not in plan.as_dict()["suite"]["variants"][0]
+    import pickle
+
+    from strabench.suite.executors import portable_plan
+
+    shipped = pickle.loads(pickle.dumps(portable_plan(plan)))  # what a --jobs worker receives
+    assert shipped.suite.variants[1].replace == {"layer4.*.conv2": "stra"}
     measured = measure_model(stra)
     assert measured["params"] == count_params(create_model("resnet50_stra"))  # StRA's params, not ResNet-50's
     assert measured["params"] != count_params(create_model("resnet50"))
