@@ -8,6 +8,9 @@ per-image time over the mean of those two: ratios hold on a noisy machine, milli
 losses such as StRA's diversity loss, backward, SGD momentum step). Peak memory is what one
 untimed step needs above what is resident (CUDA: max_memory_allocated; CPU: RSS growth).
 With --compile the warm-up includes compilation. On CUDA out-of-memory the batch is halved.
+--replace puts blocks into the listed models (not into --baseline), so
+`bench resnet50 --baseline resnet50 --replace 'layer4.*.conv2=stra'` times ResNet-50 with StRA
+in layer4 against plain ResNet-50; its row is named resnet50[layer4.*.conv2=stra].
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import typer
 
 
 def bench_command(
-    models: Annotated[list[str], typer.Argument(help="Registered model names (see `strabench list`).")],
+    models: Annotated[list[str], typer.Argument(help="Registered names (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
     baseline: Annotated[str | None, typer.Option("--baseline", help="Model to interleave with the others and report ratios to.")] = None,
     mode: Annotated[str, typer.Option("--mode", help="infer (eval, inference_mode) or train (full step).")] = "infer",
     batch: Annotated[int, typer.Option("--batch", help="Images per step.")] = 32,
@@ -30,18 +33,21 @@ def bench_command(
     compile: Annotated[bool, typer.Option("--compile", help="Wrap models in torch.compile (compiled during warm-up).")] = False,
     min_run_time: Annotated[float, typer.Option("--min-run-time", help="Seconds per measurement (blocked_autorange).")] = 1.0,
     rounds: Annotated[int, typer.Option("--rounds", help="Measurement rounds; ratios are medians over them.")] = 3,
+    replace: Annotated[list[str] | None, typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules of the listed models (not --baseline), e.g. 'layer4.*.conv2=stra' (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per model.")] = False,
     csv: Annotated[str | None, typer.Option("--csv", help="Append one row per model to this CSV (header once).")] = None,
 ) -> None:
-    from strabench.cli._common import parse_size, print_json
+    from strabench.cli._common import parse_replace, parse_size, print_json
     from strabench.measure.latency import append_csv, benchmark_models, check_csv
 
     size = parse_size(input) if input else None
+    blocks = parse_replace(replace)
     if csv:
         check_csv(csv)
     rows = benchmark_models(
         models, baseline=baseline, mode=mode, batch=batch, input_size=size, device=device, threads=threads, amp=amp,
         channels_last=channels_last, compile=compile, min_run_time=min_run_time, rounds=rounds, progress=_progress(),
+        replace=blocks,
     )
     if csv:
         append_csv(rows, csv)

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
 
 def eval_command(
-    model: Annotated[str, typer.Argument(help="Registered model name the weights belong to.")],
+    model: Annotated[str, typer.Argument(help="The model the weights belong to: a registered name or a reference (torchvision:NAME ...).")],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="checkpoint.pt of a training run, or a state_dict file.")],
     data: Annotated[Optional[str], typer.Option(help=DATA_HELP + " Default: the checkpoint's training data.")] = None,
     task: Annotated[Optional[str], typer.Option(help="reid | face | fer (default: the checkpoint's / the model's).")] = None,
@@ -24,13 +24,14 @@ def eval_command(
     batch: Annotated[Optional[int], typer.Option("--batch", help="Evaluation batch size.")] = None,
     input_size: Annotated[Optional[str], typer.Option("--input", help="Input HEIGHTxWIDTH (default: the checkpoint's).")] = None,
     amp: Annotated[str, typer.Option(help="auto | off | bf16 | fp16.")] = "auto",
+    replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK blocks the model was trained with (default: the checkpoint's), e.g. 'layer4.*.conv2=stra'.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     from strabench.env import calm_threads
 
     calm_threads()  # before torch starts its thread pool
     from strabench.cli.train import render_metrics
-    from strabench.cli._common import parse_size, print_json
+    from strabench.cli._common import parse_replace, parse_size, print_json
     from strabench.train.config import TrainConfig
     from strabench.train.engine import evaluate_checkpoint
 
@@ -44,6 +45,11 @@ def eval_command(
         input_size=parse_size(input_size) if input_size else None,
         amp=amp,
     )
+    blocks = parse_replace(replace)
+    if blocks:  # replaces the checkpoint's model_overrides: the model is built as given here
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, model_overrides={"replace": blocks})
     result = evaluate_checkpoint(cfg, checkpoint)
     if as_json:
         print_json(result)

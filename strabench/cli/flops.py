@@ -3,7 +3,8 @@
 Conventions: paper = multiply-adds of conv and linear layers (bias included), one image,
 classifier excluded (what the StRA paper's "FLOPs" column counts); fvcore and ptflops = those
 libraries, with handles for every attention op so nothing is skipped silently. Params: every
-parameter except the training-only classifier.
+parameter except a registered model's training-only classifier (a torchvision, timm or user
+model has none: all of its parameters are counted, its own head included).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _render(result: dict) -> None:
     table.add_column("paper", justify="right")
     table.add_column("delta", justify="right")
     ref_params = ref["params_m"] if ref else None
-    table.add_row("params (M)", "all but classifier", f"{result['params'] / 1e6:.3f}", _fmt(ref_params), _delta(result["params"] / 1e6, ref_params))
+    table.add_row("params (M)", result.get("params_scope", "all but classifier"), f"{result['params'] / 1e6:.3f}", _fmt(ref_params), _delta(result["params"] / 1e6, ref_params))
     ref_macs = ref["gmacs"] if ref else None
     for convention, macs in result["macs"].items():
         paper_col = ref_macs if convention == "paper" else None

@@ -38,9 +38,12 @@ def build_config(
     channels_last: bool,
     eval_every: int | None,
     assignments: list[str],
+    replace: list[str] | None = None,
 ) -> Any:
-    """The TrainConfig the flags describe (unresolved)."""
-    from strabench.cli._common import parse_size
+    """The TrainConfig the flags describe (unresolved); ``--replace`` joins ``model_overrides``."""
+    import dataclasses
+
+    from strabench.cli._common import parse_replace, parse_size
     from strabench.train.config import TrainConfig, apply_overrides
 
     cfg = TrainConfig(
@@ -60,7 +63,11 @@ def build_config(
         channels_last=channels_last or None,
         eval_every=eval_every,
     )
-    return apply_overrides(cfg, assignments)
+    cfg = apply_overrides(cfg, assignments)
+    blocks = parse_replace(replace)
+    if blocks:
+        cfg = dataclasses.replace(cfg, model_overrides={**(cfg.model_overrides or {}), "replace": blocks})
+    return cfg
 
 
 def _resume_command(model: str, given: dict[str, Any], out: Path) -> str:
@@ -100,7 +107,7 @@ def render_metrics(result: dict[str, Any], title: str) -> None:
 
 
 def train_command(
-    model: Annotated[str, typer.Argument(help="Registered model name (see `strabench list`).")],
+    model: Annotated[str, typer.Argument(help="Registered name (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
     task: Annotated[Optional[str], typer.Option(help="reid | face | fer (default: the model's task).")] = None,
     data: Annotated[Optional[str], typer.Option(help=DATA_HELP)] = None,
     profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "quick",
@@ -119,6 +126,7 @@ def train_command(
     eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N epochs (0: only at the end).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
     assignments: Annotated[Optional[list[str]], typer.Option("--set", help="Any config field, KEY=VALUE (TOML value), e.g. --set milestones=[8,12].")] = None,
+    replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, e.g. 'layer4.*.conv2=stra' (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a table.")] = False,
 ) -> None:
     from strabench.env import calm_threads
@@ -132,7 +140,7 @@ def train_command(
         build_config(
             model, task=task, data=data, profile=profile, epochs=epochs, batch=batch, lr=lr, device=device, seed=seed,
             pretrained=pretrained, amp=amp, input_size=input_size, workers=workers, channels_last=channels_last,
-            eval_every=eval_every, assignments=list(assignments or []),
+            eval_every=eval_every, assignments=list(assignments or []), replace=replace,
         )
     )
     check_data(cfg.data, cfg.task)  # a folder that is not the dataset: refused before announcing a run
@@ -161,6 +169,7 @@ def train_command(
             "--batch": batch, "--lr": lr, "--device": device if device != "auto" else None, "--seed": seed or None,
             "--pretrained": pretrained, "--amp": amp if amp != "auto" else None, "--input": input_size, "--workers": workers,
             "--channels-last": channels_last, "--eval-every": eval_every, "--set": list(assignments or []) or None,
+            "--replace": list(replace or []) or None,
         }
         if not main_process:
             raise typer.Exit(130) from None

@@ -283,6 +283,10 @@ def count_macs_ptflops(model: nn.Module, example: Tensor) -> MacCount:
             before = module.__flops__
             hook(module, inputs, output)
             own[names[id(module)]] += module.__flops__ - before
+            # ptflops stops summing at a module it has a hook for, even one whose hook counts only
+            # its own arithmetic (its timm ViT ``Attention`` hook leaves qkv and proj to their
+            # Linear hooks): carry the children's MACs, or ptflops' total drops them
+            module.__flops__ = own[names[id(module)]] + children_macs(module)
 
         return record
 

@@ -1,4 +1,4 @@
-"""Latency, throughput and peak memory of registered models, measured so comparisons hold.
+"""Latency, throughput and peak memory of models, measured so comparisons hold.
 
 On a shared 2-core machine absolute milliseconds drift by tens of percent from one minute to
 the next, so the number that matters is a model's time *relative to a baseline measured around
@@ -24,6 +24,12 @@ every auxiliary loss the model returns (StRA's diversity loss), backward, ``SGD(
 momentum=0.9)`` step, ``zero_grad(set_to_none=True)``. The small learning rate keeps the
 repeated steps on one batch finite (NaNs/denormals would change the speed).
 
+Models are registry names, references (``torchvision:resnet18``, ``package.module:callable``) or
+``nn.Module`` objects. A module has no default input, so it needs ``input_size``; it gets 3 input
+channels (or its ``in_chans`` attribute, timm's name for it), is labelled by its class name
+(``MyNet``, ``MyNet#2`` for a second one) and is benchmarked as a copy: the caller's module is
+neither moved nor trained.
+
 This module imports torch only inside functions, so the CLI and suite configs can import
 ``BenchSpec`` cheaply.
 """
@@ -41,7 +47,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from strabench.env import allocator_in_use, configure_allocator
 from strabench.errors import ConfigError, DeviceError
@@ -192,13 +198,21 @@ def fit_batch(
 
 
 def training_loss(output: Any, labels: "torch.Tensor") -> "torch.Tensor":
-    """Cross-entropy on the logits plus every auxiliary loss the model returned (unweighted)."""
+    """Cross-entropy on the logits plus every auxiliary loss the model returned (unweighted).
+
+    A model from elsewhere returns a plain tensor: (B, K) is taken as logits (the labels are 0);
+    any other shape is reduced by its mean, a loss that only gives backward something to run.
+    """
     import torch
     import torch.nn.functional as F
 
     def full(t: "torch.Tensor") -> "torch.Tensor":  # autocast's bf16/fp16 up to fp32; fp64 stays
         return t.to(torch.promote_types(t.dtype, torch.float32))
 
+    if isinstance(output, torch.Tensor):
+        if output.dim() == 2:
+            return F.cross_entropy(full(output), labels.clamp(max=output.shape[1] - 1))
+        return full(output).mean()
     loss = F.cross_entropy(full(output.logits), labels)
     for value in output.aux_losses.values():
         loss = loss + full(value)
@@ -250,7 +264,7 @@ def make_step(
             output = model(inputs)
             loss = training_loss(output, labels)
         if record is not None:
-            record["aux_losses"] = sorted(output.aux_losses)
+            record["aux_losses"] = sorted(getattr(output, "aux_losses", None) or {})
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -413,15 +427,83 @@ def _timer_class():
     return Timer
 
 
-def _build(name: str, spec: BenchSpec) -> tuple["nn.Module", tuple[int, int, int]]:
+def replaced_label(name: str, replace: "Mapping[str, str]") -> str:
+    """``resnet50[layer4.*.conv2=stra]``: a named model with blocks put in, as its row calls it."""
+    return f"{name}[{','.join(f'{k}={v}' for k, v in replace.items())}]"
+
+
+def _labels(
+    items: Sequence[Any], baseline: Any, replace: "Mapping[str, str] | None" = None
+) -> tuple[dict[str, tuple[Any, "Mapping[str, str] | None"]], str | None]:
+    """A unique label per model, in order: ``label -> (name or module, replacements)``.
+
+    A name is its own label (``replaced_label`` with ``replace``, which applies to the named
+    models of ``items``, not to the baseline); a module is labelled by its class name. The same
+    name or the same module object given twice is measured once; the baseline's label is
+    returned with it (None without a baseline).
+    """
+    from torch import nn
+
+    labels: dict[str, tuple[Any, Mapping[str, str] | None]] = {}
+    seen: dict[int, str] = {}
+
+    def label(item: Any, blocks: "Mapping[str, str] | None") -> str:
+        if isinstance(item, str):
+            name = replaced_label(item, blocks) if blocks else item
+            labels.setdefault(name, (item, blocks or None))
+            return name
+        if not isinstance(item, nn.Module):
+            raise ConfigError(f"benchmark_models takes model names or torch.nn.Module objects, got {type(item).__name__}")
+        if id(item) not in seen:
+            base, n = type(item).__name__, 1
+            name = base
+            while name in labels:
+                n += 1
+                name = f"{base}#{n}"
+            labels[name] = (item, None)
+            seen[id(item)] = name
+        return seen[id(item)]
+
+    base_label = label(baseline, None) if baseline is not None else None
+    rest = [label(item, replace) for item in items]
+    ordered = list(dict.fromkeys(([base_label] if base_label is not None and base_label not in rest else []) + rest))
+    return {name: labels[name] for name in ordered}, base_label
+
+
+def _build(name: str, item: Any, replace: "Mapping[str, str] | None", spec: BenchSpec) -> tuple["nn.Module", tuple[int, int, int]]:
     """The model for ``spec``'s input (ShapeError if it cannot take it) and the (C, H, W) it gets."""
+    if not isinstance(item, str):
+        return _copy_module(name, item, spec)
     from strabench.measure.report import build_for_input
     from strabench.registry import model_info
 
-    info = model_info(name)
+    info = model_info(item)
     size = info.input_size(tuple(spec.input_size) if spec.input_size else None)
-    model = build_for_input(name, size)
+    model = build_for_input(item, size, replace=dict(replace) if replace else None)
     return model, (info.default_input[0], size[0], size[1])
+
+
+def _copy_module(name: str, module: "nn.Module", spec: BenchSpec) -> tuple["nn.Module", tuple[int, int, int]]:
+    """A copy of a caller's module (benchmarking moves and, in train mode, updates it), checked to
+    take one image of the requested input."""
+    import copy
+
+    import torch
+
+    from strabench.errors import ShapeError
+
+    assert spec.input_size is not None  # checked by run_benchmark
+    channels = getattr(module, "in_chans", 3)
+    shape = (channels if isinstance(channels, int) else 3, *spec.input_size)
+    model = copy.deepcopy(module)
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *shape))
+    except (RuntimeError, ValueError) as exc:
+        raise ShapeError(f"{name} cannot take input {shape}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    model.train(was_training)
+    return model, shape  # type: ignore[return-value]
 
 
 def _prepare(name: str, model: "nn.Module", shape: tuple[int, int, int], spec: BenchSpec, progress: ProgressFn) -> _Subject:
@@ -500,13 +582,18 @@ def interleave(
 
 def run_benchmark(
     spec: BenchSpec,
-    names: Sequence[str],
+    names: "Sequence[str | nn.Module]",
     *,
-    baseline: str | None = None,
+    baseline: "str | nn.Module | None" = None,
     progress: ProgressFn | None = None,
+    replace: "Mapping[str, str] | None" = None,
 ) -> list[dict]:
     """Benchmark ``names`` (and ``baseline``, interleaved) under ``spec``; one result dict per model.
 
+    ``names`` are model names / references or ``nn.Module`` objects (see the module docstring).
+    ``replace`` (``{"layer4.*.conv2": "stra"}``, see ``strabench.models.replace``) puts blocks into
+    the models named in ``names``, not into the baseline, so ``resnet50`` with blocks put in can be
+    timed against plain ``resnet50``; such a row's model is ``replaced_label(name, replace)``.
     Output order: the baseline first if it is not among ``names``, then ``names`` (duplicates
     and the baseline measured once). Every model is built (and its input checked) before any
     is run, so bad input fails fast.
@@ -514,13 +601,15 @@ def run_benchmark(
     from strabench.registry import model_info
 
     progress = progress or (lambda _message: None)
-    ordered = list(dict.fromkeys(names))
-    if not ordered and baseline is None:
+    if not list(names) and baseline is None:
         raise ConfigError("no model to benchmark")
-    if baseline is not None and baseline not in ordered:
-        ordered.insert(0, baseline)
-    for name in ordered:  # unknown names fail before anything is built
-        model_info(name)
+    items, baseline = _labels(list(names), baseline, replace)
+    ordered = list(items)
+    for name, (item, _) in items.items():  # unknown names and inputs fail before anything is built
+        if isinstance(item, str):
+            model_info(item)
+        elif spec.input_size is None:
+            raise ConfigError(f"{name} is an nn.Module, which has no default input size: pass input_size=(H, W)")
     _check_device(spec.device)
     load_before = _load_average()  # before our own work adds to it
     if spec.device == "cpu":
@@ -533,7 +622,7 @@ def run_benchmark(
     try:
         torch.set_num_threads(spec.num_threads)
         torch.backends.cudnn.benchmark = True  # fixed shapes: let warm-up pick the fastest kernels
-        built = {name: _build(name, spec) for name in ordered}
+        built = {name: _build(name, *items[name], spec) for name in ordered}
         subjects = {name: _prepare(name, *built.pop(name), spec, progress) for name in ordered}
         for subject in subjects.values():
             progress(f"peak memory {subject.name}")
@@ -649,9 +738,9 @@ def _row(subject: _Subject, spec: BenchSpec, common: dict, baseline: str | None,
 
 
 def benchmark_models(
-    names: Sequence[str],
+    names: "Sequence[str | nn.Module]",
     *,
-    baseline: str | None = None,
+    baseline: "str | nn.Module | None" = None,
     mode: str = "infer",
     batch: int = 32,
     input_size: tuple[int, int] | None = None,
@@ -663,8 +752,13 @@ def benchmark_models(
     min_run_time: float = 1.0,
     rounds: int = 3,
     progress: ProgressFn | None = None,
+    replace: "Mapping[str, str] | None" = None,
 ) -> list[dict]:
-    """``run_benchmark`` with the spec given as keywords (what the CLI and the suite runner call)."""
+    """``run_benchmark`` with the spec given as keywords (what the CLI and the suite runner call).
+
+    ``names``: model names / references or ``nn.Module`` objects; a module needs ``input_size``.
+    ``replace``: blocks put into the named models (not the baseline), see ``run_benchmark``.
+    """
     spec = BenchSpec(
         mode=mode,
         batch=batch,
@@ -677,7 +771,7 @@ def benchmark_models(
         min_run_time=min_run_time,
         rounds=rounds,
     )
-    return run_benchmark(spec, names, baseline=baseline, progress=progress)
+    return run_benchmark(spec, names, baseline=baseline, progress=progress, replace=replace)
 
 
 # --- machine and files ------------------------------------------------------------------------------

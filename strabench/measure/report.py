@@ -32,13 +32,13 @@ def complexity_report(
     by_module: bool = False,
     replace: dict | None = None,
 ) -> dict:
-    """``{"model", "input", "params", "macs": {conv: int}, "uncounted": {conv: [...]}, "paper_ref", "paper_note"}``.
+    """``{"model", "input", "params", "params_scope", "macs": {conv: int}, "uncounted": {conv: [...]}, "paper_ref", "paper_note"}``.
 
     ``paper_ref`` is the paper's row only where our number measures the same thing: the model
     at the paper's input (its default) with no replacements; otherwise None, and ``paper_note``
     says why.
     """
-    from strabench.measure.flops import CONVENTIONS, count_macs
+    from strabench.measure.flops import CONVENTIONS, count_macs, training_classifier
     from strabench.measure.params import count_params
     from strabench.registry import model_info
 
@@ -54,6 +54,9 @@ def complexity_report(
         "model": name,
         "input": list(shape),
         "params": count_params(model),
+        # what "params" covers: a strabench task model's training-only classifier is left out;
+        # a model from elsewhere has none, so every parameter counts (its own head included)
+        "params_scope": "all but classifier" if training_classifier(model) is not None else "all",
         "macs": {c: counts[c].total for c in conventions},
         "uncounted": {c: list(counts[c].uncounted) for c in conventions if c != "paper" or counts[c].uncounted},
         "paper_ref": None,

@@ -64,13 +64,16 @@ def apply_replacements(model: nn.Module, replace: Mapping[str, str], input_shape
         raise ConfigError(f"replace must map module patterns to blocks, e.g. {{'layer4.*.conv2': 'stra'}}, got {replace!r}")
     names = [name for name, _ in model.named_modules() if name]
     targets: dict[str, str] = {}
+    matched_by: dict[str, str] = {}  # a module matched twice: refused, so the order of keys never matters
     for pattern, block in replace.items():
         found = [name for name in names if _matches(str(pattern), name)]
         if not found:
             close = _close(str(pattern), names)
             raise ConfigError(f"replace: {pattern!r} matches no module of the model{close}")
         for name in found:
-            targets[name] = str(block)
+            if name in matched_by:
+                raise ConfigError(f"replace: {name} is matched by both {matched_by[name]!r} and {pattern!r}")
+            targets[name], matched_by[name] = str(block), str(pattern)
     shapes = _io_shapes(model, list(targets), input_shape)
     new: dict[str, nn.Module] = {}
     for name, block in targets.items():

@@ -37,7 +37,13 @@ Layout of a suite file::
     name = "stra"                        # label; run directories are <name>-s<seed>-<hash>
     model = "resnet50_stra"              # registry name
     overrides = { groups = 8 }           # model builder overrides
+    replace = { "layer4.*.conv2" = "stra" }   # put blocks into the model (strabench.models.replace)
     train = { lr = 1e-4 }                # per-variant TrainConfig overrides
+
+``replace`` reaches training and measuring as the ``replace`` key of the run's
+``model_overrides`` (the keywords of ``create_model``), present only when non-empty, so a run
+without replacements keeps the identity (hash) it always had. Unknown blocks are refused when
+the file is loaded; patterns that match nothing and blocks that do not fit, when it is planned.
 
 Per-profile tables keep quick-run sizes out of paper runs: ``--profile paper`` drops
 ``[train.quick]`` so the paper recipe (``strabench.train.recipes``) fills those fields.
@@ -65,7 +71,7 @@ LATENCY_MODES = ("infer", "train")  # strabench.measure.latency.MODES
 SUITE_OWNED = ("model", "task", "data", "profile", "seed", "model_overrides")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOP_KEYS = ("name", "description", "paper_table", "task", "data", "profile", "seeds", "baseline", "train", "measure", "executor", "variants")
-_VARIANT_KEYS = ("name", "model", "overrides", "train")
+_VARIANT_KEYS = ("name", "model", "overrides", "replace", "train")
 _MEASURE_KEYS = ("params", "macs", "input", "latency", "accuracy")
 _LATENCY_KEYS = ("batch", "input", "mode", "threads", "min_run_time", "rounds")
 
@@ -124,12 +130,17 @@ class MeasureSpec:
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """One row of the table: a label, a registered model, its overrides and training tweaks."""
+    """One row of the table: a label, a model, its overrides, blocks put in and training tweaks."""
 
     name: str
     model: str
     overrides: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
     train: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    replace: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
+
+    def model_overrides(self) -> dict[str, Any]:
+        """The run's ``model_overrides``: the overrides, plus ``replace`` only when there is one."""
+        return {**self.overrides, "replace": dict(self.replace)} if self.replace else dict(self.overrides)
 
 
 @dataclass(frozen=True)
@@ -169,7 +180,8 @@ class SuiteConfig:
             "measure": self.measure.as_dict(),
             "executor": _plain(self.executor),
             "variants": [
-                {"name": v.name, "model": v.model, "overrides": _plain(v.overrides), "train": _plain(v.train)}
+                {"name": v.name, "model": v.model, "overrides": _plain(v.overrides), "train": _plain(v.train),
+                 **({"replace": _plain(v.replace)} if v.replace else {})}
                 for v in self.variants
             ],
         }
@@ -428,8 +440,11 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
             if isinstance(ovalue, dict):
                 check.fail(key_path(f"{key}.overrides", oname), "expected a value or an array, got a table")
             _check_plain(check, key_path(f"{key}.overrides", oname), ovalue)
+        if "replace" in overrides:
+            check.fail(key_path(f"{key}.overrides", "replace"), "use the variant's `replace` table")
+        replace = _check_replace(check, entry.get("replace", {}), f"{key}.replace")
         vtrain, _ = _check_train_table(check, check.table(entry.get("train", {}), f"{key}.train"), f"{key}.train", allow_profiles=False)
-        variants.append(VariantSpec(vname, model, _freeze(overrides), _freeze(vtrain)))
+        variants.append(VariantSpec(vname, model, _freeze(overrides), _freeze(vtrain), _freeze(replace)))
     baseline = variants[0].name if variants else ""
     if "baseline" in raw:
         baseline = check.string(raw["baseline"], "baseline")
@@ -452,6 +467,23 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         baseline=baseline,
         executor=_freeze(executor),
     )
+
+
+def _check_replace(check: _Checker, value: Any, key: str) -> dict[str, str]:
+    """``{ "layer4.*.conv2" = "stra" }``: module patterns to known blocks (fit is checked at plan time)."""
+    from strabench.models.replace import block_class
+
+    table = check.table(value, key)
+    for pattern, block in table.items():
+        where = key_path(key, pattern)
+        if not pattern.strip() or any(c.isspace() for c in pattern):
+            check.fail(where, "expected a module pattern such as \"layer4.*.conv2\"")
+        block = check.string(block, where)
+        try:
+            block_class(block)
+        except StrabenchError as exc:
+            check.fail(where, str(exc).removeprefix("replace: "))
+    return dict(table)
 
 
 def data_task_of(data: str, check: _Checker | None = None, key: str = "data") -> str:

@@ -78,7 +78,8 @@ def _plain(value: Any) -> Any:
 def portable_plan(plan: RunPlan) -> RunPlan:
     """The plan with its suite's read-only mappings as dicts, so it pickles into a job."""
     suite = plan.suite
-    variants = tuple(dataclasses.replace(v, overrides=_plain(v.overrides), train=_plain(v.train)) for v in suite.variants)
+    # every field, so a mapping added to VariantSpec (replace) cannot slip through as a proxy
+    variants = tuple(dataclasses.replace(v, **{f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}) for v in suite.variants)
     portable = dataclasses.replace(
         suite, train=_plain(suite.train), profile_train=_plain(suite.profile_train),
         executor=_plain(suite.executor), variants=variants,

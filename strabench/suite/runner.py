@@ -193,7 +193,7 @@ def plan_runs(
                     data=data,
                     profile=profile,
                     seed=seed,
-                    model_overrides=dict(variant.overrides),
+                    model_overrides=variant.model_overrides(),
                     **settings,
                 )
                 resolved = resolve(config)
@@ -213,18 +213,26 @@ def plan_runs(
 
 
 def _check_builds(suite: SuiteConfig, index: int, variant: Any) -> None:
-    """Build the variant without memory (meta device) so unknown overrides fail before any run."""
+    """Build the variant without memory (meta device) so unknown overrides fail before any run,
+    then once with its ``replace`` blocks (a forward checks that each fits) when it has any."""
     import torch
 
     from strabench.registry import create_model
 
+    overrides = _tuples(dict(variant.overrides))
     try:
         with torch.device("meta"):
-            create_model(variant.model, task=suite.task, **_tuples(dict(variant.overrides)))
+            create_model(variant.model, task=suite.task, **overrides)
     except StrabenchError as exc:
         raise ConfigError(f"{suite.path}: variants[{index}].overrides: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{suite.path}: variants[{index}].overrides: model {variant.model!r} rejects them: {exc}") from None
+    if variant.replace:
+        try:
+            with torch.device("meta"):
+                create_model(variant.model, task=suite.task, replace=dict(variant.replace), **overrides)
+        except StrabenchError as exc:
+            raise ConfigError(f"{suite.path}: variants[{index}].replace: {str(exc).removeprefix('replace: ')}") from None
 
 
 def _tuples(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +299,7 @@ def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
     each variant (B v1 B v2 ... B) in every round; a variant's ratio is the median over rounds
     of its time over the mean of the two baseline times around it, and ``ratio_rounds`` keeps
     each round's ratio (the spread). Milliseconds are machine- and load-dependent: compare
-    ratios. Variant ``overrides`` are not applied to the timed models (noted per row).
+    ratios. Variant ``overrides`` and ``replace`` blocks are not applied to the timed models (noted per row).
     """
     from strabench.measure.latency import benchmark_models
 
@@ -308,7 +316,7 @@ def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
     by_model = {row["model"]: row for row in rows}
     keep = ("median_ms", "iqr_ms", "samples", "images_per_s", "ratio_to_baseline", "ratio_rounds", "noisy",
             "noise", "batch", "input", "mode", "threads", "peak_mem_mb", "note")
-    overrides = {v.name: dict(v.overrides) for v in plan.suite.variants}
+    overrides = {v.name: v.model_overrides() for v in plan.suite.variants}  # replace included: not timed either
     measured: dict[str, Any] = {}
     for name, model in variants.items():
         row = {k: by_model[model].get(k) for k in keep}

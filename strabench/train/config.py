@@ -58,7 +58,9 @@ class TrainConfig:
     milestones passed)`` if ``milestones`` is non-empty, else ``lr_gamma ** ((epoch -
     lr_decay_start) // lr_step)`` for epochs past ``lr_decay_start`` (``lr_step=0``: constant).
     ``batch_size`` is the global batch (split over DDP ranks). ``model_overrides`` go to
-    ``create_model``; ``data_sizes`` to the synthetic generators (ignored for real data).
+    ``create_model`` as keywords, its ``replace`` table included (``{"layer4.*.conv2" = "stra"}``:
+    blocks put into the model, ``strabench.models.replace``; an empty one is dropped, so it
+    changes no hash); ``data_sizes`` go to the synthetic generators (ignored for real data).
     """
 
     model: str
@@ -259,6 +261,11 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     model_overrides = _mapping("model_overrides", cfg.model_overrides or {})
     if "num_classes" in model_overrides:
         raise ConfigError("model_overrides may not set num_classes: it comes from the dataset")
+    blocks = model_overrides.pop("replace", None)
+    if blocks is not None and blocks != {}:
+        if not isinstance(blocks, Mapping) or not all(isinstance(v, str) and v for v in blocks.values()):
+            raise ConfigError(f"model_overrides replace must be a table of module pattern = block (e.g. {{\"layer4.*.conv2\" = \"stra\"}}), got {blocks!r}")
+        model_overrides["replace"] = dict(blocks)
 
     resolved = TrainConfig(
         model=cfg.model,

@@ -163,3 +163,25 @@ def test_command_module_does_not_import_torch():
     code = "import sys, strabench.cli.bench, strabench.measure.latency; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_bench_replace_puts_blocks_into_the_listed_models_not_the_baseline():
+    from strabench.registry import create_model
+
+    rows = bench_json("resnet50", "--baseline", "resnet50", "--replace", "layer4.*.conv2=stra", *FAST)
+    assert [r["model"] for r in rows] == ["resnet50", "resnet50[layer4.*.conv2=stra]"]
+    base, replaced = rows
+    assert base["ratio_to_baseline"] == 1.0 and replaced["ratio_to_baseline"] > 0
+    # the timed model is ResNet-50 with StRA in layer4: its weights are resnet50_stra's, not resnet50's
+    weights_mb = {}
+    for name in ("resnet50", "resnet50_stra"):
+        model = create_model(name)
+        weights_mb[name] = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / 2**20
+    assert replaced["weights_mb"] == pytest.approx(weights_mb["resnet50_stra"], rel=1e-3)
+    assert base["weights_mb"] == pytest.approx(weights_mb["resnet50"], rel=1e-3)
+
+
+@pytest.mark.parametrize("replace,message", [("layer4.*.conv2", "PATTERN=BLOCK"), ("layer9.*=stra", "matches no module")])
+def test_bench_refuses_a_bad_replace_in_one_line(replace, message):
+    result = bench("resnet50", "--replace", replace, *FAST)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

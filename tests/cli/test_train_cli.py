@@ -172,3 +172,31 @@ def test_openmp_wait_policy_of_the_user_wins(monkeypatch):
     monkeypatch.setattr("os.getloadavg", lambda: (9.0, 9.0, 9.0))
     calm_threads()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+REID_TINY = [
+    "--task", "reid", "--epochs", "1", "--input", "32x16", "--batch", "8", "--device", "cpu", "--workers", "0",
+    "--set", "data_sizes={ num_train_ids = 4, train_images_per_id = 4, num_test_ids = 4, query_cams_per_id = 1, "
+    "gallery_images_per_id = 2, num_distractors = 2, num_junk = 0, height = 32, width = 16 }",
+]
+
+
+def test_train_and_eval_a_torchvision_model_with_a_block_put_in(tmp_path):
+    """A reference model trained with --replace; eval rebuilds it (blocks included) from the checkpoint."""
+    out = tmp_path / "tv"
+    trained = run("train", "torchvision:resnet18", *REID_TINY, "--replace", "layer4.*.conv2=eca", "--out", str(out), "--json")
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["status"] == "finished"
+    assert 'model_overrides = {"replace" = {"layer4.*.conv2" = "eca"}}' in (out / "config.toml").read_text()
+    checkpoint = str(out / "checkpoint.pt")
+    result = run("eval", "torchvision:resnet18", "--checkpoint", checkpoint, "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    evaluated, saved = json.loads(result.stdout), json.loads((out / "result.json").read_text())
+    assert evaluated["model"] == "torchvision:resnet18" and evaluated["epoch"] == 1
+    assert evaluated["metrics"] == pytest.approx(saved["metrics"])
+    # other blocks than the checkpoint's: the weights do not fit, one line
+    line = one_line_error(run("eval", "torchvision:resnet18", "--checkpoint", checkpoint, "--device", "cpu",
+                              "--replace", "layer4.*.conv2=se"))
+    assert "does not fit" in line
+    line = one_line_error(run("train", "torchvision:resnet18", *REID_TINY, "--replace", "layer9=eca", "--out", str(tmp_path / "x")))
+    assert "'layer9' matches no module" in line

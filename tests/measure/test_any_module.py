@@ -22,7 +22,8 @@ TORCHVISION = {
     "torchvision:swin_t": ((3, 64, 64), {}),
     "torchvision:vit_b_16": ((3, 32, 32), {"image_size": 32}),
 }
-TIMM = {"timm:resnet18": (3, 64, 64), "timm:mobilenetv3_small_100": (3, 64, 64)}
+TIMM = {"timm:resnet18": ((3, 64, 64), {}), "timm:mobilenetv3_small_100": ((3, 64, 64), {}),
+        "timm:vit_tiny_patch16_224": ((3, 32, 32), {"img_size": 32})}  # ptflops hooks timm's Attention itself
 
 
 def conv_linear_macs(model: nn.Module, shape: tuple[int, int, int]) -> int:
@@ -75,7 +76,8 @@ def test_torchvision_models_are_counted_honestly(ref):
 @pytest.mark.parametrize("ref", list(TIMM))
 def test_timm_models_are_counted_honestly(ref):
     pytest.importorskip("timm")
-    check(create_model(ref), TIMM[ref])
+    shape, kwargs = TIMM[ref]
+    check(create_model(ref, **kwargs), shape)
 
 
 def test_paper_lists_multihead_attention_and_not_containers():
@@ -96,3 +98,26 @@ def test_paper_lists_multihead_attention_and_not_containers():
     # only proj.0 (4 tokens x (8 + bias) x 8): MultiheadAttention runs its projections, out_proj
     # included, through F.multi_head_attention_forward, so no Linear hook inside it ever fires
     assert count.total == 4 * (8 + 1) * 8 and count.by_module == {"proj.0": 288}
+
+
+def test_ptflops_keeps_the_children_of_a_module_it_hooks(monkeypatch):
+    """ptflops hooks some containers (timm's ViT Attention) for their own arithmetic only and then
+    stops summing there: the Linear layers inside must still be in the total."""
+    from ptflops.pytorch_ops import MODULES_MAPPING
+
+    class Core(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x) * 2
+
+    def core_hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        module.__flops__ += output.numel()  # its own "* 2", the Linear has its own hook
+
+    monkeypatch.setitem(MODULES_MAPPING, Core, core_hook)
+    model = nn.Sequential(nn.Linear(8, 8), Core())
+    count = count_macs(model, (1, 3, 8), "ptflops")
+    per_image = 3 * 8 * (8 + 1) + 3 * 4 * (8 + 1) + 3 * 4  # both Linears (bias included) + Core's own
+    assert count.total == per_image

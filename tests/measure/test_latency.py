@@ -243,6 +243,45 @@ def test_benchmark_models_interleaves_baseline_once_and_restores_threads():
     assert torch.get_num_threads() == 2
 
 
+class TinyNet(torch.nn.Module):
+    """A user's own model: conv + pooled linear head, in_chans as timm names it."""
+
+    def __init__(self, in_chans: int = 3, width: int = 4) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+        self.conv = torch.nn.Conv2d(in_chans, width, 3, padding=1)
+        self.classifier = torch.nn.Linear(width, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.conv(x).mean(dim=(2, 3)))
+
+
+def test_benchmark_models_takes_modules_next_to_names_and_leaves_them_alone():
+    base, other, grey = TinyNet(), TinyNet(width=8), TinyNet(in_chans=1)
+    before = copy.deepcopy(base.state_dict())
+    base.eval()
+    rows = benchmark_models(
+        [other, "mobilenetv2_100", grey, other], baseline=base, mode="train", rounds=1,
+        **{**TINY, "input_size": (32, 32)},
+    )
+    assert [r["model"] for r in rows] == ["TinyNet", "TinyNet#2", "mobilenetv2_100", "TinyNet#3"]
+    assert rows[0]["ratio_to_baseline"] == 1.0 and rows[1]["ratio_to_baseline"] > 0
+    assert [r["input"] for r in rows] == ["32x32"] * 4
+    assert [r["channels"] for r in rows] == [3, 3, 3, 1]
+    # a copy was trained: the caller's weights and mode did not move
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items()) and not base.training
+
+
+def test_benchmark_models_refuses_a_module_without_input_or_that_cannot_take_it():
+    from strabench.errors import ShapeError
+
+    with pytest.raises(ConfigError, match="TinyNet is an nn.Module, which has no default input size"):
+        benchmark_models([TinyNet()], **{**TINY, "input_size": None})
+    flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(5, 2))  # wants 5 values, gets 3x64x32
+    with pytest.raises(ShapeError, match=r"Sequential cannot take input \(3, 64, 32\)"):
+        benchmark_models([flat], rounds=1, **TINY)
+
+
 def test_append_csv_writes_the_header_once(tmp_path):
     pd = pytest.importorskip("pandas")
     rows = [{"model": "a", "median_ms": 1.5, "ratio_rounds": [1.0, 1.1], "note": None}, {"model": "b", "batch": 2}]

@@ -92,6 +92,7 @@ def test_replace_equals_the_registered_variant():
     ({"layer9.*": "stra"}, "matches no module"),
     ({"layer4.*.conv2": "strra"}, "did you mean stra"),
     ({"layer4.0.conv1": "se"}, "but layer4.0.conv1 gives"),
+    ({"layer4.*.conv2": "stra", "layer4.0.*": "se"}, "layer4.0.conv2 is matched by both 'layer4.\\*.conv2' and 'layer4.0.\\*'"),
 ])
 def test_replace_refuses_what_does_not_fit(replace, message):
     with pytest.raises(ConfigError, match=message):
@@ -109,3 +110,16 @@ def test_flops_shows_the_paper_only_for_the_paper_setting():
     assert replaced["paper_ref"] is None and "replaced" in replaced["paper_note"]
     full = json.loads(runner.invoke(app, ["flops", "resnet50_stra", "--counter", "paper", "--json"]).stdout)
     assert full["paper_ref"]["gmacs"] == 3.17 and full["paper_note"] is None
+
+
+@pytest.mark.parametrize("model,scope", [("torchvision:resnet18", "all"), ("resnet50", "all but classifier")])
+def test_flops_params_row_says_what_it_counts(model, scope):
+    built = create_model(model)
+    every = sum(p.numel() for p in built.parameters())
+    data = json.loads(runner.invoke(app, ["flops", model, "--input", "32x32", "--counter", "paper", "--json"]).stdout)
+    assert data["params_scope"] == scope
+    # a torchvision model's fc is its own: counted; a registered model's training classifier is not
+    assert (data["params"] == every) == (scope == "all")
+    text = runner.invoke(app, ["flops", model, "--input", "32x32", "--counter", "paper"], env={"COLUMNS": "200"}).stdout
+    row = next(line for line in text.splitlines() if "params (M)" in line)
+    assert row.split("│")[2].strip() == scope

@@ -58,6 +58,13 @@ BAD_SUITES = [
     pytest.param(edit("epochs = 1", "epochs = 1\ndata_sizes = { num_trian_ids = 3 }"), "unknown size 'num_trian_ids'", id="data-size-unknown"),
     pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\noverrides = { groups = nan }'), "variants[1].overrides.groups must be a finite number, got nan", id="override-nan"),
     pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\noverrides = { groups = 07:32:00 }'), "variants[1].overrides.groups must be a number, string, boolean or an array of them, got a time (07:32:00)", id="override-time"),
+    # issue #12: replace = { pattern = block }, refused at load (blocks) or plan time (patterns, shapes)
+    pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = { "layer4.*.conv2" = "strra" }'), "variants[0].replace.'layer4.*.conv2': unknown block 'strra'; did you mean stra?", id="replace-unknown-block"),
+    pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = { "layer4.*.conv2" = 3 }'), "variants[0].replace.'layer4.*.conv2': expected a string", id="replace-block-type"),
+    pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = "stra"'), "variants[0].replace: expected a table", id="replace-not-a-table"),
+    pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = { "layer9.*" = "stra" }'), "variants[0].replace: 'layer9.*' matches no module of the model", id="replace-matches-nothing"),
+    pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = { "layer4.0.conv1" = "se" }'), "variants[0].replace: se maps layer4.0.conv1's input", id="replace-shape-misfit"),
+    pytest.param(edit('model = "resnet50"', 'model = "resnet50"\noverrides = { replace = "stra" }'), "variants[0].overrides.replace: use the variant's `replace` table", id="replace-in-overrides"),
 ]
 
 
@@ -123,6 +130,43 @@ def test_variant_train_and_overrides_reach_the_config(tmp_path: Path) -> None:
     assert stra.config.lr == 1e-4 and stra.config.model_overrides == {"groups": 4}
     base = [r for r in plan.runs if r.variant == "base"][0]
     assert base.config.lr != 1e-4 and base.config.model_overrides == {}
+
+
+def test_variant_replace_is_part_of_the_run_and_its_measure(tmp_path: Path) -> None:
+    from strabench.measure.params import count_params
+    from strabench.registry import create_model
+    from strabench.suite.runner import measure_model
+
+    text = edit('name = "stra"\nmodel = "resnet50_stra"', 'name = "stra"\nmodel = "resnet50"\nreplace = { "layer4.*.conv2" = "stra" }')
+    plan = plan_runs(load_suite(write_suite(tmp_path, text)), tmp_path)
+    base, stra = plan.runs
+    assert stra.config.model_overrides == {"replace": {"layer4.*.conv2": "stra"}}
+    assert base.config.model_overrides == {} and base.hash != stra.hash  # same model, other blocks: another run
+    assert plan.as_dict()["suite"]["variants"][1]["replace"] == {"layer4.*.conv2": "stra"}
+    assert "replace" not in plan.as_dict()["suite"]["variants"][0]
+    import pickle
+
+    from strabench.suite.executors import portable_plan
+
+    shipped = pickle.loads(pickle.dumps(portable_plan(plan)))  # what a --jobs worker receives
+    assert shipped.suite.variants[1].replace == {"layer4.*.conv2": "stra"}
+    measured = measure_model(stra)
+    assert measured["params"] == count_params(create_model("resnet50_stra"))  # StRA's params, not ResNet-50's
+    assert measured["params"] != count_params(create_model("resnet50"))
+
+
+def test_runs_without_replace_keep_their_committed_identity() -> None:
+    """The committed results/quick runs are found under the ids the plan gives (hash unchanged)."""
+    from strabench.train.config import config_hash
+
+    suite_dir = REPO / "results" / "quick"
+    committed = sorted(p.name for p in suite_dir.glob("*-s0-*") if p.is_dir())
+    assert len(committed) == 3
+    plan = plan_runs(load_suite(REPO / "suites" / "quick.toml"), REPO / "results", seeds=[0], check_models=False)
+    assert sorted(r.run_id for r in plan.runs) == committed
+    for run in plan.runs:  # the training config's own hash, as written in the run's config.toml
+        head = (suite_dir / run.run_id / "config.toml").read_text(encoding="utf-8").splitlines()[1]
+        assert head == f"# config_hash = {config_hash(run.config)}"
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "suites").glob("*.toml")), ids=lambda p: p.name)

@@ -183,3 +183,16 @@ def test_user_data_sizes_merge_over_the_profiles():
     assert cfg.data_sizes["num_train_ids"] == 5
     assert cfg.data_sizes["height"] == 64  # the quick profile's
     json.dumps(cfg.data_sizes)
+
+
+def test_replace_in_model_overrides_is_checked_and_an_empty_one_changes_no_hash():
+    from strabench.train.config import TrainConfig, config_hash, resolve, to_toml
+
+    plain = TrainConfig(model="resnet50")
+    assert config_hash(TrainConfig(model="resnet50", model_overrides={"replace": {}})) == config_hash(plain)
+    blocks = resolve(TrainConfig(model="resnet50", model_overrides={"replace": {"layer4.*.conv2": "stra"}}))
+    assert blocks.model_overrides == {"replace": {"layer4.*.conv2": "stra"}}
+    assert config_hash(blocks) != config_hash(plain)
+    assert 'model_overrides = {"replace" = {"layer4.*.conv2" = "stra"}}' in to_toml(blocks)
+    with pytest.raises(ConfigError, match="replace must be a table of module pattern = block"):
+        resolve(TrainConfig(model="resnet50", model_overrides={"replace": "stra"}))
