@@ -54,13 +54,15 @@ def run_command(
     mem_gb: Annotated[int | None, typer.Option("--mem-gb", help="slurm: memory per job in GB.")] = None,
     timeout_min: Annotated[int | None, typer.Option("--timeout-min", help="slurm: time limit per job in minutes (a run that needs longer is requeued and resumes).")] = None,
 ) -> None:
-    from strabench.env import calm_threads
+    from strabench.env import configure_process
 
-    calm_threads()  # before torch starts its thread pool
+    configure_process()  # allocator and OpenMP wait policy, before torch starts its thread pool
     from strabench.cli._common import console, print_json
     from strabench.suite.config import load_suite, parse_seeds
     from strabench.suite.runner import dist_rank, dry_run_rows, parse_shard, plan_runs, run_suite
 
+    if as_json and not dry_run:
+        raise ConfigError("--json applies to --dry-run only (a run shows live progress and writes results.csv); add --dry-run or drop --json")
     config = load_suite(suite)
     seed_values = parse_seeds(seeds or [])
     plan = plan_runs(
