@@ -26,9 +26,9 @@ def eval_command(
     amp: Annotated[str, typer.Option(help="auto | off | bf16 | fp16.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    from strabench.env import calm_threads
+    from strabench.env import configure_process
 
-    calm_threads()  # before torch starts its thread pool
+    configure_process()  # allocator and OpenMP wait policy, before torch starts its thread pool
     from strabench.cli.train import render_metrics
     from strabench.cli._common import parse_size, print_json
     from strabench.train.config import TrainConfig

@@ -121,9 +121,9 @@ def train_command(
     assignments: Annotated[Optional[list[str]], typer.Option("--set", help="Any config field, KEY=VALUE (TOML value), e.g. --set milestones=[8,12].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a table.")] = False,
 ) -> None:
-    from strabench.env import calm_threads
+    from strabench.env import configure_process
 
-    calm_threads()  # before torch starts its thread pool
+    configure_process()  # allocator and OpenMP wait policy, before torch starts its thread pool
     from strabench.cli._common import console, print_json
     from strabench.data.tasks import check_data
     from strabench.train.config import config_hash, resolve

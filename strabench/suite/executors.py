@@ -133,8 +133,10 @@ class RunJob:
         return self.plan.run_dir(self.spec)
 
     def __call__(self) -> str:
+        from strabench.env import configure_process
         from strabench.suite.runner import dist_rank
 
+        configure_process()  # the job's process entry point (a local worker or a submitit job)
         if self.threads:
             import torch
 
@@ -370,9 +372,9 @@ def _job_done(job: Any) -> bool:
 
 def _worker_main(argv: Sequence[str]) -> int:
     """``python -m strabench.suite.executors JOB.pkl``: run one pickled RunJob (local workers)."""
-    from strabench.env import calm_threads
+    from strabench.env import configure_process
 
-    calm_threads()
+    configure_process()  # before torch starts its thread pool
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     job_file = Path(argv[0])
     with open(job_file, "rb") as handle:

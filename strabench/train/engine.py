@@ -31,10 +31,8 @@ import contextlib
 import json
 import math
 import os
-import platform
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +44,8 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from strabench.env import allocator_in_use, configure_allocator, git_state
+from strabench.amp import amp_dtype, autocast_factory
+from strabench.env import describe_environment
 from strabench.errors import CheckpointError, ConfigError, NumericalError
 from strabench.io import acquire_lock, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, remove_stale_temps
 from strabench.train import recipes
@@ -109,17 +108,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``--amp`` on ``device`` (None = full precision)."""
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if mode == "fp16" and device.type != "cuda":
-        raise ConfigError("--amp fp16 needs a CUDA device (on CPU use --amp bf16 or off)")
-    return torch.bfloat16 if mode == "bf16" else torch.float16
-
-
 def resolve_num_workers(value: int | str, device: torch.device, world_size: int) -> int:
     """``auto``: 0 on CPU (decoding competes with the model for the same cores), else up to 8 per rank."""
     if value != "auto":
@@ -155,8 +143,6 @@ class Trainer:
         self.cfg = cfg
         self.ctx = ctx or DistContext(device=pick_device(cfg.device))
         self.device = self.ctx.device
-        if self.device.type == "cpu":
-            configure_allocator()
         self.strategy = STRATEGIES[cfg.task]
         self.info = model_info(cfg.model)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
@@ -261,9 +247,7 @@ class Trainer:
         )
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return autocast_factory(self.device, self.amp_dtype)()
 
     # -- freezing (App. B.1: stages 1-4 frozen for the first epochs with pretrained weights)
 
@@ -425,27 +409,10 @@ class Trainer:
 
 
 def _env_info(trainer: Trainer) -> dict[str, Any]:
-    import torchvision
-
-    from strabench import __version__
-
-    dev = trainer.device
-    commit, dirty = git_state()  # at the start: the code this run trains with
+    """env.json: the machine (``strabench.env.describe_environment``, at the start: the code this
+    run trains with) plus how this run uses it."""
     return {
-        "strabench": __version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "allocator": allocator_in_use(dev.type),
+        **describe_environment(str(trainer.device)),
         "world_size": trainer.ctx.world_size,
         "num_workers": trainer.num_workers,
         "amp_dtype": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype else "off",
@@ -659,8 +626,9 @@ def _result(
 # --- evaluating a saved checkpoint ----------------------------------------------------------------
 
 
-def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
-    """(state_dict, the training config if the file is a strabench checkpoint, other info)."""
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
+    """(state_dict, the training config if the file is a strabench checkpoint, other info): how
+    ``eval`` and ``viz`` read saved weights (a checksum failure of our checkpoint never falls back)."""
     from strabench.models.pretrained import read_state_dict
     from strabench.train.checkpoint import CorruptCheckpointError
 
@@ -679,7 +647,8 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] |
     return weights, saved, {"epoch": state.get("epoch"), "config_hash": state.get("config_hash")}
 
 
-def _load_strict(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+def load_weights_strict(model: nn.Module, weights: dict[str, torch.Tensor], path: Path, name: str | None = None) -> None:
+    """Every tensor must fit, the classifier included (build the model with the file's class count)."""
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]
@@ -687,7 +656,7 @@ def _load_strict(model: nn.Module, weights: dict[str, torch.Tensor], path: Path)
     if missing or unexpected or mismatched:
         first = (missing or unexpected or mismatched)[0]
         raise CheckpointError(
-            f"{path} does not fit {type(model).__name__}: {len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{path} does not fit {name or type(model).__name__}: {len(missing)} missing, {len(unexpected)} unexpected, "
             f"{len(mismatched)} mismatched tensors (first: {first}); checkpoint of another model?"
         )
     model.load_state_dict(weights)
@@ -704,7 +673,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
     from strabench.registry import create_model, model_info
 
     path = Path(checkpoint_path)
-    weights, saved, info = _read_weights(path)
+    weights, saved, info = read_weights(path)
     if saved is not None:
         if saved.get("model") != cfg.model:
             raise CheckpointError(f"{path} is a checkpoint of model {saved.get('model')!r}, not {cfg.model!r}")
@@ -734,12 +703,11 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
         kwargs["input_size"] = tuple(cfg.input_size)
     model = create_model(cfg.model, task=cfg.task, num_classes=num_classes, **kwargs)
     model.check_input((2, model_info(cfg.model).default_input[0], *cfg.input_size))
-    _load_strict(model, weights, path)
+    load_weights_strict(model, weights, path)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    dtype = amp_dtype(cfg.amp, device)
-    autocast: Callable[[], Any] = (lambda: torch.autocast(device_type=device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+    autocast = autocast_factory(device, amp_dtype(cfg.amp, device))
     predictor = Predictor(device=device, batch_size=cfg.eval_batch_size, num_workers=resolve_num_workers(cfg.num_workers, device, 1),
                           autocast=autocast, channels_last=cfg.channels_last)
     started = time.perf_counter()

@@ -22,7 +22,7 @@ from strabench.measure.latency import (
     make_step,
     peak_step_memory,
     schedule,
-    training_loss,
+    timed_step_loss,
 )
 from strabench.measure.report import build_for_input
 
@@ -135,12 +135,12 @@ def stra_model():
     return build_for_input("mobilenetv2_100_stra", (64, 32))
 
 
-def test_training_loss_is_cross_entropy_plus_diversity_and_diversity_has_gradients(stra_model):
+def test_timed_step_loss_is_cross_entropy_plus_diversity_and_diversity_has_gradients(stra_model):
     model = copy.deepcopy(stra_model).double().train()  # fp64: gradients add up exactly enough to compare
     x, y = torch.randn(2, 3, 64, 32, dtype=torch.float64), torch.tensor([1, 5])
     out = model(x)
     assert set(out.aux_losses) == {"diversity"}
-    loss = training_loss(out, y)
+    loss = timed_step_loss(out, y)
     ce = F.cross_entropy(out.logits, y)
     assert loss.item() == pytest.approx(ce.item() + out.aux_losses["diversity"].item(), rel=1e-12)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -65,9 +65,10 @@ def test_tiny_train_and_eval_per_task(task, tiny_config, tmp_path):
     assert config_hash(config_from_toml((tmp_path / "config.toml").read_text())) == result["config_hash"]
     env = json.loads((tmp_path / "env.json").read_text())
     assert env["device"] == "cpu" and env["world_size"] == 1
-    from strabench.env import configure_allocator, git_state
+    from strabench.env import git_state, process_settings
 
-    assert env["allocator"] == configure_allocator()  # what the run trained under, from its start
+    settings = process_settings("cpu")  # what the run trained under, from its start
+    assert (env["allocator"], env["omp_wait_policy"]) == (settings["allocator"], settings["omp_wait_policy"])
     assert (env["git_commit"], env["git_dirty"]) == git_state()
     state = load_checkpoint(tmp_path / "checkpoint.pt", expected_config_hash=result["config_hash"])
     assert state["epoch"] == 2 and (tmp_path / "checkpoint.prev.pt").is_file()
