@@ -31,11 +31,11 @@ class BlockMaps:
 
 
 def _block_name(model: "nn.Module", name: str) -> str:
-    """StRA's children ``<block>.local`` / ``<block>.mode`` report as ``<block>``."""
-    from strabench.layers.stra import StRA
+    """The children of a StRA / SpatialThenMode block (``<block>.local``, ``.spatial``, ``.mode``) report as ``<block>``."""
+    from strabench.layers.stra import SpatialThenMode, StRA
 
     parent, _, child = name.rpartition(".")
-    if parent and child in ("local", "mode") and isinstance(model.get_submodule(parent), StRA):
+    if parent and child in ("local", "spatial", "mode") and isinstance(model.get_submodule(parent), (StRA, SpatialThenMode)):
         return parent
     return name
 
