@@ -185,7 +185,8 @@ def test_bf16_autocast_step_runs_on_cpu(stra_model):
     the same step without --amp in float32."""
     model = stra_model.eval()
     seen: list[torch.dtype] = []
-    handle = model.conv1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = first_conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
     try:
         make_step(model, torch.randn(2, 3, 64, 32), mode="infer", amp="bf16")()
         make_step(model, torch.randn(2, 3, 64, 32), mode="infer")()
