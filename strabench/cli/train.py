@@ -119,6 +119,7 @@ def train_command(
     eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N epochs (0: only at the end).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
     assignments: Annotated[Optional[list[str]], typer.Option("--set", help="Any config field, KEY=VALUE (TOML value), e.g. --set milestones=[8,12].")] = None,
+    keep_checkpoints: Annotated[str, typer.Option("--keep-checkpoints", help="What a finished run keeps: last (checkpoint.pt), best (checkpoint.best.pt, best evaluated epoch) or none. While it runs, the last two are kept for resuming.")] = "last",
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a table.")] = False,
 ) -> None:
     from strabench.env import configure_process
@@ -127,6 +128,9 @@ def train_command(
     from strabench.cli._common import console, print_json
     from strabench.data.tasks import check_data
     from strabench.train.config import config_hash, resolve
+    from strabench.train.engine import check_keep_checkpoints
+
+    check_keep_checkpoints(keep_checkpoints)
 
     cfg = resolve(
         build_config(
@@ -154,13 +158,14 @@ def train_command(
     if main_process:
         err.print(f"training {cfg.model} ({cfg.task}, {cfg.data}, profile {cfg.profile}) -> {run_dir}")
     try:
-        result = fit(cfg, run_dir, resume=resume, progress=hook)
+        result = fit(cfg, run_dir, resume=resume, progress=hook, keep_checkpoints=keep_checkpoints)
     except KeyboardInterrupt:
         given = {
             "--task": task, "--data": data, "--profile": profile if profile != "quick" else None, "--epochs": epochs,
             "--batch": batch, "--lr": lr, "--device": device if device != "auto" else None, "--seed": seed or None,
             "--pretrained": pretrained, "--amp": amp if amp != "auto" else None, "--input": input_size, "--workers": workers,
             "--channels-last": channels_last, "--eval-every": eval_every, "--set": list(assignments or []) or None,
+            "--keep-checkpoints": keep_checkpoints if keep_checkpoints != "last" else None,
         }
         if not main_process:
             raise typer.Exit(130) from None

@@ -144,7 +144,7 @@ class RunJob:
         _export_distributed_env()
         rank = dist_rank()
         if rank != 0:  # another task of a multi-GPU job: train alongside rank 0
-            return execute_run(self.spec, self.run_dir, rank=rank, fit=self.fit)
+            return execute_run(self.spec, self.run_dir, rank=rank, fit=self.fit, keep_checkpoints=self.plan.keep_checkpoints)
         if run_status(self.run_dir, self.spec.measure) == "finished":
             return "finished"  # a requeued job whose run had already finished: never twice
         from strabench.io import acquire_lock
@@ -159,7 +159,7 @@ class RunJob:
             write_state(self.run_dir, "running", executor=self.executor, job_id=job_id_here(),
                         attempts=int(previous.get("attempts") or 0) + 1, reason=None)
             try:
-                status = execute_run(self.spec, self.run_dir, rank=0, fit=self.fit)
+                status = execute_run(self.spec, self.run_dir, rank=0, fit=self.fit, keep_checkpoints=self.plan.keep_checkpoints)
             except BaseException as exc:  # Ctrl-C, SIGTERM, submitit's requeue (SystemExit)
                 write_state(self.run_dir, "interrupted", reason=f"{type(exc).__name__} during the run; resumes from its checkpoint")
                 raise

@@ -7,7 +7,8 @@ held-out split, writing into ``out_dir``::
     env.json         versions, device, threads, world size
     metrics.jsonl    one line per epoch: epoch, loss, ce, aux, diversity, lr, time_s, images_per_s, steps,
                      frozen, and ``eval`` (the test metrics) when the epoch was evaluated
-    checkpoint.pt    after every epoch (+ checkpoint.prev.pt), kill-safe, via train/checkpoint.py
+    checkpoint.pt    after every epoch (+ checkpoint.prev.pt), kill-safe, via train/checkpoint.py;
+                     at the end of the run ``keep_checkpoints`` decides what stays (``KEEP_CHECKPOINTS``)
     result.json      written last: status, metrics, metrics_untrained, details, times, params
 
 Why each design choice:
@@ -436,7 +437,9 @@ def _finished_result(out_dir: Path, chash: str) -> dict[str, Any] | None:
 def _clear_run(out_dir: Path) -> None:
     """--no-resume: forget a previous run in this directory (only the files fit writes)."""
     checkpoint = out_dir / CHECKPOINT_NAME
-    for path in (checkpoint, previous_path(checkpoint), sidecar_path(checkpoint), sidecar_path(previous_path(checkpoint))):
+    best = checkpoint.with_name(BEST_CHECKPOINT_NAME)
+    for path in (checkpoint, previous_path(checkpoint), sidecar_path(checkpoint), sidecar_path(previous_path(checkpoint)),
+                 best, previous_path(best), sidecar_path(best), sidecar_path(previous_path(best))):
         path.unlink(missing_ok=True)
     for name in RUN_FILES:
         (out_dir / name).unlink(missing_ok=True)
@@ -458,6 +461,38 @@ def _rewind_metrics(out_dir: Path, epoch: int, record: dict[str, Any] | None) ->
         atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
 
+#: What stays on disk once a run has finished (while it runs, checkpoint.pt and its previous
+#: copy are kept so a kill can resume): "last" the final epoch's checkpoint.pt, "best" only
+#: checkpoint.best.pt, the evaluated epoch (``eval_every``; the final epoch is always
+#: evaluated) with the highest headline metric -- kept for later use, the reported numbers stay
+#: the final epoch's --, "none" no checkpoint. A ResNet-50 checkpoint (weights, Adam state,
+#: RNG state) is about 212 MB, so "last" halves the disk a finished run needs.
+KEEP_CHECKPOINTS = ("last", "best", "none")
+BEST_CHECKPOINT_NAME = "checkpoint.best.pt"
+
+
+def check_keep_checkpoints(value: str) -> str:
+    if value not in KEEP_CHECKPOINTS:
+        raise ConfigError(f"--keep-checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {value!r}")
+    return value
+
+
+def _remove_checkpoint(path: Path) -> None:
+    for target in (path, sidecar_path(path)):
+        target.unlink(missing_ok=True)
+
+
+def _retain_checkpoints(out_dir: Path, keep: str) -> None:
+    """Apply ``keep`` to a finished run's directory (see ``KEEP_CHECKPOINTS``)."""
+    checkpoint = out_dir / CHECKPOINT_NAME
+    _remove_checkpoint(previous_path(checkpoint))
+    _remove_checkpoint(previous_path(out_dir / BEST_CHECKPOINT_NAME))
+    if keep != "last":
+        _remove_checkpoint(checkpoint)
+    if keep != "best":
+        _remove_checkpoint(out_dir / BEST_CHECKPOINT_NAME)
+
+
 def fit(
     cfg: TrainConfig,
     out_dir: Path | str,
@@ -465,8 +500,12 @@ def fit(
     resume: bool = True,
     progress: ProgressHook | None = None,
     cache_dir: Path | str | None = None,
+    keep_checkpoints: str = "last",
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` (resuming from its checkpoint if ``resume``) and evaluate.
+
+    Once the run has finished, only the checkpoints ``keep_checkpoints`` names stay
+    (``KEEP_CHECKPOINTS``; default: the last one).
 
     Returns the ``result.json`` dict. A finished run with the same config hash is returned
     as is. ``resume=False`` starts over, replacing the run files in ``out_dir``. Raises
@@ -479,6 +518,7 @@ def fit(
     out_dir = Path(out_dir)
     ctx = init_distributed(cfg.device)
     try:
+        check_keep_checkpoints(keep_checkpoints)
         existing = _finished_result(out_dir, chash) if (resume and ctx.is_main) else None
         existing = ctx.broadcast_object(existing)
         if existing is not None:
@@ -488,7 +528,7 @@ def fit(
         if not ctx.is_main:
             hook = None
         try:
-            return _fit(trainer, chash, out_dir, resume, hook)
+            return _fit(trainer, chash, out_dir, resume, hook, keep_checkpoints)
         finally:
             close = getattr(hook, "close", None) if progress is None else None
             if close is not None:
@@ -497,7 +537,7 @@ def fit(
         shutdown_distributed(ctx)
 
 
-def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -> dict[str, Any]:
+def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, keep: str = "last") -> dict[str, Any]:
     cfg, ctx = trainer.cfg, trainer.ctx
     main = ctx.is_main
     if main:
@@ -515,6 +555,8 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -
         untrained: dict[str, Any] | None = None
         final: dict[str, Any] | None = None
         last_record: dict[str, Any] | None = None
+        best: float | None = None  # headline metric of checkpoint.best.pt (keep == "best")
+        headline = (trainer.strategy.headline or (None,))[0]
         if resume and (checkpoint.is_file() or previous_path(checkpoint).is_file()):
             try:
                 state, used, _ = load_latest_good(out_dir, expected_config_hash=chash)
@@ -526,6 +568,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -
             untrained = state.get("untrained")
             final = state.get("final")
             last_record = state.get("record")
+            best = state.get("best_metric")
             trainer.last_good_hint = f"the last good checkpoint is {used} (epoch {start_epoch})"
             if main:
                 _rewind_metrics(out_dir, start_epoch, last_record)
@@ -554,7 +597,14 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -
                     epoch=epoch, train_time_s=train_time, untrained=untrained, final=final, record=record,
                     config=config_to_dict(cfg), config_hash=chash, model_name=cfg.model,
                 )
+                score = (record.get("eval") or {}).get(headline) if keep == "best" else None
+                improved = score is not None and (best is None or score > best)
+                if improved:
+                    best = float(score)
+                state["best_metric"] = best
                 save_checkpoint(checkpoint, state, config_hash=chash)
+                if improved:
+                    save_checkpoint(out_dir / BEST_CHECKPOINT_NAME, state, config_hash=chash)
                 trainer.last_good_hint = f"the last good checkpoint is {checkpoint} (epoch {epoch})"
                 append_jsonl(out_dir / "metrics.jsonl", record)
                 call_hook(hook, "on_epoch_end", epoch, record)
@@ -568,6 +618,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -
             call_hook(hook, "on_eval", "final", final["metrics"])
             result = _plain(_result(trainer, chash, out_dir, final, untrained, train_time, last_record))
             atomic_write_json(out_dir / "result.json", result)
+            _retain_checkpoints(out_dir, keep)  # after result.json: a kill before it can still resume
         return ctx.broadcast_object(result)
 
 
