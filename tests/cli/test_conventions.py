@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from strabench.cli import app
 
-COMMANDS = ["list", "flops", "bench", "train", "eval", "run", "report", "viz", "doctor"]
+COMMANDS = ["list", "flops", "bench", "train", "eval", "run", "status", "report", "viz", "doctor"]
 
 
 def invoke(argv: list[str], **env: str):
