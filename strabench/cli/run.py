@@ -62,6 +62,8 @@ def run_command(
     from strabench.suite.config import load_suite, parse_seeds
     from strabench.suite.runner import dist_rank, dry_run_rows, parse_shard, plan_runs, run_suite
 
+    from strabench.errors import ConfigError
+
     if as_json and not dry_run:
         raise ConfigError("--json applies to --dry-run only (a run shows live progress and writes results.csv); add --dry-run or drop --json")
     from strabench.train.engine import check_keep_checkpoints
@@ -84,7 +86,6 @@ def run_command(
         else:
             _print_dry_run(console(), plan, rows)
         return
-    from strabench.errors import ConfigError
     from strabench.suite.executors import EXECUTORS
 
     if executor not in EXECUTORS:
