@@ -43,9 +43,10 @@ TARGETS = {"infer": 0.90, "train": 0.95}  # resnet50_stra / resnet50, from the p
 def _machine() -> dict:
     import torch
 
-    from strabench.measure.latency import machine_info
+    from strabench.env import describe_environment
 
-    return {**machine_info(), "torch": torch.__version__}
+    info = describe_environment()
+    return {key: info[key] for key in ("cpu", "cpu_count", "platform", "python", "torch", "allocator", "omp_wait_policy")}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -87,9 +88,9 @@ def profile(args: argparse.Namespace) -> dict:
 
     from strabench.measure.report import build_for_input
 
-    from strabench.env import configure_allocator
+    from strabench.env import configure_process
 
-    allocator = configure_allocator()  # as `strabench bench` does
+    allocator = configure_process(calm_threads=False)["allocator"]  # as `strabench bench` does
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, 256, 128)

@@ -29,20 +29,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.benchmark import Timer
 
-from strabench.env import configure_allocator
+from strabench.env import configure_process, describe_environment
 from strabench.layers.local_attention import LocalAttention
-
-
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else (platform.processor() or "unknown")
 
 
 def _machine(threads: int) -> dict:
     return {
-        "cpu": _cpu_model(),
+        "cpu": describe_environment()["cpu"],
         "cores": os.cpu_count(),
         "threads": threads,
         "torch": torch.__version__,
@@ -154,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="wall time (default) or process CPU time (for a shared machine, with --threads 1)")
     p.add_argument("--out", type=Path, help="also write the JSON here (atomically)")
     a = p.parse_args(argv)
-    allocator = configure_allocator()  # as `strabench bench` does on CPU
+    allocator = configure_process(calm_threads=False)["allocator"]  # as `strabench bench` does on CPU
     result = run(a.batch, a.channels, a.height, a.width, a.groups, a.threads, a.channels_last,
                  a.min_run_time, a.seed, a.clock)
     result["machine"]["allocator"] = allocator

@@ -13,10 +13,13 @@ from typing import Any
 
 #: glibc ``mallopt`` parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_allocator: str | None = None
+_SYSTEM_ALLOCATOR = "system default"
+#: What ``configure_process`` did to this process's allocator. A record of a process-wide fact
+#: (glibc has no call to read the setting back), written only by that one explicit call.
+_allocator_record: dict[str, str] = {}
 
 
-def configure_allocator() -> str:
+def _keep_heap() -> str:
     """Keep freed tensor memory in the process instead of unmapping it after every op (glibc, CPU).
 
     glibc serves every allocation above its mmap threshold (a few MiB: every activation of a
@@ -26,25 +29,70 @@ def configure_allocator() -> str:
     This disables mmap for allocations and never trims the heap: the usual fix
     (PyTorch's CPU tuning guide suggests jemalloc/tcmalloc for the same reason), applied to the
     baseline and the candidates alike. ``STRABENCH_MALLOC=system`` leaves glibc's defaults.
-    Idempotent; returns what is in force (it is recorded with benchmark rows and runs).
     """
-    global _allocator
-    if _allocator is not None:
-        return _allocator
     if os.environ.get("STRABENCH_MALLOC", "").lower() == "system":
-        _allocator = "system default (STRABENCH_MALLOC=system)"
-        return _allocator
-    _allocator = "system default"
+        return f"{_SYSTEM_ALLOCATOR} (STRABENCH_MALLOC=system)"
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         import ctypes
 
         try:
             libc = ctypes.CDLL(None)
             if libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1:
-                _allocator = "glibc, heap kept (mmap off, no trim)"
+                return "glibc, heap kept (mmap off, no trim)"
         except (OSError, AttributeError, ctypes.ArgumentError):  # pragma: no cover - no mallopt
             pass
-    return _allocator
+    return _SYSTEM_ALLOCATOR
+
+
+def _calm_threads() -> None:
+    """On a machine others are already using, let idle OpenMP threads sleep instead of spinning.
+
+    Must run before torch starts its thread pool; a user's own ``OMP_WAIT_POLICY`` always wins.
+    Measured on a 2-core VM (ResNet-50-StRA at 64x32): with another job running, 2 spinning
+    threads trained at 7-10 img/s and 2 passive ones at 30 img/s (every parallel region waited
+    for a thread the OS had descheduled); on the idle machine passive threads cost ~20 %
+    (ResNet-50, quick ReID profile: 44 vs 54 img/s). So: passive only when the 1-minute load
+    average is already at least half the cores.
+    """
+    if "OMP_WAIT_POLICY" in os.environ:
+        return
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):  # not available on this platform
+        return
+    if load >= 0.5 * (os.cpu_count() or 1):
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+def configure_process(*, allocator: bool = True, calm_threads: bool = True) -> dict[str, str]:
+    """The one call that changes process-wide settings the way ``strabench`` commands do.
+
+    The library never does this by itself (a ``Trainer`` or ``run_benchmark`` leaves the
+    process as it found it); the CLI entry points call it first thing, and API users who want
+    the CLI's numbers call it once at start-up, before torch starts its thread pool:
+    ``allocator`` keeps freed memory on glibc's heap (``STRABENCH_MALLOC=system`` opts out),
+    ``calm_threads`` makes idle OpenMP threads sleep when the machine is already loaded (a
+    user's ``OMP_WAIT_POLICY`` wins). Idempotent. Returns ``process_settings("cpu")``, the
+    record every env.json and bench row carries.
+    """
+    if allocator and "cpu" not in _allocator_record:
+        _allocator_record["cpu"] = _keep_heap()
+    if calm_threads:
+        _calm_threads()
+    return process_settings("cpu")
+
+
+def process_settings(device_type: str = "cpu") -> dict[str, str]:
+    """What serves tensor memory on ``device_type`` and how idle OpenMP threads wait: a query only.
+
+    Recorded with every run (env.json) and bench row, since both change timings several-fold.
+    """
+    if device_type == "cpu":
+        allocator = _allocator_record.get("cpu", _SYSTEM_ALLOCATOR)
+    else:
+        allocator = f"torch {device_type.upper()} caching allocator"
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    return {"allocator": allocator, "omp_wait_policy": policy.upper() if policy else "unset (OpenMP runtime default)"}
 
 
 def _git(*args: str, cwd: Path | None = None) -> str | None:
@@ -66,31 +114,6 @@ def git_state(cwd: Path | None = None) -> tuple[str | None, bool | None]:
     return commit, (bool(status) if status is not None else None)
 
 
-def calm_threads() -> None:
-    """On a machine others are already using, let idle OpenMP threads sleep instead of spinning.
-
-    Must run before torch starts its thread pool; a user's own ``OMP_WAIT_POLICY`` always wins.
-    Measured on a 2-core VM (ResNet-50-StRA at 64x32): with another job running, 2 spinning
-    threads trained at 7-10 img/s and 2 passive ones at 30 img/s (every parallel region waited
-    for a thread the OS had descheduled); on the idle machine passive threads cost ~20 %
-    (ResNet-50, quick ReID profile: 44 vs 54 img/s). So: passive only when the 1-minute load
-    average is already at least half the cores.
-    """
-    if "OMP_WAIT_POLICY" in os.environ:
-        return
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):  # not available on this platform
-        return
-    if load >= 0.5 * (os.cpu_count() or 1):
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-
-
-def allocator_in_use(device_type: str) -> str:
-    """What serves tensor memory on ``device_type`` ("cpu", "cuda", ...): recorded with results."""
-    return configure_allocator() if device_type == "cpu" else f"torch {device_type.upper()} caching allocator"
-
-
 def git_commit(cwd: Path | None = None) -> str | None:
     """The checkout's commit (with ``-dirty`` when it has local changes), or None outside git."""
     commit, dirty = git_state(cwd)
@@ -107,36 +130,42 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe_environment(device: str | None = None) -> dict[str, Any]:
-    """Versions, hardware and threads: what ``env.json`` records next to every run."""
+def describe_environment(device: "str | None" = None) -> dict[str, Any]:
+    """Versions, hardware, threads, allocator and OpenMP wait policy: the one description of the
+    machine a result came from (env.json of every run, every bench row, the benchmarks' JSON)."""
     import torch
 
     from strabench import __version__
 
+    dev = torch.device(device) if device else torch.device("cpu")
+    commit, dirty = git_state()
     info: dict[str, Any] = {
         "strabench": __version__,
-        "git_commit": git_commit(),
-        "python": sys.version.split()[0],
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
         "platform": platform.platform(),
         "hostname": platform.node(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
+        "torchvision": _version_of("torchvision"),
         "torch_threads": torch.get_num_threads(),
-        "cuda_available": torch.cuda.is_available(),
-        "cuda_version": torch.version.cuda,
-        "device": device,
-        "allocator": _allocator or "system default",
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model(),
+        **process_settings(dev.type),
     }
-    try:
-        import torchvision
-
-        info["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover - a dependency
-        info["torchvision"] = None
-    if torch.cuda.is_available():
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
+
+
+def _version_of(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:  # pragma: no cover - a dependency
+        return None
 
 
 def doctor_checks(results_dir: Path) -> list[tuple[str, str, str]]:

@@ -1,7 +1,7 @@
 """The paper's own numbers, cited by table, shown beside ours and never as our output.
 
 Source: Zhang, Li, Shen, Liu, "Structure-Regularized Attention for Deformable Object
-Representation" (shared/paper/structure-regularized-attention.md). The "FLOPs" columns of the
+Representation". The "FLOPs" columns of the
 paper are multiply-adds of conv and linear layers for one 256x128 image (see README, "What
 'FLOPs' means here"); we store them as GMACs.
 """

@@ -2,13 +2,15 @@
 
 Every ``StrabenchError`` (bad input, data, files), any other ``OSError`` (a file that cannot be
 read or written) and every usage error (``--epochs two``) becomes one red line on stderr and
-exit code 2; ``--debug`` shows the traceback instead. Command modules import torch only inside
-their functions, so ``strabench --help`` and ``strabench list`` start fast.
+exit code 2; ``--debug`` (anywhere on the line) or ``STRABENCH_DEBUG=1`` shows the traceback
+instead. ``-h`` is ``--help`` everywhere. Command modules import torch only inside their
+functions, so ``strabench --help`` and ``strabench list`` start fast.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from typing import Annotated, Any
 
@@ -24,6 +26,19 @@ except ImportError:  # pragma: no cover - older typer depends on the click packa
 
 
 _ARGV = "strabench.argv"  # ctx.meta key: the command line as given
+DEBUG_ENV = "STRABENCH_DEBUG"
+
+
+def _env_debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hoist_debug(args: list[str]) -> list[str]:
+    """``--debug`` may come anywhere (``strabench run x.toml --debug``): move it before the subcommand,
+    where the root option parses it. Tokens after ``--`` are left alone."""
+    end = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:end] if a != "--debug"]
+    return (["--debug"] if len(head) < end else []) + head + args[end:]
 
 
 class _StrabenchGroup(TyperGroup):
@@ -33,16 +48,29 @@ class _StrabenchGroup(TyperGroup):
         self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
     ) -> typer.Context:
         # Usage errors of the top-level options (``strabench --bogus``) happen here, before invoke.
+        if parent is None:
+            args = _hoist_debug([*args])
         argv = [*args]  # a copy: click's parser consumes the list (and `list` is the list command here)
         try:
             ctx = super().make_context(info_name, args, parent=parent, **extra)
         except UsageError as exc:
-            if _shows_help(exc) or "--debug" in argv:
+            if _shows_help(exc) or "--debug" in argv or _env_debug():
                 raise
             print_error(_usage_line(exc, argv))
             raise typer.Exit(exc.exit_code) from None
         ctx.meta[_ARGV] = argv  # for naming the value of a bad option later
         return ctx
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        params = super().get_params(ctx)
+        _no_flag_placeholders(params)
+        return params
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _no_flag_placeholders([*command.params, command.get_help_option(ctx)])
+        return command
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -69,9 +97,17 @@ class _StrabenchGroup(TyperGroup):
             raise typer.Exit(130) from None
 
 
+def _no_flag_placeholders(params: list[Any]) -> None:
+    """Boolean flags take no value, so help shows ``--json``, not ``--json <bool>`` (typer's rich
+    help prints a type for every option; an empty metavar is what it shows instead)."""
+    for param in params:
+        if param is not None and getattr(param, "is_flag", False):
+            param.metavar = ""
+
+
 def _debug(ctx: typer.Context) -> bool:
-    """Whether ``--debug`` was given (known once the root callback has run, inside invoke)."""
-    return bool((ctx.obj or {}).get("debug"))
+    """Whether ``--debug`` or STRABENCH_DEBUG=1 was given (known once the root callback has run, inside invoke)."""
+    return bool((ctx.obj or {}).get("debug")) or _env_debug()
 
 
 def _shows_help(exc: UsageError) -> bool:
@@ -133,6 +169,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -147,7 +184,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors (anywhere on the line; or STRABENCH_DEBUG=1).")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,

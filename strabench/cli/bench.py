@@ -37,6 +37,9 @@ def bench_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per model.")] = False,
     csv: Annotated[str | None, typer.Option("--csv", help="Append one row per model to this CSV (header once).")] = None,
 ) -> None:
+    from strabench.env import configure_process
+
+    configure_process(calm_threads=False)  # heap kept (recorded in every row); thread policy left to the user
     from strabench.cli._common import parse_replace, parse_size, print_json
     from strabench.measure.latency import append_csv, benchmark_models, check_csv
 

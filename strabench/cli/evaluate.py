@@ -27,9 +27,9 @@ def eval_command(
     replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK blocks the model was trained with (default: the checkpoint's), e.g. 'layer4.*.conv2=stra'.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    from strabench.env import calm_threads
+    from strabench.env import configure_process
 
-    calm_threads()  # before torch starts its thread pool
+    configure_process()  # allocator and OpenMP wait policy, before torch starts its thread pool
     from strabench.cli.train import render_metrics
     from strabench.cli._common import parse_replace, parse_size, print_json
     from strabench.train.config import TrainConfig

@@ -42,6 +42,7 @@ def run_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and their status (done/pending/partial/failed); run nothing.")] = False,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (default: the suite's / auto).")] = None,
     seeds: Annotated[list[str] | None, typer.Option("--seeds", help="Seeds overriding the suite's: 3, 0,2,5 or a range 0-4 (repeatable).")] = None,
+    keep_checkpoints: Annotated[str, typer.Option("--keep-checkpoints", help="What each finished run keeps: last (checkpoint.pt), best (checkpoint.best.pt) or none; while a run is in progress its last two are kept for resuming.")] = "last",
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the runs as JSON.")] = False,
     executor: Annotated[str, typer.Option("--executor", help="local (this machine), slurm (a job per run via submitit) or submitit-local (the slurm path as local processes).")] = "local",
     jobs: Annotated[int, typer.Option("--jobs", help="local: runs at once, each on its own GPU, or on cores/N CPU threads.")] = 1,
@@ -54,19 +55,30 @@ def run_command(
     mem_gb: Annotated[int | None, typer.Option("--mem-gb", help="slurm: memory per job in GB.")] = None,
     timeout_min: Annotated[int | None, typer.Option("--timeout-min", help="slurm: time limit per job in minutes (a run that needs longer is requeued and resumes).")] = None,
 ) -> None:
-    from strabench.env import calm_threads
+    from strabench.env import configure_process
 
-    calm_threads()  # before torch starts its thread pool
+    configure_process()  # allocator and OpenMP wait policy, before torch starts its thread pool
     from strabench.cli._common import console, print_json
     from strabench.suite.config import load_suite, parse_seeds
     from strabench.suite.runner import dist_rank, dry_run_rows, parse_shard, plan_runs, run_suite
 
+    from strabench.errors import ConfigError
+
+    if as_json and not dry_run:
+        raise ConfigError("--json applies to --dry-run only (a run shows live progress and writes results.csv); add --dry-run or drop --json")
+    from strabench.train.engine import check_keep_checkpoints
+
+    check_keep_checkpoints(keep_checkpoints)
     config = load_suite(suite)
     seed_values = parse_seeds(seeds or [])
     plan = plan_runs(
         config, out, profile=profile, data=data, seeds=seed_values or None, only=_split(only) or None,
         device=device, shard=parse_shard(shard) if shard else None,
     )
+    if keep_checkpoints != "last":
+        from dataclasses import replace
+
+        plan = replace(plan, keep_checkpoints=keep_checkpoints)
     if dry_run:
         rows = dry_run_rows(plan)
         if as_json:
@@ -74,7 +86,6 @@ def run_command(
         else:
             _print_dry_run(console(), plan, rows)
         return
-    from strabench.errors import ConfigError
     from strabench.suite.executors import EXECUTORS
 
     if executor not in EXECUTORS:
@@ -89,7 +100,7 @@ def run_command(
         overrides = {"partition": partition, "gpus_per_node": gpus_per_node, "cpus_per_task": cpus_per_task,
                      "mem_gb": mem_gb, "timeout_min": timeout_min}
         settings = {**plan.suite.executor, **{k: v for k, v in overrides.items() if v is not None}}
-        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds)) + f" --executor {executor}"
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints) + f" --executor {executor}"
         raise typer.Exit(_submit(console(), plan, settings, executor, wait=wait, resubmit=resubmit, command=resume))
     if dist_rank() != 0:  # a torchrun worker: rank 0 shows and records everything
         outcome = run_suite(plan)
@@ -111,7 +122,7 @@ def run_command(
         view.close()
     _print_summary(out_console, outcome)
     if outcome.interrupted:
-        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds))
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints)
         out_console.print(f"[yellow]interrupted[/]: finished runs are kept and the run in flight resumes from its checkpoint; resume with:\n  {resume}")
         raise typer.Exit(130)
     if outcome.locked:
@@ -172,9 +183,10 @@ def _submit(out: "Console", plan: "RunPlan", settings: dict, executor: str, *, w
     return 0 if all(r["state"] == "finished" for r in rows) else 1
 
 
-def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str]) -> str:
+def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str], keep_checkpoints: str = "last") -> str:
     args = ["strabench", "run", suite, "--out", out]
-    for flag, value in (("--profile", profile), ("--data", data), ("--shard", shard), ("--device", device)):
+    keep = keep_checkpoints if keep_checkpoints != "last" else None
+    for flag, value in (("--profile", profile), ("--data", data), ("--shard", shard), ("--device", device), ("--keep-checkpoints", keep)):
         if value:
             args += [flag, value]
     if only:

@@ -127,14 +127,18 @@ def train_command(
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
     assignments: Annotated[Optional[list[str]], typer.Option("--set", help="Any config field, KEY=VALUE (TOML value), e.g. --set milestones=[8,12].")] = None,
     replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, e.g. 'layer4.*.conv2=stra' (repeatable).")] = None,
+    keep_checkpoints: Annotated[str, typer.Option("--keep-checkpoints", help="What a finished run keeps: last (checkpoint.pt), best (checkpoint.best.pt, best evaluated epoch) or none. While it runs, the last two are kept for resuming.")] = "last",
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a table.")] = False,
 ) -> None:
-    from strabench.env import calm_threads
+    from strabench.env import configure_process
 
-    calm_threads()  # before torch starts its thread pool
+    configure_process()  # allocator and OpenMP wait policy, before torch starts its thread pool
     from strabench.cli._common import console, print_json
     from strabench.data.tasks import check_data
     from strabench.train.config import config_hash, resolve
+    from strabench.train.engine import check_keep_checkpoints
+
+    check_keep_checkpoints(keep_checkpoints)
 
     cfg = resolve(
         build_config(
@@ -162,7 +166,7 @@ def train_command(
     if main_process:
         err.print(f"training {cfg.model} ({cfg.task}, {cfg.data}, profile {cfg.profile}) -> {run_dir}")
     try:
-        result = fit(cfg, run_dir, resume=resume, progress=hook)
+        result = fit(cfg, run_dir, resume=resume, progress=hook, keep_checkpoints=keep_checkpoints)
     except KeyboardInterrupt:
         given = {
             "--task": task, "--data": data, "--profile": profile if profile != "quick" else None, "--epochs": epochs,
@@ -170,6 +174,7 @@ def train_command(
             "--pretrained": pretrained, "--amp": amp if amp != "auto" else None, "--input": input_size, "--workers": workers,
             "--channels-last": channels_last, "--eval-every": eval_every, "--set": list(assignments or []) or None,
             "--replace": list(replace or []) or None,
+            "--keep-checkpoints": keep_checkpoints if keep_checkpoints != "last" else None,
         }
         if not main_process:
             raise typer.Exit(130) from None

@@ -10,7 +10,7 @@ from the input instead of learned per offset:
 
 u is a grouped 1x1 conv of x; omega (G*K*K maps) and nu (G maps) come from one grouped branch.
 Shapes, widths and the two fixes to the authors' release (per-group output layout; stride and
-any C divisible by G) follow shared/design/stra-block.md.
+any C divisible by G) follow docs/stra.md.
 """
 
 from __future__ import annotations

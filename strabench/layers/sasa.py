@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from strabench.counting import counts_macs
 from strabench.errors import ShapeError
@@ -93,21 +92,3 @@ class SASA(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, heads={self.heads}, kernel_size={self.kernel_size}, stride={self.stride}"
-
-
-def sasa_reference(block: SASA, x: Tensor) -> Tensor:
-    """Window attention by unfolding keys/values (slow, obviously correct); used by the tests."""
-    b, c, h, w = x.shape
-    g, cg, kk = block.heads, c // block.heads, block.kernel_size
-    pad = kk // 2
-    q = block.query(x).reshape(b, g, cg, 1, h * w)
-    k = F.unfold(block.key(x), kk, padding=pad).reshape(b, g, cg, kk * kk, h * w)
-    v = F.unfold(block.value(x), kk, padding=pad).reshape(b, g, cg, kk * kk, h * w)
-    valid = F.unfold(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), kk, padding=pad).reshape(1, 1, kk * kk, h * w)
-    rel = torch.cat(
-        [block.rel_row[:, :, :, None].expand(-1, -1, -1, kk), block.rel_col[:, :, None, :].expand(-1, -1, kk, -1)], dim=1
-    ).reshape(1, g, cg, kk * kk, 1)
-    logits = (q * (k + rel)).sum(2)
-    logits = logits.masked_fill(valid == 0, float("-inf"))
-    out = (logits.softmax(dim=2).unsqueeze(2) * v).sum(3).reshape(b, c, h, w)
-    return block.pool(out)

@@ -1,8 +1,8 @@
 """The Structure-Regularized Attention block (StRA paper, Fig. 1): local attention -> mode attention.
 
-It replaces the 3x3 conv (``conv2``) of a bottleneck. ``spatial`` swaps the local attention
-for another spatial operator, which is how the paper's Table 4 ablations (conv + mode,
-group conv + mode, SASA + mode) are built from the same block.
+It replaces the 3x3 conv (``conv2``) of a bottleneck. The paper's Table 4 ablations put mode
+attention after other spatial operators (conv, group conv, SASA); that is ``SpatialThenMode``,
+a separate class, so a module named ``StRA`` is always local attention followed by mode attention.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from torch import Tensor, nn
 
 from strabench.layers.local_attention import LocalAttention
 from strabench.layers.mode_attention import ModeAttention
+
+__all__ = ["SpatialThenMode", "StRA"]
 
 
 class StRA(nn.Module):
@@ -25,7 +27,6 @@ class StRA(nn.Module):
         stride: spatial stride of the local attention (the mode attention keeps the size).
         interaction: mode interaction on (full StRA) or off (Table 3, "w/o interaction").
         border: local attention borders, "zero" (the paper's) or "mask".
-        spatial: replaces the local attention (must map C -> C with the given stride).
     """
 
     def __init__(
@@ -37,13 +38,23 @@ class StRA(nn.Module):
         stride: int = 1,
         interaction: bool = True,
         border: Literal["zero", "mask"] = "zero",
-        spatial: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.local = spatial if spatial is not None else LocalAttention(
-            channels, groups=groups, kernel_size=kernel_size, stride=stride, border=border
-        )
+        self.local = LocalAttention(channels, groups=groups, kernel_size=kernel_size, stride=stride, border=border)
         self.mode = ModeAttention(channels, groups=groups, interaction=interaction)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.mode(self.local(x))
+
+
+class SpatialThenMode(nn.Module):
+    """Any spatial operator mapping C -> C (a 3x3 conv, a group conv, SASA), then mode attention:
+    the paper's Table 4 rows "Conv + Mode", "Group Conv + Mode" and "SASA + Mode"."""
+
+    def __init__(self, spatial: nn.Module, channels: int, *, groups: int = 8, interaction: bool = True) -> None:
+        super().__init__()
+        self.spatial = spatial
+        self.mode = ModeAttention(channels, groups=groups, interaction=interaction)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mode(self.spatial(x))

@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
-from strabench.env import allocator_in_use, configure_allocator
+from strabench.env import describe_environment
 from strabench.errors import ConfigError, DeviceError
 
 if TYPE_CHECKING:
@@ -69,13 +69,12 @@ __all__ = [
     "check_csv",
     "fit_batch",
     "interleave",
-    "machine_info",
     "make_step",
     "peak_step_memory",
     "run_benchmark",
     "schedule",
     "spec_dict",
-    "training_loss",
+    "timed_step_loss",
 ]
 
 MODES = ("infer", "train")
@@ -197,8 +196,9 @@ def fit_batch(
 # --- the step being timed -------------------------------------------------------------------------
 
 
-def training_loss(output: Any, labels: "torch.Tensor") -> "torch.Tensor":
-    """Cross-entropy on the logits plus every auxiliary loss the model returned (unweighted).
+def timed_step_loss(output: Any, labels: "torch.Tensor") -> "torch.Tensor":
+    """The loss of the timed train step: cross-entropy plus every auxiliary loss, unweighted (the
+    cost of a step does not depend on the weights; the real objective is ``strabench.train.losses``).
 
     A model from elsewhere returns a plain tensor: (B, K) is taken as logits (the labels are 0);
     any other shape is reduced by its mean, a loss that only gives backward something to run.
@@ -217,15 +217,6 @@ def training_loss(output: Any, labels: "torch.Tensor") -> "torch.Tensor":
     for value in output.aux_losses.values():
         loss = loss + full(value)
     return loss
-
-
-def _autocast(device: str, amp: str) -> Callable[[], contextlib.AbstractContextManager]:
-    import torch
-
-    if amp == "none":
-        return contextlib.nullcontext
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    return lambda: torch.autocast(device_type=device, dtype=dtype)
 
 
 def make_step(
@@ -247,7 +238,9 @@ def make_step(
     import torch
 
     device = inputs.device.type
-    autocast = _autocast(device, amp)
+    from strabench.amp import amp_dtype, autocast_factory
+
+    autocast = autocast_factory(device, amp_dtype(amp, device))
     if mode == "infer":
 
         def infer_step() -> None:
@@ -262,7 +255,7 @@ def make_step(
     def train_step() -> None:
         with autocast():
             output = model(inputs)
-            loss = training_loss(output, labels)
+            loss = timed_step_loss(output, labels)
         if record is not None:
             record["aux_losses"] = sorted(getattr(output, "aux_losses", None) or {})
         if scaler is not None:
@@ -612,8 +605,6 @@ def run_benchmark(
             raise ConfigError(f"{name} is an nn.Module, which has no default input size: pass input_size=(H, W)")
     _check_device(spec.device)
     load_before = _load_average()  # before our own work adds to it
-    if spec.device == "cpu":
-        configure_allocator()
 
     import torch
 
@@ -684,13 +675,14 @@ def _load_average() -> float | None:
 def _common_fields(spec: BenchSpec) -> dict:
     import torch
 
-    info = machine_info()
+    info = describe_environment(spec.device)
     return {
-        "torch_version": torch.__version__,
+        "torch_version": info["torch"],
         "cpu": info["cpu"],
         "cpu_count": info["cpu_count"],
         "gpu": torch.cuda.get_device_name() if spec.device == "cuda" else None,
-        "allocator": allocator_in_use(spec.device),
+        "allocator": info["allocator"],
+        "omp_wait_policy": info["omp_wait_policy"],
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -777,25 +769,12 @@ def benchmark_models(
 # --- machine and files ------------------------------------------------------------------------------
 
 
-def machine_info() -> dict:
-    """CPU model (from /proc/cpuinfo), core count (os.cpu_count) and platform, for result files."""
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-
-
 CSV_FIELDS = (
     "timestamp", "model", "mode", "batch", "input", "channels", "device", "threads", "median_ms", "iqr_ms",
     "images_per_s", "ratio_to_baseline", "ratio_rounds", "baseline", "peak_mem_mb", "weights_mb", "amp",
     "channels_last", "compile", "samples", "rounds", "min_run_time", "warmup_s", "optimizer", "aux_losses",
     "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu", "allocator", "noisy", "noise", "load_avg",
+    "omp_wait_policy",
 )  # fmt: skip
 
 

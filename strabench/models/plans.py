@@ -10,7 +10,7 @@ from strabench.layers.local_attention import LocalAttention
 from strabench.layers.non_local import NonLocal
 from strabench.layers.sasa import SASA
 from strabench.layers.se import SqueezeExcite
-from strabench.layers.stra import StRA
+from strabench.layers.stra import SpatialThenMode, StRA
 from strabench.models.mobilenetv2 import MobileNetV2
 from strabench.models.resnet import BlockPlan, ResNet, SpatialFactory, StagePlan, conv3x3
 
@@ -36,7 +36,7 @@ def local(groups: int = 8, kernel_size: int = 3, border: str = "zero") -> Spatia
 
 def with_mode(spatial: SpatialFactory, groups: int = 8) -> SpatialFactory:
     """``spatial`` followed by mode attention (with interaction): the Table 4 "X + Mode" rows."""
-    return lambda width, stride: StRA(width, groups=groups, spatial=spatial(width, stride))
+    return lambda width, stride: SpatialThenMode(spatial(width, stride), width, groups=groups)
 
 
 def sasa(heads: int = 8, kernel_size: int = 7) -> SpatialFactory:

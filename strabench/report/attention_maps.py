@@ -31,11 +31,11 @@ class BlockMaps:
 
 
 def _block_name(model: "nn.Module", name: str) -> str:
-    """StRA's children ``<block>.local`` / ``<block>.mode`` report as ``<block>``."""
-    from strabench.layers.stra import StRA
+    """The children of a StRA / SpatialThenMode block (``<block>.local``, ``.spatial``, ``.mode``) report as ``<block>``."""
+    from strabench.layers.stra import SpatialThenMode, StRA
 
     parent, _, child = name.rpartition(".")
-    if parent and child in ("local", "mode") and isinstance(model.get_submodule(parent), StRA):
+    if parent and child in ("local", "spatial", "mode") and isinstance(model.get_submodule(parent), (StRA, SpatialThenMode)):
         return parent
     return name
 
@@ -100,79 +100,106 @@ def load_image(path: Path, task: str, size: tuple[int, int], channels: int) -> t
     return tensor, picture.resize((size[1], size[0])).convert("RGB")
 
 
-def load_weights(model: "nn.Module", checkpoint: Path, name: str) -> None:
-    """Load a checkpoint (ours or a plain state_dict, weights only); only the classifier may differ."""
-    from strabench.train.checkpoint import load_model_weights
-
-    missing, unexpected = load_model_weights(model, checkpoint, strict=False)
-    others = sorted({k for k in (*missing, *unexpected) if not k.startswith("classifier.")})
-    if others:
-        shown = ", ".join(others[:4]) + (f" (+{len(others) - 4} more)" if len(others) > 4 else "")
-        raise CheckpointError(f"{checkpoint} does not fit {name}: {len(others)} mismatched keys ({shown}); checkpoint of another model?")
-
-
-def _overlay(ax: Any, picture: "Image.Image", heat: "np.ndarray") -> None:
-    import numpy as np
+def _upsampled(heat: "np.ndarray", size: tuple[int, int]) -> "np.ndarray":
     import torch
 
-    size = (picture.height, picture.width)
-    up = torch.nn.functional.interpolate(torch.from_numpy(heat)[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
-    span = float(up.max() - up.min())
-    up = (up - up.min()) / span if span > 0 else np.zeros_like(up)
-    ax.imshow(np.asarray(picture))
-    ax.imshow(up, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    return torch.nn.functional.interpolate(torch.from_numpy(heat)[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def draw_block(block: BlockMaps, picture: "Image.Image", title: str) -> bytes:
-    """One PNG: the image, then a row per map kind (local magnitude, mode masks), one panel per group."""
+    """One PNG: the image, then a row per map kind (local magnitude, mode masks), one panel per group.
+
+    All panels of a row share one colour scale (0 to the row's largest value), shown by the
+    row's colour bar, so groups can be compared: a mode that attends nowhere in particular
+    looks flat instead of being stretched to full contrast."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    rows = [(label, maps) for label, maps in (("local attention |output|", block.local), ("mode masks M_g", block.masks)) if maps is not None]
+    rows = [(label, maps) for label, maps in (("local attention |output|", block.local), ("mode mask M_g (weight per pixel)", block.masks)) if maps is not None]
     groups = max(maps.shape[0] for _, maps in rows)
     aspect = picture.height / picture.width
-    figure = Figure(figsize=(1.4 * (groups + 1), 1.4 * aspect * len(rows) + 0.5))
-    figure.subplots_adjust(left=0.03, right=0.99, bottom=0.02, top=0.9, wspace=0.05, hspace=0.08)
+    size = (picture.height, picture.width)
+    figure = Figure(figsize=(1.4 * (groups + 1) + 0.9, 1.4 * aspect * len(rows) + 0.5))
+    figure.subplots_adjust(left=0.03, right=0.9, bottom=0.02, top=0.9, wspace=0.05, hspace=0.08)
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(rows), groups + 1, squeeze=False)
+    background = np.asarray(picture)
     for r, (label, maps) in enumerate(rows):
-        axes[r][0].imshow(np.asarray(picture))
-        axes[r][0].set_xticks([])
-        axes[r][0].set_yticks([])
+        axes[r][0].imshow(background)
         axes[r][0].set_ylabel(label, fontsize=7)
-        for g in range(groups):
-            ax = axes[r][g + 1]
-            if g < maps.shape[0]:
-                _overlay(ax, picture, maps[g])
-                if r == 0:
-                    ax.set_title(f"group {g}", fontsize=8)
-            else:
+        top = float(maps.max()) if float(maps.max()) > 0 else 1.0
+        shown = None
+        for g in range(groups + 1):
+            ax = axes[r][g]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if g == 0:
+                continue
+            if g - 1 >= maps.shape[0]:
                 ax.axis("off")
+                continue
+            ax.imshow(background)
+            shown = ax.imshow(_upsampled(maps[g - 1], size), cmap="jet", alpha=0.5, vmin=0.0, vmax=top)
+            if r == 0:
+                ax.set_title(f"group {g - 1}", fontsize=8)
+        if shown is not None:
+            bar = figure.colorbar(shown, ax=list(axes[r]), fraction=0.02, pad=0.01)
+            bar.ax.tick_params(labelsize=6)
     figure.suptitle(title, fontsize=9)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     return buffer.getvalue()
 
 
-def visualise(model_name: str, checkpoint: Path, image: Path, out: Path, *, size: tuple[int, int] | None = None) -> list[Path]:
-    """Build ``model_name``, load ``checkpoint``, write one PNG per attention block into ``out``."""
-    from strabench.io import atomic_write_bytes
-    from strabench.measure.report import build_for_input
-    from strabench.registry import model_info
+def load_model(model_name: str, checkpoint: Path, size: tuple[int, int] | None = None) -> tuple["nn.Module", str, tuple[int, int]]:
+    """(model with the checkpoint's weights, task, input size) for inference.
+
+    A strabench checkpoint carries its training config: the model is built as it was trained
+    (task, input size, ``model_overrides``) unless ``size`` overrides the input, and with the
+    checkpoint's number of classes, so every tensor, the classifier included, loads strictly.
+    """
+    from strabench.registry import create_model, model_info
+    from strabench.train.config import config_from_mapping
+    from strabench.train.engine import load_weights_strict, read_weights
 
     info = model_info(model_name)
-    size = size or (info.default_input[1], info.default_input[2])
-    tensor, picture = load_image(image, info.default_task, size, info.default_input[0])
-    model = build_for_input(model_name, size)
-    load_weights(model, checkpoint, model_name)
+    weights, saved, _ = read_weights(Path(checkpoint))
+    task, overrides = info.default_task, {}
+    trained_size = (info.default_input[1], info.default_input[2])
+    if saved is not None:
+        if saved.get("model") != model_name:
+            raise CheckpointError(f"{checkpoint} is a checkpoint of model {saved.get('model')!r}, not {model_name!r}")
+        trained = config_from_mapping(saved, source=str(checkpoint))
+        task = trained.task or task
+        overrides = dict(trained.model_overrides or {})
+        trained_size = tuple(trained.input_size) if trained.input_size else trained_size
+    size = tuple(size or trained_size)
+    classifier = weights.get("classifier.weight")
+    if classifier is not None:
+        overrides["num_classes"] = int(classifier.shape[0])
+    model = create_model(model_name, task=task, **overrides)
+    if getattr(model, "fixed_input", None) is not None and tuple(model.fixed_input) != size:
+        model = create_model(model_name, task=task, input_size=size, **overrides)
+    model.check_input((1, info.default_input[0], *size))
+    load_weights_strict(model, weights, Path(checkpoint), model_name)
+    return model, task, size
+
+
+def visualise(model_name: str, checkpoint: Path, image: Path, out: Path, *, size: tuple[int, int] | None = None) -> list[Path]:
+    """Build ``model_name`` as the checkpoint was trained, write one PNG per attention block into ``out``."""
+    from strabench.io import atomic_write_bytes
+    from strabench.registry import model_info
+
+    if not Path(image).is_file():  # before reading a large checkpoint
+        raise ConfigError(f"image not found: {image}")
+    model, task, size = load_model(model_name, checkpoint, size)
+    tensor, picture = load_image(image, task, size, model_info(model_name).default_input[0])
     blocks = capture_maps(model, tensor)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for block in blocks:
         path = out / f"{model_name}.{block.name}.png"
-        atomic_write_bytes(path, draw_block(block, picture, f"{model_name} {block.name} ({image.name})"))
+        atomic_write_bytes(path, draw_block(block, picture, f"{model_name} {block.name} ({image.name}, {size[0]}x{size[1]})"))
         written.append(path)
     return written

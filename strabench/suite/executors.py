@@ -135,8 +135,10 @@ class RunJob:
         return self.plan.run_dir(self.spec)
 
     def __call__(self) -> str:
+        from strabench.env import configure_process
         from strabench.suite.runner import dist_rank
 
+        configure_process()  # the job's process entry point (a local worker or a submitit job)
         if self.threads:
             import torch
 
@@ -144,7 +146,7 @@ class RunJob:
         _export_distributed_env()
         rank = dist_rank()
         if rank != 0:  # another task of a multi-GPU job: train alongside rank 0
-            return execute_run(self.spec, self.run_dir, rank=rank, fit=self.fit)
+            return execute_run(self.spec, self.run_dir, rank=rank, fit=self.fit, keep_checkpoints=self.plan.keep_checkpoints)
         if run_status(self.run_dir, self.spec.measure) == "finished":
             return "finished"  # a requeued job whose run had already finished: never twice
         from strabench.io import acquire_lock
@@ -159,7 +161,7 @@ class RunJob:
             write_state(self.run_dir, "running", executor=self.executor, job_id=job_id_here(),
                         attempts=int(previous.get("attempts") or 0) + 1, reason=None)
             try:
-                status = execute_run(self.spec, self.run_dir, rank=0, fit=self.fit)
+                status = execute_run(self.spec, self.run_dir, rank=0, fit=self.fit, keep_checkpoints=self.plan.keep_checkpoints)
             except BaseException as exc:  # Ctrl-C, SIGTERM, submitit's requeue (SystemExit)
                 write_state(self.run_dir, "interrupted", reason=f"{type(exc).__name__} during the run; resumes from its checkpoint")
                 raise
@@ -356,9 +358,9 @@ def _job_done(job: Any) -> bool:
 
 def _worker_main(argv: Sequence[str]) -> int:
     """``python -m strabench.suite.executors JOB.pkl``: run one pickled RunJob (local workers)."""
-    from strabench.env import calm_threads
+    from strabench.env import configure_process
 
-    calm_threads()
+    configure_process()  # before torch starts its thread pool
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     job_file = Path(argv[0])
     with open(job_file, "rb") as handle:

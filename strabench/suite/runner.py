@@ -75,6 +75,7 @@ class RunPlan:
     runs: tuple[RunSpec, ...]
     selected: tuple[RunSpec, ...]
     shard: tuple[int, int] | None = None
+    keep_checkpoints: str = "last"  # what a finished run keeps (strabench.train.engine.KEEP_CHECKPOINTS)
 
     def run_dir(self, spec: RunSpec) -> Path:
         return self.out_dir / spec.run_id
@@ -396,11 +397,11 @@ class SuiteOutcome:
         return [run_id for run_id, status in self.attempted.items() if status == "locked"]
 
 
-def _fit(config: "TrainConfig", out_dir: Path, *, resume: bool, progress: Any) -> dict[str, Any]:
+def _fit(config: "TrainConfig", out_dir: Path, *, resume: bool, progress: Any, keep_checkpoints: str = "last") -> dict[str, Any]:
     """The engine's fit (indirected so tests can substitute a fake via monkeypatch)."""
     from strabench.train.engine import fit
 
-    return fit(config, out_dir, resume=resume, progress=progress)
+    return fit(config, out_dir, resume=resume, progress=progress, keep_checkpoints=keep_checkpoints)
 
 
 def dist_rank() -> int:
@@ -413,7 +414,10 @@ def dist_rank() -> int:
         raise ConfigError(f"environment variable RANK={os.environ.get('RANK')!r} is not an integer") from None
 
 
-def execute_run(spec: RunSpec, run_dir: Path, listener: SuiteListener | None = None, *, rank: int = 0, fit: Any = None) -> str:
+def execute_run(
+    spec: RunSpec, run_dir: Path, listener: SuiteListener | None = None, *, rank: int = 0, fit: Any = None,
+    keep_checkpoints: str = "last",
+) -> str:
     """Train (if asked) then measure one run; returns finished | failed | locked (another process has it).
 
     Training comes first so that under torchrun every rank calls ``fit`` for the same runs in
@@ -423,7 +427,11 @@ def execute_run(spec: RunSpec, run_dir: Path, listener: SuiteListener | None = N
     run stays resumable. ``fit`` replaces the engine's ``fit`` (executors pass theirs on).
     """
     listener = listener or SuiteListener()
-    train = fit if fit is not None else _fit
+    engine_fit = fit if fit is not None else _fit
+    keep = {"keep_checkpoints": keep_checkpoints} if keep_checkpoints != "last" else {}  # substitutes may not take it
+
+    def train(config: Any, out_dir: Path, *, resume: bool, progress: Any) -> Any:
+        return engine_fit(config, out_dir, resume=resume, progress=progress, **keep)
     if rank != 0:  # a torchrun worker: train alongside rank 0, which records everything
         if spec.measure.accuracy:
             try:
@@ -530,7 +538,7 @@ def run_suite(plan: RunPlan, listener: SuiteListener | None = None) -> SuiteOutc
             for index, spec in enumerate(todo, start=1):
                 run_dir = plan.run_dir(spec)
                 listener.on_run_start(index, len(todo), spec, run_status(run_dir, spec.measure))
-                status = execute_run(spec, run_dir, listener)
+                status = execute_run(spec, run_dir, listener, keep_checkpoints=plan.keep_checkpoints)
                 attempted[spec.run_id] = status
                 rows = write_results_csv(plan)
                 listener.on_run_end(spec, status, next(r for r in rows if r["run_id"] == spec.run_id))
@@ -596,7 +604,7 @@ def _run_as_worker(plan: RunPlan, rank: int) -> SuiteOutcome:
     try:
         for spec in _todo(plan):
             if spec.measure.accuracy:
-                attempted[spec.run_id] = execute_run(spec, plan.run_dir(spec), rank=rank)
+                attempted[spec.run_id] = execute_run(spec, plan.run_dir(spec), rank=rank, keep_checkpoints=plan.keep_checkpoints)
     except KeyboardInterrupt:
         interrupted = True
     return SuiteOutcome(plan, [], attempted, [], interrupted, time.monotonic() - start)

@@ -7,7 +7,8 @@ held-out split, writing into ``out_dir``::
     env.json         versions, device, threads, world size
     metrics.jsonl    one line per epoch: epoch, loss, ce, aux, diversity, lr, time_s, images_per_s, steps,
                      frozen, and ``eval`` (the test metrics) when the epoch was evaluated
-    checkpoint.pt    after every epoch (+ checkpoint.prev.pt), kill-safe, via train/checkpoint.py
+    checkpoint.pt    after every epoch (+ checkpoint.prev.pt), kill-safe, via train/checkpoint.py;
+                     at the end of the run ``keep_checkpoints`` decides what stays (``KEEP_CHECKPOINTS``)
     result.json      written last: status, metrics, metrics_untrained, details, times, params
 
 Why each design choice:
@@ -31,10 +32,8 @@ import contextlib
 import json
 import math
 import os
-import platform
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +45,8 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from strabench.env import allocator_in_use, configure_allocator, git_state
+from strabench.amp import amp_dtype, autocast_factory
+from strabench.env import describe_environment
 from strabench.errors import CheckpointError, ConfigError, NumericalError
 from strabench.io import acquire_lock, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, remove_stale_temps
 from strabench.train import recipes
@@ -109,17 +109,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``--amp`` on ``device`` (None = full precision)."""
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if mode == "fp16" and device.type != "cuda":
-        raise ConfigError("--amp fp16 needs a CUDA device (on CPU use --amp bf16 or off)")
-    return torch.bfloat16 if mode == "bf16" else torch.float16
-
-
 def resolve_num_workers(value: int | str, device: torch.device, world_size: int) -> int:
     """``auto``: 0 on CPU (decoding competes with the model for the same cores), else up to 8 per rank."""
     if value != "auto":
@@ -155,8 +144,6 @@ class Trainer:
         self.cfg = cfg
         self.ctx = ctx or DistContext(device=pick_device(cfg.device))
         self.device = self.ctx.device
-        if self.device.type == "cpu":
-            configure_allocator()
         self.strategy = STRATEGIES[cfg.task]
         self.info = model_info(cfg.model)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
@@ -261,9 +248,7 @@ class Trainer:
         )
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return autocast_factory(self.device, self.amp_dtype)()
 
     # -- freezing (App. B.1: stages 1-4 frozen for the first epochs with pretrained weights)
 
@@ -425,27 +410,10 @@ class Trainer:
 
 
 def _env_info(trainer: Trainer) -> dict[str, Any]:
-    import torchvision
-
-    from strabench import __version__
-
-    dev = trainer.device
-    commit, dirty = git_state()  # at the start: the code this run trains with
+    """env.json: the machine (``strabench.env.describe_environment``, at the start: the code this
+    run trains with) plus how this run uses it."""
     return {
-        "strabench": __version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "allocator": allocator_in_use(dev.type),
+        **describe_environment(str(trainer.device)),
         "world_size": trainer.ctx.world_size,
         "num_workers": trainer.num_workers,
         "amp_dtype": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype else "off",
@@ -469,7 +437,9 @@ def _finished_result(out_dir: Path, chash: str) -> dict[str, Any] | None:
 def _clear_run(out_dir: Path) -> None:
     """--no-resume: forget a previous run in this directory (only the files fit writes)."""
     checkpoint = out_dir / CHECKPOINT_NAME
-    for path in (checkpoint, previous_path(checkpoint), sidecar_path(checkpoint), sidecar_path(previous_path(checkpoint))):
+    best = checkpoint.with_name(BEST_CHECKPOINT_NAME)
+    for path in (checkpoint, previous_path(checkpoint), sidecar_path(checkpoint), sidecar_path(previous_path(checkpoint)),
+                 best, previous_path(best), sidecar_path(best), sidecar_path(previous_path(best))):
         path.unlink(missing_ok=True)
     for name in RUN_FILES:
         (out_dir / name).unlink(missing_ok=True)
@@ -491,6 +461,38 @@ def _rewind_metrics(out_dir: Path, epoch: int, record: dict[str, Any] | None) ->
         atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
 
+#: What stays on disk once a run has finished (while it runs, checkpoint.pt and its previous
+#: copy are kept so a kill can resume): "last" the final epoch's checkpoint.pt, "best" only
+#: checkpoint.best.pt, the evaluated epoch (``eval_every``; the final epoch is always
+#: evaluated) with the highest headline metric -- kept for later use, the reported numbers stay
+#: the final epoch's --, "none" no checkpoint. A ResNet-50 checkpoint (weights, Adam state,
+#: RNG state) is about 212 MB, so "last" halves the disk a finished run needs.
+KEEP_CHECKPOINTS = ("last", "best", "none")
+BEST_CHECKPOINT_NAME = "checkpoint.best.pt"
+
+
+def check_keep_checkpoints(value: str) -> str:
+    if value not in KEEP_CHECKPOINTS:
+        raise ConfigError(f"--keep-checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {value!r}")
+    return value
+
+
+def _remove_checkpoint(path: Path) -> None:
+    for target in (path, sidecar_path(path)):
+        target.unlink(missing_ok=True)
+
+
+def _retain_checkpoints(out_dir: Path, keep: str) -> None:
+    """Apply ``keep`` to a finished run's directory (see ``KEEP_CHECKPOINTS``)."""
+    checkpoint = out_dir / CHECKPOINT_NAME
+    _remove_checkpoint(previous_path(checkpoint))
+    _remove_checkpoint(previous_path(out_dir / BEST_CHECKPOINT_NAME))
+    if keep != "last":
+        _remove_checkpoint(checkpoint)
+    if keep != "best":
+        _remove_checkpoint(out_dir / BEST_CHECKPOINT_NAME)
+
+
 def fit(
     cfg: TrainConfig,
     out_dir: Path | str,
@@ -498,8 +500,12 @@ def fit(
     resume: bool = True,
     progress: ProgressHook | None = None,
     cache_dir: Path | str | None = None,
+    keep_checkpoints: str = "last",
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` (resuming from its checkpoint if ``resume``) and evaluate.
+
+    Once the run has finished, only the checkpoints ``keep_checkpoints`` names stay
+    (``KEEP_CHECKPOINTS``; default: the last one).
 
     Returns the ``result.json`` dict. A finished run with the same config hash is returned
     as is. ``resume=False`` starts over, replacing the run files in ``out_dir``. Raises
@@ -512,6 +518,7 @@ def fit(
     out_dir = Path(out_dir)
     ctx = init_distributed(cfg.device)
     try:
+        check_keep_checkpoints(keep_checkpoints)
         existing = _finished_result(out_dir, chash) if (resume and ctx.is_main) else None
         existing = ctx.broadcast_object(existing)
         if existing is not None:
@@ -521,7 +528,7 @@ def fit(
         if not ctx.is_main:
             hook = None
         try:
-            return _fit(trainer, chash, out_dir, resume, hook)
+            return _fit(trainer, chash, out_dir, resume, hook, keep_checkpoints)
         finally:
             close = getattr(hook, "close", None) if progress is None else None
             if close is not None:
@@ -530,7 +537,7 @@ def fit(
         shutdown_distributed(ctx)
 
 
-def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -> dict[str, Any]:
+def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, keep: str = "last") -> dict[str, Any]:
     cfg, ctx = trainer.cfg, trainer.ctx
     main = ctx.is_main
     if main:
@@ -548,6 +555,8 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -
         untrained: dict[str, Any] | None = None
         final: dict[str, Any] | None = None
         last_record: dict[str, Any] | None = None
+        best: float | None = None  # headline metric of checkpoint.best.pt (keep == "best")
+        headline = (trainer.strategy.headline or (None,))[0]
         if resume and (checkpoint.is_file() or previous_path(checkpoint).is_file()):
             try:
                 state, used, _ = load_latest_good(out_dir, expected_config_hash=chash)
@@ -559,6 +568,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -
             untrained = state.get("untrained")
             final = state.get("final")
             last_record = state.get("record")
+            best = state.get("best_metric")
             trainer.last_good_hint = f"the last good checkpoint is {used} (epoch {start_epoch})"
             if main:
                 _rewind_metrics(out_dir, start_epoch, last_record)
@@ -587,7 +597,14 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -
                     epoch=epoch, train_time_s=train_time, untrained=untrained, final=final, record=record,
                     config=config_to_dict(cfg), config_hash=chash, model_name=cfg.model,
                 )
+                score = (record.get("eval") or {}).get(headline) if keep == "best" else None
+                improved = score is not None and (best is None or score > best)
+                if improved:
+                    best = float(score)
+                state["best_metric"] = best
                 save_checkpoint(checkpoint, state, config_hash=chash)
+                if improved:
+                    save_checkpoint(out_dir / BEST_CHECKPOINT_NAME, state, config_hash=chash)
                 trainer.last_good_hint = f"the last good checkpoint is {checkpoint} (epoch {epoch})"
                 append_jsonl(out_dir / "metrics.jsonl", record)
                 call_hook(hook, "on_epoch_end", epoch, record)
@@ -601,6 +618,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any) -
             call_hook(hook, "on_eval", "final", final["metrics"])
             result = _plain(_result(trainer, chash, out_dir, final, untrained, train_time, last_record))
             atomic_write_json(out_dir / "result.json", result)
+            _retain_checkpoints(out_dir, keep)  # after result.json: a kill before it can still resume
         return ctx.broadcast_object(result)
 
 
@@ -659,8 +677,9 @@ def _result(
 # --- evaluating a saved checkpoint ----------------------------------------------------------------
 
 
-def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
-    """(state_dict, the training config if the file is a strabench checkpoint, other info)."""
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
+    """(state_dict, the training config if the file is a strabench checkpoint, other info): how
+    ``eval`` and ``viz`` read saved weights (a checksum failure of our checkpoint never falls back)."""
     from strabench.models.pretrained import read_state_dict
     from strabench.train.checkpoint import CorruptCheckpointError
 
@@ -679,7 +698,8 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] |
     return weights, saved, {"epoch": state.get("epoch"), "config_hash": state.get("config_hash")}
 
 
-def _load_strict(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+def load_weights_strict(model: nn.Module, weights: dict[str, torch.Tensor], path: Path, name: str | None = None) -> None:
+    """Every tensor must fit, the classifier included (build the model with the file's class count)."""
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]
@@ -687,7 +707,7 @@ def _load_strict(model: nn.Module, weights: dict[str, torch.Tensor], path: Path)
     if missing or unexpected or mismatched:
         first = (missing or unexpected or mismatched)[0]
         raise CheckpointError(
-            f"{path} does not fit {type(model).__name__}: {len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{path} does not fit {name or type(model).__name__}: {len(missing)} missing, {len(unexpected)} unexpected, "
             f"{len(mismatched)} mismatched tensors (first: {first}); checkpoint of another model?"
         )
     model.load_state_dict(weights)
@@ -704,7 +724,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
     from strabench.registry import create_model, model_info
 
     path = Path(checkpoint_path)
-    weights, saved, info = _read_weights(path)
+    weights, saved, info = read_weights(path)
     if saved is not None:
         if saved.get("model") != cfg.model:
             raise CheckpointError(f"{path} is a checkpoint of model {saved.get('model')!r}, not {cfg.model!r}")
@@ -734,12 +754,11 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
         kwargs["input_size"] = tuple(cfg.input_size)
     model = create_model(cfg.model, task=cfg.task, num_classes=num_classes, **kwargs)
     model.check_input((2, model_info(cfg.model).default_input[0], *cfg.input_size))
-    _load_strict(model, weights, path)
+    load_weights_strict(model, weights, path)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    dtype = amp_dtype(cfg.amp, device)
-    autocast: Callable[[], Any] = (lambda: torch.autocast(device_type=device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+    autocast = autocast_factory(device, amp_dtype(cfg.amp, device))
     predictor = Predictor(device=device, batch_size=cfg.eval_batch_size, num_workers=resolve_num_workers(cfg.num_workers, device, 1),
                           autocast=autocast, channels_last=cfg.channels_last)
     started = time.perf_counter()

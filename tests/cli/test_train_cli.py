@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from typer.testing import CliRunner
@@ -152,26 +151,6 @@ def test_default_out_dir_names_model_task_seed_and_hash(monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     expected = f"fer_resnet_stra-fer-s3-{config_hash(resolve(TrainConfig('fer_resnet_stra', seed=3, profile='quick')))}"
     assert str(seen["out"]) == f"runs/{expected}"
-
-
-@pytest.mark.parametrize("load, expected", [(0.2, None), (1.5, "PASSIVE")])
-def test_openmp_threads_sleep_only_on_a_busy_machine(monkeypatch, load, expected):
-    from strabench.env import calm_threads
-
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.setattr("os.getloadavg", lambda: (load, load, load))
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
-    calm_threads()
-    assert os.environ.get("OMP_WAIT_POLICY") == expected
-
-
-def test_openmp_wait_policy_of_the_user_wins(monkeypatch):
-    from strabench.env import calm_threads
-
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    monkeypatch.setattr("os.getloadavg", lambda: (9.0, 9.0, 9.0))
-    calm_threads()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 REID_TINY = [

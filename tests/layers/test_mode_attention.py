@@ -1,74 +1,30 @@
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
+import paper_reference
 from strabench.errors import ShapeError
 from strabench.layers.mode_attention import ModeAttention, diversity_loss
 
 
-def reference_mode_attention(block: ModeAttention, x: torch.Tensor) -> torch.Tensor:
-    """Eq. 1/3 + appendix A written pixel by pixel and mode by mode (slow, obviously correct)."""
-    b, c, h, w = x.shape
-    g = block.groups
-    cg = c // g
-    masks = block.masks(x)  # (B, G, H, W), tested separately below
-    out = torch.zeros_like(x)
-    for n in range(b):
-        z = [sum(masks[n, k, i, j] * x[n, k * cg:(k + 1) * cg, i, j] for i in range(h) for j in range(w)) for k in range(g)]
-        inner = torch.stack([torch.stack([torch.stack([z[k] @ x[n, k * cg:(k + 1) * cg, i, j] for j in range(w)]) for i in range(h)]) for k in range(g)])
-        out_n = x[n].clone()
-        bn_inputs = inner  # (G, H, W); BN is per mode
-        r = torch.sigmoid(_bn_eval(block.gate1_bn, bn_inputs))
-        for k in range(g):
-            out_n[k * cg:(k + 1) * cg] = x[n, k * cg:(k + 1) * cg] + r[k] * z[k][:, None, None]
-        if block.interaction:
-            zs = torch.stack(z)
-            s = zs @ zs.T
-            s = s / s.norm(dim=1, keepdim=True)
-            p = torch.softmax(math.sqrt(g) * s, dim=1)
-            z2 = p @ zs
-            inner2 = torch.stack([torch.einsum("c,chw->hw", z2[k], out_n[k * cg:(k + 1) * cg]) for k in range(g)])
-            s_gate = torch.sigmoid(_bn_eval(block.gate2_bn, inner2))
-            y = out_n.clone()
-            for k in range(g):
-                y[k * cg:(k + 1) * cg] = out_n[k * cg:(k + 1) * cg] + s_gate[k] * z2[k][:, None, None]
-            out_n = y
-        out[n] = out_n
-    return out
-
-
-def _bn_eval(bn: torch.nn.BatchNorm2d, t: torch.Tensor) -> torch.Tensor:
-    shape = (-1, 1, 1)
-    return (t - bn.running_mean.view(shape)) / torch.sqrt(bn.running_var.view(shape) + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
-
-
-def _randomise_bn(module: torch.nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-
-
 @pytest.mark.parametrize("interaction", [True, False])
-@pytest.mark.parametrize("channels,groups,hw", [(16, 4, (3, 5)), (24, 8, (4, 2)), (32, 8, (1, 1))])
-def test_matches_reference_outputs_and_gradients(interaction, channels, groups, hw):
+@pytest.mark.parametrize("channels,groups,hw", [(16, 4, (3, 5)), (24, 8, (4, 2)), (32, 8, (1, 1)), (24, 3, (5, 1))])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_matches_reference_outputs_and_gradients(interaction, channels, groups, hw, training):
     torch.manual_seed(1)
-    block = ModeAttention(channels, groups=groups, interaction=interaction).double().eval()
-    _randomise_bn(block)
-    x = torch.randn(2, channels, *hw, dtype=torch.float64, requires_grad=True)
+    block = ModeAttention(channels, groups=groups, interaction=interaction).double().train(training)
+    paper_reference.set_random_batch_norm(block, 1)
+    x = torch.randn(3, channels, *hw, dtype=torch.float64, requires_grad=True)
+    slow, masks, _ = paper_reference.mode_attention(block, x, training=training)
     fast = block(x)
-    slow = reference_mode_attention(block, x)
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(block.masks(x), masks, atol=1e-10, rtol=1e-8)
+    torch.testing.assert_close(fast, slow, atol=1e-9, rtol=1e-7)
     weight = torch.randn_like(fast)
     grads_fast = torch.autograd.grad((fast * weight).sum(), [x, *block.parameters()])
     grads_slow = torch.autograd.grad((slow * weight).sum(), [x, *block.parameters()], allow_unused=True)
     for gf, gs in zip(grads_fast, grads_slow):
-        torch.testing.assert_close(gf, torch.zeros_like(gf) if gs is None else gs, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(gf, torch.zeros_like(gf) if gs is None else gs, atol=1e-8, rtol=1e-6)
 
 
 def test_masks_are_spatial_softmaxes():

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import pytest
 import torch
+
+import paper_reference
 
 from strabench.layers.non_local import NonLocal
 from strabench.layers.se import SqueezeExcite
@@ -15,22 +18,26 @@ def test_se_matches_formula():
     torch.testing.assert_close(block(x), x * gate[:, :, None, None])
 
 
-def test_non_local_is_identity_at_init_then_matches_reference():
+def test_non_local_is_identity_at_init() -> None:
     block = NonLocal(16).double().eval()
     x = torch.randn(2, 16, 6, 5, dtype=torch.float64)
-    torch.testing.assert_close(block(x), x)  # BN gamma = 0
-    torch.nn.init.ones_(block.bn.weight)
-    b, c, h, w = x.shape
-    theta = block.theta(x).flatten(2)  # (B, C/2, HW)
-    phi = torch.nn.functional.max_pool2d(block.phi(x), 2, ceil_mode=True).flatten(2)
-    g = torch.nn.functional.max_pool2d(block.g(x), 2, ceil_mode=True).flatten(2)
-    expected = torch.empty(b, c // 2, h * w, dtype=x.dtype)
-    for n in range(b):
-        for i in range(h * w):
-            weights = torch.softmax(torch.stack([theta[n, :, i] @ phi[n, :, j] for j in range(phi.shape[-1])]), 0)
-            expected[n, :, i] = sum(weights[j] * g[n, :, j] for j in range(phi.shape[-1]))
-    ref = x + block.bn(block.out(expected.view(b, c // 2, h, w)))
-    torch.testing.assert_close(block(x), ref)
+    torch.testing.assert_close(block(x), x)  # W's BN starts at gamma = 0, beta = 0
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("hw", [(6, 4), (5, 7), (1, 3)])  # odd sizes: the last pooling window is partial
+def test_non_local_matches_the_equations(training: bool, hw: tuple[int, int]) -> None:
+    torch.manual_seed(7)
+    block = NonLocal(16).double().train(training)
+    paper_reference.set_random_batch_norm(block, 7)
+    x = torch.randn(3, 16, *hw, dtype=torch.float64, requires_grad=True)
+    got, expected = block(x), paper_reference.non_local(block, x, training=training)
+    torch.testing.assert_close(got, expected, atol=1e-9, rtol=1e-7)
+    weight = torch.randn_like(got)
+    params = list(block.parameters())
+    for a, b in zip(torch.autograd.grad((got * weight).sum(), [x, *params]),
+                    torch.autograd.grad((expected * weight).sum(), [x, *params], allow_unused=True)):
+        torch.testing.assert_close(a, torch.zeros_like(a) if b is None else b, atol=1e-8, rtol=1e-6)
 
 
 def test_non_local_gradients_reach_every_parameter():

@@ -22,7 +22,7 @@ from strabench.measure.latency import (
     make_step,
     peak_step_memory,
     schedule,
-    training_loss,
+    timed_step_loss,
 )
 from strabench.measure.report import build_for_input
 
@@ -135,12 +135,12 @@ def stra_model():
     return build_for_input("mobilenetv2_100_stra", (64, 32))
 
 
-def test_training_loss_is_cross_entropy_plus_diversity_and_diversity_has_gradients(stra_model):
+def test_timed_step_loss_is_cross_entropy_plus_diversity_and_diversity_has_gradients(stra_model):
     model = copy.deepcopy(stra_model).double().train()  # fp64: gradients add up exactly enough to compare
     x, y = torch.randn(2, 3, 64, 32, dtype=torch.float64), torch.tensor([1, 5])
     out = model(x)
     assert set(out.aux_losses) == {"diversity"}
-    loss = training_loss(out, y)
+    loss = timed_step_loss(out, y)
     ce = F.cross_entropy(out.logits, y)
     assert loss.item() == pytest.approx(ce.item() + out.aux_losses["diversity"].item(), rel=1e-12)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -181,8 +181,18 @@ def test_infer_step_leaves_parameters_alone(stra_model):
 
 
 def test_bf16_autocast_step_runs_on_cpu(stra_model):
+    """The timed step really runs under bf16 autocast (the convolutions compute in bf16), and
+    the same step without --amp in float32."""
     model = stra_model.eval()
-    make_step(model, torch.randn(2, 3, 64, 32), mode="infer", amp="bf16")()
+    seen: list[torch.dtype] = []
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = first_conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    try:
+        make_step(model, torch.randn(2, 3, 64, 32), mode="infer", amp="bf16")()
+        make_step(model, torch.randn(2, 3, 64, 32), mode="infer")()
+    finally:
+        handle.remove()
+    assert seen == [torch.bfloat16, torch.float32]
 
 
 # --- memory ---------------------------------------------------------------------------------------
@@ -239,7 +249,10 @@ def test_benchmark_models_interleaves_baseline_once_and_restores_threads():
     assert cand["ratio_to_baseline"] == pytest.approx(statistics.median(cand["ratio_rounds"]))
     assert base["samples"] > cand["samples"]  # B c B | c B: 3 baseline measurements, 2 candidate ones
     assert all(r["threads"] == 1 for r in rows)
-    assert all(r["allocator"] for r in rows)  # what the CPU allocator did is part of the record
+    from strabench.env import process_settings
+
+    settings = process_settings("cpu")  # what the CPU allocator and OpenMP threads did is part of the record
+    assert all((r["allocator"], r["omp_wait_policy"]) == (settings["allocator"], settings["omp_wait_policy"]) for r in rows)
     assert torch.get_num_threads() == 2
 
 

@@ -188,17 +188,9 @@ OPTION_CASES = [
 ]
 
 
-# Cases that fail today (id -> reason); strict, so a fix turns them into XPASS failures and the
-# entry must then be removed. Empty: issue #7 fixed the last ones.
-KNOWN_FAILURES: dict[str, str] = {}
-
-
 def _params(cases: list[tuple]) -> list:
-    return [
-        pytest.param(*case[1:], id=case[0], marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[case[0]])])
-        if case[0] in KNOWN_FAILURES else pytest.param(*case[1:], id=case[0])
-        for case in cases
-    ]
+    """pytest params named by each case's first element."""
+    return [pytest.param(*case[1:], id=case[0]) for case in cases]
 
 
 def _invoke_and_check(argv: list[str], expected: list[str], ws: Path, *, strict: bool = False) -> None:

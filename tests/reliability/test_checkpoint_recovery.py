@@ -36,12 +36,20 @@ def train_argv(out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 2-epoch run: checkpoint.pt (epoch 2), checkpoint.prev.pt (epoch 1), result.json."""
+    """A finished 2-epoch run: checkpoint.pt (epoch 2), checkpoint.prev.pt (epoch 1), result.json.
+
+    Both checkpoints are what a run holds while it is in progress; a finished one keeps only
+    the last (--keep-checkpoints), so the fixture skips that final clean-up, as a kill between
+    result.json and the clean-up would."""
     import torch
+
+    from strabench.train import engine
 
     torch.set_num_threads(1)  # the same as every test below, so resumed numbers can be exact
     out = tmp_path_factory.mktemp("trained") / "run"
-    result = invoke(train_argv(out))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "_retain_checkpoints", lambda out_dir, keep: None)
+        result = invoke(train_argv(out))
     no_exception(result)
     assert result.exit_code == 0, result.stderr
     return out
@@ -140,14 +148,20 @@ def test_config_hash_mismatch_is_not_treated_as_corruption(trained: Path) -> Non
 
 
 @pytest.mark.slow
-def test_suite_run_resumes_from_previous_checkpoint_when_latest_is_truncated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_suite_run_resumes_from_previous_checkpoint_when_latest_is_truncated(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The same fallback through `strabench run`: the run is resumed, not redone or failed."""
     import torch
+
+    from strabench.train import engine
 
     torch.set_num_threads(1)
     suite = write_suite(tmp_path, variants=(("mnv2", MODEL, ""),))
     out = tmp_path / "results"
-    first = invoke(["run", suite, "--out", out])
+    with monkeypatch.context() as patch:  # both checkpoints, as while a run is in progress
+        patch.setattr(engine, "_retain_checkpoints", lambda out_dir, keep: None)
+        first = invoke(["run", suite, "--out", out])
     no_exception(first)
     assert first.exit_code == 0, first.stdout
     reference = read_csv(out / "tiny" / "results.csv")

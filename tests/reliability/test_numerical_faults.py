@@ -93,7 +93,7 @@ def test_report_shows_the_diverged_variant_as_failed_not_a_number(diverged_suite
     good = next(line for line in text.splitlines() if line.startswith("|") and "| mnv2 " in line)
     assert re.search(r"\d", good)
 
-    as_json = invoke(["report", suite_dir, "--format", "json"])
+    as_json = invoke(["report", suite_dir, "--json"])
     no_exception(as_json)
     records = {r["variant"]: r for r in json.loads(as_json.stdout)}
     assert records["diverges"]["failed"] == 1

@@ -85,3 +85,51 @@ def test_viz_errors_are_one_line(tmp_path: Path, image: Path) -> None:
     assert wrong_model.exit_code == 2 and "does not fit fer_resnet_stra" in wrong_model.output
     no_image = runner.invoke(app, ["viz", "fer_resnet_stra", "--checkpoint", str(weights), "--image", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "o")])
     assert no_image.exit_code == 2 and "image not found" in no_image.output
+
+
+def test_viz_builds_the_model_as_the_checkpoint_was_trained(tmp_path: Path, image: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Input size and model settings come from the checkpoint's config; every tensor, the
+    classifier included, loads strictly, so nothing is reported missing or unexpected."""
+    from strabench.report.attention_maps import load_model
+    from strabench.train.checkpoint import save_checkpoint
+
+    overrides = {"layers": [1, 1, 1, 1], "feature_dim": 32}
+    trained = create_model("resnet50_stra", num_classes=7, layers=(1, 1, 1, 1), feature_dim=32)
+    config = {"model": "resnet50_stra", "task": "reid", "input_size": [64, 32], "model_overrides": overrides}
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"model": trained.state_dict(), "epoch": 1, "config": config}, config_hash="0" * 12)
+    with caplog.at_level("WARNING"):
+        model, task, size = load_model("resnet50_stra", path)
+    assert (task, size) == ("reid", (64, 32)) and not caplog.records
+    assert len(model.layer4) == 1 and model.classifier.out_features == 7
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, trained.state_dict()[name])
+    assert load_model("resnet50_stra", path, (128, 64))[2] == (128, 64)  # --input still wins
+    out = tmp_path / "viz"
+    result = CliRunner().invoke(app, ["viz", "resnet50_stra", "--checkpoint", str(path), "--image", str(image), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [Path(p).name for p in __import__("json").loads(result.stdout)] == ["resnet50_stra.layer4.0.conv2.png"]
+    with Image.open(out / "resnet50_stra.layer4.0.conv2.png") as png:
+        assert png.width > png.height  # one panel per group plus colour bars, drawn at 64x32
+
+
+def test_one_colour_scale_per_row(monkeypatch: pytest.MonkeyPatch, image: Path) -> None:
+    """Every panel of a row is drawn with the same limits (0 to the row's maximum), and each row has a colour bar."""
+    from matplotlib.figure import Figure
+
+    from strabench.report import attention_maps
+
+    seen: list[tuple] = []
+    original = Figure.colorbar
+
+    def spy(self, mappable, *args, **kwargs):
+        seen.append(tuple(float(v) for v in mappable.get_clim()))
+        return original(self, mappable, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "colorbar", spy)
+    masks = np.random.default_rng(0).dirichlet(np.ones(8), size=4).T.reshape(4, 4, 2).astype(np.float32)  # 4 groups
+    local = np.abs(np.random.default_rng(1).normal(size=(4, 4, 2))).astype(np.float32) * 10
+    picture = Image.open(image).convert("RGB").resize((32, 64))
+    png = attention_maps.draw_block(attention_maps.BlockMaps("b", masks=masks, local=local), picture, "t")
+    assert png.startswith(PNG)
+    assert seen == [(0.0, pytest.approx(float(local.max()))), (0.0, pytest.approx(float(masks.max())))]

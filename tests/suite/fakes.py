@@ -65,7 +65,7 @@ class FakeEngine:
         bonus = 5.0 if "stra" in config.model else 0.0
         return {"mAP": 50.0 + 10.0 * config.seed + bonus, "rank1": 70.0 + 10.0 * config.seed + bonus}
 
-    def __call__(self, config: Any, out_dir: Path, *, resume: bool, progress: Any) -> dict[str, Any]:
+    def __call__(self, config: Any, out_dir: Path, *, resume: bool, progress: Any, keep_checkpoints: str = "last") -> dict[str, Any]:
         out_dir = Path(out_dir)
         checkpoint = out_dir / "checkpoint.pt"
         self.calls.append({"run": out_dir.name, "resume": resume, "had_checkpoint": checkpoint.is_file()})

@@ -304,7 +304,7 @@ def test_torchrun_worker_only_joins_training(tmp_path: Path, engine: FakeEngine,
     monkeypatch.setenv("RANK", "1")
     plan = plan_runs(load_suite(write_suite(tmp_path)), tmp_path / "r")
     worker_calls: list[str] = []
-    monkeypatch.setattr(runner, "_fit", lambda config, out_dir, *, resume, progress: worker_calls.append((Path(out_dir).name, resume, progress)))
+    monkeypatch.setattr(runner, "_fit", lambda config, out_dir, *, resume, progress, keep_checkpoints="last": worker_calls.append((Path(out_dir).name, resume, progress)))
     outcome = run_suite(plan)
     assert worker_calls == [(r.run_id, True, None) for r in plan.runs], "same runs, same order, no progress view"
     assert not (tmp_path / "r").exists(), "rank > 0 writes nothing (no lock, no csv)"
@@ -324,7 +324,7 @@ def test_torchrun_worker_skips_complexity_only_runs(tmp_path: Path, monkeypatch:
 
 
 def test_run_dir_locked_by_another_process_is_left_alone(tmp_path: Path, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    def busy(config, out_dir, *, resume, progress):
+    def busy(config, out_dir, *, resume, progress, keep_checkpoints="last"):
         raise LockError(f"{out_dir} is locked by pid 1 on this host")
 
     monkeypatch.setattr(runner, "_fit", busy)

@@ -65,12 +65,13 @@ def test_tiny_train_and_eval_per_task(task, tiny_config, tmp_path):
     assert config_hash(config_from_toml((tmp_path / "config.toml").read_text())) == result["config_hash"]
     env = json.loads((tmp_path / "env.json").read_text())
     assert env["device"] == "cpu" and env["world_size"] == 1
-    from strabench.env import configure_allocator, git_state
+    from strabench.env import git_state, process_settings
 
-    assert env["allocator"] == configure_allocator()  # what the run trained under, from its start
+    settings = process_settings("cpu")  # what the run trained under, from its start
+    assert (env["allocator"], env["omp_wait_policy"]) == (settings["allocator"], settings["omp_wait_policy"])
     assert (env["git_commit"], env["git_dirty"]) == git_state()
     state = load_checkpoint(tmp_path / "checkpoint.pt", expected_config_hash=result["config_hash"])
-    assert state["epoch"] == 2 and (tmp_path / "checkpoint.prev.pt").is_file()
+    assert state["epoch"] == 2 and not (tmp_path / "checkpoint.prev.pt").exists()  # a finished run keeps the last only
     if task == "fer":
         cm = result["details"]["confusion_matrix"]["test"]
         assert len(cm) == 7 and sum(map(sum, cm)) == 7  # the PrivateTest rows, not the training set
@@ -239,3 +240,34 @@ def test_fp16_needs_cuda(tiny_config, tmp_path):
         pytest.skip("CUDA is available here")
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         fit(tiny_config("fer", amp="fp16"), tmp_path)
+
+
+@pytest.mark.parametrize("keep, kept", [("last", {"checkpoint.pt"}), ("best", {"checkpoint.best.pt"}), ("none", set())])
+def test_finished_run_keeps_the_checkpoints_asked_for(tiny_config, tmp_path, keep, kept):
+    """While a run is in progress it keeps checkpoint.pt and checkpoint.prev.pt (resume after a
+    kill); once finished, --keep-checkpoints decides. "best" is the evaluated epoch with the
+    highest headline metric; the reported result stays the final epoch's."""
+    from strabench.io import read_jsonl
+    from strabench.train.checkpoint import load_checkpoint
+
+    seen: list[set[str]] = []
+
+    class Watch:
+        def on_epoch_end(self, epoch, record):
+            seen.append({p.name for p in tmp_path.glob("checkpoint*.pt")})
+
+    result = fit(tiny_config("fer", epochs=3, eval_every=1), tmp_path, progress=Watch(), keep_checkpoints=keep)
+    assert seen[-1] >= {"checkpoint.pt", "checkpoint.prev.pt"}  # mid-run: resumable
+    assert {p.name for p in tmp_path.glob("checkpoint*.pt")} == kept
+    assert not [p.name for p in tmp_path.glob("*.sha256") if p.name.removesuffix(".sha256") not in kept]
+    records = read_jsonl(tmp_path / "metrics.jsonl").records
+    assert result["metrics"] == records[-1]["eval"]
+    if keep == "best":
+        scores = [r["eval"]["val_acc"] for r in records]  # FER picks on its validation split
+        best_epoch = scores.index(max(scores)) + 1
+        assert load_checkpoint(tmp_path / "checkpoint.best.pt", expected_config_hash=result["config_hash"])["epoch"] == best_epoch
+
+
+def test_keep_checkpoints_is_checked(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="--keep-checkpoints"):
+        fit(tiny_config("fer"), tmp_path, keep_checkpoints="all")
