@@ -46,6 +46,7 @@ __all__ = [
     "remove_stale_temps",
     "replace_file",
     "sha256_file",
+    "write_error",
     "write_temp_sibling",
 ]
 
@@ -62,7 +63,7 @@ _LOCK_TEMP = re.compile(r"\.lock\.\d+\.[0-9a-f]{8}\.tmp")
 STALE_TEMP_AGE_S = 60.0
 
 
-def _write_error(action: str, path: PathLike, err: OSError) -> WriteError:
+def write_error(action: str, path: PathLike, err: OSError) -> WriteError:
     """A one-line ``WriteError`` ("cannot write PATH: disk full") keeping ``err``'s errno/filename."""
     error = WriteError(f"cannot {action} {os.fspath(path)}: {describe_os_error(err)}")
     error.errno, error.strerror, error.filename = err.errno, err.strerror, err.filename
@@ -75,7 +76,7 @@ def ensure_directory(path: PathLike) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise _write_error("create directory", directory, err) from err
+        raise write_error("create directory", directory, err) from err
     return directory
 
 
@@ -125,13 +126,55 @@ def write_temp_sibling(path: PathLike, write: Callable[[IO[bytes]], None]) -> Pa
             continue
     try:
         with os.fdopen(fd, "wb") as handle:
-            write(handle)
+            guarded = _RecordingWriter(handle)
+            try:
+                write(guarded)  # type: ignore[arg-type]
+            except OSError:
+                raise
+            except Exception as exc:
+                if guarded.error is None:
+                    raise
+                # torch.save (a C++ writer) turns the OSError of a full disk into
+                # RuntimeError("unexpected pos ..."): report what the disk said
+                raise guarded.error from exc
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:
         _remove_quietly(tmp)
         raise
     return tmp
+
+
+class _RecordingWriter:
+    """A binary file handle that remembers the first OSError its ``write`` raised.
+
+    Writers that call ``write`` from C++ (``torch.save``'s zip writer) replace that error by
+    their own RuntimeError; with the original kept, ``write_temp_sibling`` can still say "no
+    space left on device" and the caller's one-line ``WriteError`` names the real cause.
+    """
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as err:
+            if self.error is None:
+                self.error = err
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._handle.flush()
+        except OSError as err:
+            if self.error is None:
+                self.error = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # tell, seek, fileno, ... as the real handle
+        return getattr(self._handle, name)
 
 
 def replace_file(tmp: PathLike, path: PathLike) -> None:
@@ -158,7 +201,7 @@ def atomic_write_stream(path: PathLike, write: Callable[[IO[bytes]], None]) -> N
     except WriteError:
         raise
     except OSError as err:
-        raise _write_error("write", path, err) from err
+        raise write_error("write", path, err) from err
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
@@ -219,7 +262,7 @@ def append_jsonl(path: PathLike, obj: Any) -> None:
         finally:
             os.close(fd)
     except OSError as err:
-        raise _write_error("append to", path, err) from err
+        raise write_error("append to", path, err) from err
 
 
 class JsonlContents(NamedTuple):
@@ -472,7 +515,7 @@ class FileLock:
                         )
                 fsync_dir(self.directory)
         except OSError as err:
-            raise _write_error("create lock file", self.path, err) from err
+            raise write_error("create lock file", self.path, err) from err
         self._content = content
         self._start_heartbeat()
         return self

@@ -156,6 +156,11 @@ def create_model(
         model = info.builder(**kwargs)
     except TypeError as exc:  # an override the builder does not take
         raise ConfigError(f"model {name!r}: {exc}") from None
+    except (ValueError, OverflowError, RuntimeError) as exc:
+        if not overrides:  # the model's own defaults fail: a bug, keep its traceback
+            raise
+        # a block refusing a setting (groups=7 for 64 channels, a negative width, 10**30)
+        raise ConfigError(f"model {name!r} rejects the settings {overrides}: {' '.join(str(exc).split())}") from None
     if replace:
         from strabench.models.replace import apply_replacements
 
@@ -176,6 +181,10 @@ def _create_external(
         model = builder(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"model {info.name!r}: {exc}") from None
+    except (ValueError, OverflowError, RuntimeError) as exc:
+        if not kwargs:
+            raise
+        raise ConfigError(f"model {info.name!r} rejects the settings {kwargs}: {' '.join(str(exc).split())}") from None
     shape = None
     if replace or num_classes is not None:
         h, w = info.input_size(size) if size is not None or info.default_input[1] is not None else (64, 64)

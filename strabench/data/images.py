@@ -50,3 +50,29 @@ def verify_images(sources: Iterable[Path]) -> None:
     """Decode every image once so a corrupt file fails at load time, not mid-training."""
     for path in sources:
         open_image(path)
+
+
+#: How many images per split a plan decodes (``decode_sample``): first, last, evenly spaced.
+DECODE_SAMPLE = 32
+
+
+def decode_sample(sources: Iterable[Path], limit: int = DECODE_SAMPLE) -> None:
+    """Decode at most ``limit`` of ``sources`` (the first, the last and evenly spaced ones) and
+    check every one is a non-empty file: a plan-time check of a folder whose images do not
+    decode that takes the same time for 100 images as for 30 000 (a ``stat`` per file, ``limit``
+    decodes). A corrupt image outside the sample is found when a run reads it."""
+    paths = list(sources)
+    for path in paths:
+        try:
+            empty = path.stat().st_size == 0
+        except FileNotFoundError:
+            raise DataError(f"{path}: image file not found") from None
+        if empty:
+            raise DataError(f"{path}: unreadable or corrupt image (empty file)")
+    if len(paths) <= limit:
+        chosen = paths
+    else:
+        step = (len(paths) - 1) / (limit - 1)
+        chosen = [paths[round(i * step)] for i in range(limit)]
+    for path in chosen:
+        open_image(path)

@@ -33,6 +33,7 @@ import operator
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,9 +45,12 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from strabench.data.fer2013 import CLASS_NAMES as EXPRESSION_NAMES
 from strabench.data.fer2013 import SIDE as FER_SIZE  # fixed by the format: 2304 pixels per row
-from strabench.errors import ConfigError, DataError
+from strabench.errors import ConfigError, DataError, WriteError
+from strabench.io import write_error
 
 MANIFEST_NAME = "manifest.json"
+#: A generation folder untouched this long has no live writer (see ``remove_stale_generations``).
+STALE_GENERATION_AGE_S = 60.0
 NUM_CAMERAS = 6  # Market-1501 has six cameras, named c1..c6
 
 Colour = tuple[int, int, int]
@@ -103,6 +107,12 @@ class ReIDSizes:
         if self.num_train_ids + self.num_test_ids > 1501:
             raise ConfigError("dataset sizes num_train_ids + num_test_ids must be <= 1501 (Market-1501 pids)")
 
+    def footprint(self) -> tuple[int, int, int]:
+        """(images, pixels per image, channels): what generating and reading the set costs."""
+        test = self.num_test_ids * (self.query_cams_per_id + self.gallery_images_per_id)
+        images = self.num_train_ids * self.train_images_per_id + test + self.num_distractors + self.num_junk
+        return images, self.height * self.width, 3
+
 
 @dataclass(frozen=True)
 class FaceSizes:
@@ -112,7 +122,7 @@ class FaceSizes:
     images_per_train_id: int = 10
     num_test_ids: int = 40
     images_per_test_id: int = 4
-    num_folds: int = 10
+    num_folds: int = 10  # >= 2: each fold's threshold is chosen on the other folds
     pairs_per_fold: int = 10  # matched pairs per fold; as many mismatched again
     size: int = 112
 
@@ -120,7 +130,7 @@ class FaceSizes:
         _check_ints(
             self,
             {"num_train_ids": 2, "images_per_train_id": 1, "num_test_ids": 2,
-             "images_per_test_id": 2, "num_folds": 1, "pairs_per_fold": 1, "size": 32},
+             "images_per_test_id": 2, "num_folds": 2, "pairs_per_fold": 1, "size": 32},
         )
         if self.num_test_ids < 2 * self.num_folds:
             raise ConfigError(
@@ -137,6 +147,11 @@ class FaceSizes:
                 f"{smallest_fold} people x {n} images can give ({min(matched, mismatched)})"
             )
 
+    def footprint(self) -> tuple[int, int, int]:
+        """(images, pixels per image, channels): what generating and reading the set costs."""
+        images = self.num_train_ids * self.images_per_train_id + self.num_test_ids * self.images_per_test_id
+        return images, self.size * self.size, 3
+
 
 @dataclass(frozen=True)
 class ExpressionSizes:
@@ -149,13 +164,36 @@ class ExpressionSizes:
     def __post_init__(self) -> None:
         _check_ints(self, {"num_train": 7, "num_public_test": 7, "num_private_test": 7})
 
+    def footprint(self) -> tuple[int, int, int]:
+        """(images, pixels per image, channels): what generating and reading the set costs."""
+        return self.num_train + self.num_public_test + self.num_private_test, FER_SIZE * FER_SIZE, 1
+
+
+#: The most decoded pixel bytes (images x H x W x channels, uint8) one synthetic dataset may
+#: hold: generating more would take hours and more memory or disk than a benchmark box has.
+MAX_SYNTHETIC_BYTES = 16 * 2**30
+
 
 def _resolve_sizes(cls: type, name: str, sizes: Mapping[str, Any]) -> Any:
+    """The sizes dataclass, refused (ConfigError) beyond what a machine could generate and read:
+    one image over PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, which every later
+    read would refuse) or more than ``MAX_SYNTHETIC_BYTES`` of decoded pixels in all."""
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(sizes) - set(valid))
     if unknown:
         raise ConfigError(f"unknown size {unknown[0]!r} for dataset {name}; valid: {', '.join(valid)}")
-    return cls(**sizes)
+    resolved = cls(**sizes)
+    images, pixels, channels = resolved.footprint()
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and pixels > limit:
+        raise ConfigError(f"dataset {name}: one image would have {pixels:.3g} pixels, more than PIL reads ({limit})")
+    total = images * pixels * channels
+    if total > MAX_SYNTHETIC_BYTES:
+        raise ConfigError(
+            f"dataset {name}: {images:.3g} images of {pixels:.3g} pixels would be {total / 2**30:.3g} GiB "
+            f"of pixels, more than the {MAX_SYNTHETIC_BYTES // 2**30} GiB a synthetic set may hold"
+        )
+    return resolved
 
 
 # --------------------------------------------------------------------------- drawing kit
@@ -915,6 +953,59 @@ def _install(tmp: Path, final: Path, expected: Mapping[str, Any]) -> None:
     raise DataError(f"{final}: could not install the generated dataset ({error})")
 
 
+def _newest_mtime(folder: Path) -> float:
+    """The latest change in ``folder`` or its direct entries: a live generator writes a file
+    every few milliseconds, which touches the file or its sub-folder."""
+    newest = folder.stat().st_mtime
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
+            except FileNotFoundError:
+                continue
+    return newest
+
+
+def remove_stale_generations(base: Path, *, min_age_s: float = STALE_GENERATION_AGE_S) -> list[Path]:
+    """Delete the half-written datasets that killed generations left in the cache ``base``.
+
+    A kill during generation leaves its ``.tmp-<dataset>-*`` folder (never a folder that looks
+    complete: see ``ensure_dataset``), and an interrupted install its ``.stale-*`` one; nothing
+    else removes them. Only those names are touched, and only once nothing in them changed for
+    ``min_age_s`` (a live generator, maybe another process, writes far more often). Returns the
+    folders removed.
+    """
+    removed: list[Path] = []
+    if not base.is_dir():
+        return removed
+    cutoff = time.time() - min_age_s
+    for folder in base.iterdir():
+        if not folder.name.startswith((".tmp-", ".stale-")) or not folder.is_dir() or folder.is_symlink():
+            continue
+        try:
+            if _newest_mtime(folder) > cutoff:
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def dataset_folder(name: str, *, seed: int = 0, cache_dir: Path | str | None = None, **sizes: Any) -> Path:
+    """Where ``ensure_dataset`` keeps this dataset: ``<cache>/<name>-<hash of version, seed, sizes>``."""
+    gen = _generator(name)
+    expected = _expected_manifest(name, gen, int(seed), _resolve_sizes(gen.sizes, name, sizes))
+    key = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_root(cache_dir) / f"{name}-{key}"
+
+
+def is_cached(name: str, folder: Path, *, seed: int = 0, **sizes: Any) -> bool:
+    """Whether ``folder`` (see ``dataset_folder``) holds the finished dataset: nothing to generate."""
+    gen = _generator(name)
+    return _is_complete(folder, _expected_manifest(name, gen, int(seed), _resolve_sizes(gen.sizes, name, sizes)))
+
+
 def ensure_dataset(name: str, *, seed: int = 0, cache_dir: Path | str | None = None, **sizes: int) -> Path:
     """Return the path of synthetic dataset ``name`` in the cache, generating it if needed.
 
@@ -927,10 +1018,10 @@ def ensure_dataset(name: str, *, seed: int = 0, cache_dir: Path | str | None = N
     gen = _generator(name)
     resolved = _resolve_sizes(gen.sizes, name, sizes)
     expected = _expected_manifest(name, gen, int(seed), resolved)
-    key = hashlib.sha256(json.dumps(expected, sort_keys=True).encode()).hexdigest()[:12]
     base = cache_root(cache_dir)
-    final = base / f"{name}-{key}"
+    final = dataset_folder(name, seed=seed, cache_dir=cache_dir, **sizes)
     if not _is_complete(final, expected):
+        remove_stale_generations(base)
         try:
             base.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=base))
@@ -941,7 +1032,9 @@ def ensure_dataset(name: str, *, seed: int = 0, cache_dir: Path | str | None = N
             _write_manifest(tmp, expected)
             os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only
             _install(tmp, final, expected)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and not isinstance(exc, WriteError):  # disk full mid-generation
+                raise write_error("write", Path(exc.filename) if exc.filename else tmp, exc) from exc
             raise
     return final / gen.entry if gen.entry else final

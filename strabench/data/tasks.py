@@ -133,6 +133,18 @@ def _build_reid(spec: DataSpec, root: Path, input_size: tuple[int, int], augment
     )
 
 
+def _check_folds(pairs: Any, pairs_txt: Path) -> None:
+    """Refuse a pairs file with fewer than two folds: the verification protocol picks each fold's
+    threshold on the other folds, so one fold can never be evaluated. An LFW "View 1" file
+    (pairsDevTrain/pairsDevTest: a single count header) is a development split, not the
+    10-fold View 2 protocol the paper's LFW numbers use."""
+    if pairs.num_folds < 2:
+        raise DataError(
+            f"{pairs_txt}: has {pairs.num_folds} fold (a single-count header is LFW View 1, the development "
+            "split); evaluation needs the k-fold View 2 protocol: use LFW's pairs.txt (header '10 300')"
+        )
+
+
 def _face_verification_files(root: Path) -> tuple[bool, list[Path]]:
     """Whether ``root`` has LFW ``pairs.txt`` (+ ``lfw/``), and its ``*.bin`` files; DataError if neither."""
     has_pairs = (root / "pairs.txt").is_file()
@@ -155,6 +167,8 @@ def _build_face(spec: DataSpec, root: Path, input_size: tuple[int, int], augment
     items = load_identity_folder(root / "train", verify=verify)
     has_pairs, bins = _face_verification_files(root)
     sets = [load_lfw_pairs(root / "pairs.txt", root / "lfw", verify=verify)] if has_pairs else []
+    for pairs in sets:
+        _check_folds(pairs, root / "pairs.txt")
     sets += [load_face_bin(p, verify=verify) for p in bins]
     test_tf = face_transform(input_size, train=False)
     verification: dict[str, VerificationDataset] = {}
@@ -195,21 +209,27 @@ _BUILDERS: dict[str, Callable[[DataSpec, Path, tuple[int, int], bool, bool], Tas
 
 
 def _check_reid_layout(root: Path) -> None:
+    from strabench.data.images import decode_sample
     from strabench.data.market1501 import load_market1501
 
-    load_market1501(root, verify=False)  # folders and file names; no image is opened
+    splits = load_market1501(root, verify=False)  # folders and every file name
+    for records in (splits.train, splits.query, splits.gallery):
+        decode_sample(r.path for r in records)
 
 
 def _check_face_layout(root: Path) -> None:
     from strabench.data.identity_folder import load_identity_folder
+    from strabench.data.images import decode_sample
     from strabench.data.verification import load_lfw_pairs
 
     if not root.is_dir():
         raise DataError(f"{root}: face data folder is missing")
-    load_identity_folder(root / "train", verify=False)
+    decode_sample(path for path, _label in load_identity_folder(root / "train", verify=False))
     has_pairs, _bins = _face_verification_files(root)  # .bin contents are checked when loaded
     if has_pairs:
-        load_lfw_pairs(root / "pairs.txt", root / "lfw", verify=False)  # the pairs and that their images exist
+        pairs = load_lfw_pairs(root / "pairs.txt", root / "lfw", verify=False)  # the pairs and that their images exist
+        _check_folds(pairs, root / "pairs.txt")
+        decode_sample(p for p in pairs.images if isinstance(p, Path))
 
 
 def _check_fer_layout(path: Path) -> None:
@@ -224,14 +244,16 @@ _LAYOUT_CHECKS: dict[str, Callable[[Path], None]] = {
 
 
 def check_data(spec: str | DataSpec, task: str) -> DataSpec:
-    """Refuse a real dataset whose folders, file names or csv header are wrong, without loading it.
+    """Refuse a real dataset whose folders, file names, images or csv rows are wrong, in bounded time.
 
     A suite checks its data before its first run and ``strabench train`` before it announces a
     run, so a folder that is not the dataset is one error up front instead of a failure in
-    every run. Uses the loaders' own checks (same messages), reading names only: no image is
-    decoded, a face ``.bin`` is not unpickled and only FER2013's first row is parsed, so a
-    corrupt image or a bad later row is still found when the data is built. Synthetic specs
-    pass (they are generated; their sizes are checked by ``strabench.train.config.resolve``).
+    every run. Uses the loaders' own checks (same messages). Bounds: every file name and every
+    LFW pairs line is read, every FER2013 csv row is parsed (~35k rows, a few seconds), every
+    image is ``stat``-ed and at most ``strabench.data.images.DECODE_SAMPLE`` images per split
+    are decoded; a face ``.bin`` is not unpickled here. A corrupt image outside the sample is
+    still found when a run reads it. Synthetic specs pass (they are generated; their sizes are
+    checked by ``strabench.train.config.resolve``).
     """
     parsed = parse_data_spec(spec) if isinstance(spec, str) else spec
     if task not in _LAYOUT_CHECKS:

@@ -118,14 +118,28 @@ class _RefusedGlobal(pickle.UnpicklingError):
         self.qualname = f"{module}.{name}"
 
 
+def _latin1_bytes(text: object, encoding: object = "latin1") -> bytes:
+    """What ``_codecs.encode`` does in a bytes object pickled by Python 3 with protocol < 3:
+    ``bytes`` are stored as ``_codecs.encode(<str of the byte values>, "latin1")``. Only that
+    exact use is accepted (a str and Latin-1), so the name cannot reach any other codec."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _RefusedGlobal("_codecs", f"encode (only (str, 'latin1') is accepted, got {type(text).__name__}, {encoding!r})")
+    return text.encode("latin-1")
+
+
 class _NoGlobalsUnpickler(pickle.Unpickler):
     """An unpickler that can build bytes, lists, tuples, bools, ints and strings, and nothing else.
 
     Every route to a callable (GLOBAL, STACK_GLOBAL, INST, OBJ, EXT*) goes through
     ``find_class``, so refusing it here means REDUCE/NEWOBJ/BUILD never get anything to call.
+    The one global answered is ``_codecs.encode``, and only with ``_latin1_bytes`` (str ->
+    bytes, nothing else), because that is how Python 3 stores ``bytes`` under protocol 2, the
+    protocol insightface's own ``.bin`` writers used.
     """
 
     def find_class(self, module: str, name: str) -> object:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         raise _RefusedGlobal(module, name)
 
     def persistent_load(self, pid: object) -> object:
@@ -145,12 +159,11 @@ def load_face_bin(path: Path | str, *, verify: bool = False) -> VerificationSet:
         with open(path, "rb") as fh:
             obj = _NoGlobalsUnpickler(fh, encoding="bytes").load()
     except _RefusedGlobal as exc:
-        hint = ""
-        if exc.qualname.startswith("numpy"):
-            hint = " (numpy-pickled bins are not supported; re-save as a list of JPEG bytes)"
+        what = "numpy-pickled bins are not supported; " if exc.qualname.startswith("numpy") else ""
         raise DataError(
-            f"{path}: refused: pickle tries to load global {exc.qualname}; "
-            f"a face .bin may only hold bytes, lists and bools{hint}"
+            f"{path}: refused: pickle tries to load global {exc.qualname}; a face .bin may only hold "
+            f"bytes, lists and bools ({what}if you trust the file, re-save it as plain data: "
+            f"bins, issame = pickle.load(f); pickle.dump(([bytes(b) for b in bins], [bool(s) for s in issame]), out, protocol=4))"
         ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
             AttributeError, MemoryError, UnicodeDecodeError, OverflowError) as exc:

@@ -4,7 +4,8 @@ y_ij = sum_{ab in N_k(i,j)} softmax_ab(q_ij . k_ab + q_ij . r_{a-i,b-j}) v_ab, p
 q/k/v from grouped 1x1 convs (groups = heads) and relative embeddings r that concatenate a row
 embedding (first half of each head's channels) and a column embedding (second half). Logits
 are not scaled, as in the paper's equation. Neighbours outside the image are masked out.
-Stride 2 is attention followed by 2x2 average pooling, as in the paper (Sec. 4.1).
+Stride 2 is attention followed by 2x2 average pooling, as in the paper (Sec. 4.1); an odd side
+rounds up (ceil(H/2), as a stride-2 convolution does), its last window averaging what it covers.
 
 The window is evaluated densely: a (HW x HW) logit matrix with a band mask. For the small
 maps these blocks see (layer4: 16x8 for ReID, 7x7 for faces) this is faster than unfolding
@@ -56,7 +57,9 @@ class SASA(nn.Module):
         half = channels // heads // 2
         self.rel_row = nn.Parameter(torch.randn(heads, half, kernel_size) * half**-0.5)
         self.rel_col = nn.Parameter(torch.randn(heads, half, kernel_size) * half**-0.5)
-        self.pool = nn.AvgPool2d(2, 2) if stride == 2 else nn.Identity()
+        # ceil_mode: an odd side gives ceil(H/2) like the stride-2 shortcut it is added to; the
+        # last, partial window averages the pixels it has (the divisor excludes the overhang)
+        self.pool = nn.AvgPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
 
     def _offsets(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """Row/column offset indices (into the K embeddings) and the window mask, each (HW, HW)."""

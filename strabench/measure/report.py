@@ -9,17 +9,29 @@ from strabench.errors import ConfigError
 
 def build_for_input(name: str, size: tuple[int, int], *, task: str | None = None, replace: dict | None = None):
     """Create ``name`` for inputs of ``size`` (rebuilding heads sized for the input), checking it fits."""
+    import torch
+
+    from strabench.measure.memory import check_fits_in_memory
     from strabench.registry import create_model, model_info
 
     info = model_info(name)
     extra = {} if info.source == "registry" else {"input_size": tuple(size)}
-    model = create_model(name, task=task, replace=replace, **extra)
-    fixed = getattr(model, "fixed_input", None)
-    if fixed is not None and tuple(fixed) != tuple(size):
-        model = create_model(name, task=task, replace=replace, input_size=tuple(size))
-    check = getattr(model, "check_input", None)
+
+    def build():  # noqa: ANN202 - an nn.Module
+        model = create_model(name, task=task, replace=replace, **extra)
+        fixed = getattr(model, "fixed_input", None)
+        if fixed is not None and tuple(fixed) != tuple(size):
+            model = create_model(name, task=task, replace=replace, input_size=tuple(size))
+        return model
+
+    shape = (1, info.default_input[0], *size)
+    with torch.device("meta"):  # shapes only: the divisor / fixed-size message, no memory taken
+        meta = build()
+    check = getattr(meta, "check_input", None)
     if check is not None:
-        check((1, info.default_input[0], *size))
+        check(shape)
+    check_fits_in_memory(build, shape, what=name)  # before a 99984x99984 input is allocated
+    model = build()
     return model
 
 

@@ -69,7 +69,7 @@ MAC_CONVENTIONS = ("paper", "fvcore", "ptflops")
 LATENCY_MODES = ("infer", "train")  # strabench.measure.latency.MODES
 # Fields of TrainConfig the suite sets itself (per run), so a [train] table may not.
 SUITE_OWNED = ("model", "task", "data", "profile", "seed", "model_overrides")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # used with fullmatch: `$` would let a final newline through
 _TOP_KEYS = ("name", "description", "paper_table", "task", "data", "profile", "seeds", "baseline", "train", "measure", "executor", "variants")
 _VARIANT_KEYS = ("name", "model", "overrides", "replace", "train")
 _MEASURE_KEYS = ("params", "macs", "input", "latency", "accuracy")
@@ -386,7 +386,7 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
     check = _Checker(path)
     check.keys(raw, _TOP_KEYS, "")
     name = check.string(raw.get("name", path.stem), "name")
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         check.fail("name", f"expected letters, digits and _.+- only (it names a directory), got {name!r}")
     description = check.string(raw.get("description", ""), "description")
     paper_table = check.string(raw.get("paper_table", ""), "paper_table")
@@ -423,7 +423,7 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
             if required not in entry:
                 check.fail(f"{key}.{required}", "missing")
         vname = check.string(entry["name"], f"{key}.name")
-        if not _NAME_RE.match(vname):
+        if not _NAME_RE.fullmatch(vname):
             check.fail(f"{key}.name", f"expected letters, digits and _.+- only (it names a directory), got {vname!r}")
         if vname in seen:
             check.fail(f"{key}.name", f"duplicate variant name {vname!r} (also variants[{seen[vname]}])")

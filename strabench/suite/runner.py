@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strabench.env import git_state
-from strabench.errors import ConfigError, DataError, LockError, StrabenchError
+from strabench.errors import ConfigError, DataError, LockError, StrabenchError, WriteError
 from strabench.io import read_json_object
 from strabench.suite.config import MeasureSpec, SuiteConfig
 from strabench.suite.store import (  # noqa: F401 - the store's names, re-exported for callers of the runner
@@ -155,9 +155,11 @@ def plan_runs(
     ``shard`` only choose which of them this process executes. ``check_models`` builds each
     variant once on the meta device so a bad override fails here, before anything runs; the
     data folder's layout is checked here too (``strabench.data.tasks.check_data``), since every
-    run would fail on a folder that is not the dataset.
+    run would fail on a folder that is not the dataset, and so is all else a run could only
+    find out once started (``strabench.suite.checks.check_plan``: device, input sizes, cache).
     """
     from strabench.data.tasks import check_data
+    from strabench.suite.checks import check_plan
     from strabench.suite.config import PROFILES, data_task_of
     from strabench.train.config import TrainConfig, resolve
 
@@ -180,6 +182,7 @@ def plan_runs(
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
 
     runs: list[RunSpec] = []
+    built: set[str] = set()
     for index, variant in enumerate(suite.variants):
         settings: dict[str, Any] = {**suite.train, **suite.profile_train.get(profile, {}), **variant.train}
         if device is not None:
@@ -203,23 +206,30 @@ def plan_runs(
             digest = _existing_hash(Path(out) / suite.name, variant.name, seed, resolved, suite.measure)
             runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, digest))
         if check_models:
-            _check_builds(suite, index, variant)
+            _check_builds(suite, index, variant, built)
     for spec_text in dict.fromkeys(str(r.config.data) for r in runs):  # resolved: absolute paths
         try:
             check_data(spec_text, suite.task)
         except StrabenchError as exc:
             raise DataError(f"{where}: {data_key}: {exc}") from None
+    if check_models:
+        check_plan(runs, where)  # devices, input sizes, dataset cache (strabench.suite.checks)
     selected = [r for r in runs if not only or r.variant in only]
     return RunPlan(suite, Path(out) / suite.name, tuple(runs), tuple(shard_runs(selected, shard)), shard)
 
 
-def _check_builds(suite: SuiteConfig, index: int, variant: Any) -> None:
+def _check_builds(suite: SuiteConfig, index: int, variant: Any, built: set[str]) -> None:
     """Build the variant without memory (meta device) so unknown overrides fail before any run,
-    then once with its ``replace`` blocks (a forward checks that each fits) when it has any."""
+    then once with its ``replace`` blocks (a forward checks that each fits) when it has any;
+    ``built`` holds the (model, overrides, replace) already built, which a large suite repeats."""
     import torch
 
     from strabench.registry import create_model
 
+    key = json.dumps([variant.model, dict(variant.overrides), dict(variant.replace or {})], sort_keys=True, default=repr)
+    if key in built:
+        return
+    built.add(key)
     overrides = _tuples(dict(variant.overrides))
     try:
         with torch.device("meta"):
@@ -460,6 +470,8 @@ def execute_run(
     except LockError as exc:  # another process trains this very run: leave its files alone
         listener.on_phase(spec, f"skipped, {exc}")
         return "locked"
+    except WriteError:  # disk full / read-only: every later run would fail alike; stop, resumable
+        raise
     except StrabenchError as exc:
         _record_failure(spec, run_dir, exc, with_traceback=False)
         return "failed"

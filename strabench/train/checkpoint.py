@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strabench.errors import CheckpointError
+from strabench.errors import CheckpointError, WriteError
 from strabench.io import (
     atomic_write_json,
     describe_os_error,
@@ -144,6 +144,11 @@ def _check_storable(obj: Any, where: str, containers: frozenset[type], leaves: f
 # --- saving -----------------------------------------------------------------------------------
 
 
+class CheckpointWriteError(CheckpointError, WriteError):
+    """A checkpoint save that the disk refused (full, read-only): a write error (the suite stops
+    rather than failing every later run on the same disk) that says which checkpoint is good."""
+
+
 def _sidecar_record(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "size": path.stat().st_size}
 
@@ -219,7 +224,7 @@ def save_checkpoint(
     try:
         tmp = write_temp_sibling(target, lambda handle: torch.save(payload, handle))
     except OSError as err:
-        raise CheckpointError(
+        raise CheckpointWriteError(
             f"writing checkpoint {target} failed: {describe_os_error(err)}; "
             "the previous checkpoint is untouched"
         ) from err
@@ -234,7 +239,7 @@ def save_checkpoint(
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise CheckpointError(
+            raise CheckpointWriteError(
                 f"saving checkpoint {target} failed while swapping files: "
                 f"{describe_os_error(err)}; load_latest_good('{target.parent}') still finds "
                 "the last complete checkpoint"

@@ -100,11 +100,22 @@ FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
 # --- checks -------------------------------------------------------------------------------------
 
 
-def _int(name: str, value: Any, minimum: int) -> int:
+#: The largest seed every random generator a run seeds accepts: ``torch.manual_seed`` takes at
+#: most 2**64 - 1 (numpy's SeedSequence and Python's ``random`` take any non-negative int).
+SEED_MAX = 2**64 - 1
+#: Counts (epochs, batch sizes, steps) beyond this are typos, and overflow C integers
+#: (torch and numpy index with int64) before they could ever run.
+COUNT_MAX = 2**31 - 1
+
+
+def _int(name: str, value: Any, minimum: int, maximum: int = COUNT_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if value > maximum:
+        shown = value if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
+        raise ConfigError(f"{name} must be <= {maximum}, got {shown}")
     return value
 
 
@@ -285,8 +296,8 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         warmup_epochs=_float("warmup_epochs", pick("warmup_epochs")),
         diversity_weight=_float("diversity_weight", pick("diversity_weight")),
         input_size=_size(pick("input_size")),
-        seed=_int("seed", cfg.seed if cfg.seed is not None else 0, 0),
-        data_seed=_int("data_seed", cfg.data_seed if cfg.data_seed is not None else 0, 0),
+        seed=_int("seed", cfg.seed if cfg.seed is not None else 0, 0, SEED_MAX),
+        data_seed=_int("data_seed", cfg.data_seed if cfg.data_seed is not None else 0, 0, SEED_MAX),
         device=device,
         amp=_choice("amp mode", cfg.amp or "auto", AMP_MODES),
         channels_last=bool(cfg.channels_last) if cfg.channels_last is not None else False,

@@ -246,34 +246,47 @@ def test_check_data_refuses_broken_face_and_fer_data_as_the_loaders_do(faces_roo
         assert str(checked.value) == str(loader.value), spec
 
 
-def test_check_data_passes_good_data_without_opening_an_image(
+def test_check_data_passes_good_data_decoding_a_bounded_sample(
     reid_root: Path, faces_root: Path, fer_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The plan-time check decodes at most DECODE_SAMPLE images per split, whatever the size."""
     import PIL.Image
 
     from strabench.data import check_data
+    from strabench.data.images import DECODE_SAMPLE
 
-    def no_decoding(*args: object, **kwargs: object) -> None:
-        raise AssertionError("check_data opened an image")
+    opened: list[object] = []
+    real_open = PIL.Image.open
 
-    monkeypatch.setattr(PIL.Image, "open", no_decoding)
+    def counting_open(*args: object, **kwargs: object):
+        opened.append(args[0])
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", counting_open)
     assert check_data(f"market1501:{reid_root}", "reid").path == reid_root
+    assert 0 < len(opened) <= 3 * DECODE_SAMPLE  # train, query, gallery
+    opened.clear()
     check_data(f"faces:{faces_root}", "face")
+    assert 0 < len(opened) <= 2 * DECODE_SAMPLE  # train identities, LFW pairs
+    opened.clear()
     check_data(f"fer2013:{fer_csv}", "fer")
     check_data("synthetic_reid", "reid")
+    assert opened == []
     with pytest.raises(DataError, match=r"is for task 'fer', not 'reid'"):
         check_data(f"fer2013:{fer_csv}", "reid")
 
 
-def test_check_data_reads_only_the_first_fer_row(tmp_path: Path) -> None:
-    """A bad row further down is found when the data is built, not by the cheap check."""
+def test_check_data_reads_every_fer_row(tmp_path: Path) -> None:
+    """A bad row further down refuses the plan, with the loader's own message."""
     from strabench.data import check_data
 
     path = tmp_path / "fer2013.csv"
     path.write_text("emotion,pixels,Usage\n" + f"0,{' '.join(['1'] * 2304)},Training\n" + "9,1 2,Training\n")
-    check_data(f"fer2013:{path}", "fer")
-    with pytest.raises(DataError, match=r"fer2013\.csv:3: emotion 9"):
+    with pytest.raises(DataError, match=r"fer2013\.csv:3: emotion 9") as checked:
+        check_data(f"fer2013:{path}", "fer")
+    with pytest.raises(DataError) as loader:
         build_task_data(f"fer2013:{path}", "fer", input_size=(44, 44))
+    assert str(checked.value) == str(loader.value)
 
 
 @pytest.mark.parametrize("sizes, problem", [

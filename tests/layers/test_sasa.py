@@ -50,3 +50,27 @@ def test_bad_configuration():
         SASA(30, heads=8)
     with pytest.raises(ShapeError):
         SASA(16, heads=2)(torch.randn(1, 8, 4, 4))
+
+
+@pytest.mark.parametrize("hw", [(7, 7), (7, 4), (4, 5), (1, 3), (9, 9)])
+def test_stride_2_rounds_up_like_the_shortcut_and_averages_the_pixels_it_has(hw):
+    """A stride-2 block is added to a stride-2 1x1 conv shortcut, which gives ceil(H/2) x ceil(W/2):
+    the block must give the same size on odd maps (the pooling used to round down and the residual
+    add crashed). Each output is the mean of the stride-1 attention outputs its 2x2 window covers,
+    computed here by slicing, not by the block's pooling."""
+    torch.manual_seed(3)
+    h, w = hw
+    strided = SASA(16, heads=2, kernel_size=3, stride=2).double().eval()
+    dense = SASA(16, heads=2, kernel_size=3, stride=1).double().eval()
+    dense.load_state_dict(strided.state_dict())
+    x = torch.randn(2, 16, h, w, dtype=torch.float64)
+    shortcut = torch.nn.Conv2d(16, 16, 1, stride=2).double()(x)
+    out = strided(x)
+    assert out.shape == shortcut.shape == (2, 16, (h + 1) // 2, (w + 1) // 2)
+    full = dense(x)
+    expected = torch.empty_like(out)
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            expected[:, :, i, j] = full[:, :, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].mean(dim=(2, 3))
+    torch.testing.assert_close(out, expected)
+    assert torch.isfinite((out + shortcut).sum())
