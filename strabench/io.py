@@ -31,6 +31,12 @@ from strabench.lease import HEARTBEAT_S, LEASE_S, Verdict, holder_record, judge
 
 __all__ = [
     "FileLock",
+    "as_dict",
+    "as_int",
+    "as_number",
+    "as_text",
+    "parse_number",
+    "read_csv_records",
     "JsonlContents",
     "acquire_lock",
     "append_jsonl",
@@ -715,3 +721,82 @@ def read_json_object(path: PathLike) -> dict[str, Any] | None:
     except (OSError, ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
+
+
+# --- typed reading of our own files ---------------------------------------------------------------
+# A results directory is read back long after it was written, maybe copied, edited or damaged.
+# These accessors turn whatever a JSON/CSV field holds into the type the reader needs, or None,
+# so one damaged entry costs that entry, not the whole report (no TypeError three calls later).
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object (dict), else an empty dict."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_text(value: Any, *, limit: int = 500) -> str | None:
+    """A string field as printable one-line text: control characters (newlines, ANSI escapes)
+    shown as ``?``, cut to ``limit`` characters; None if it is not a string."""
+    if not isinstance(value, str):
+        return None
+    text = _CONTROL.sub("?", value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def as_number(value: Any) -> float | int | None:
+    """A finite number (int or float, not bool), else None. Integers too big for a float
+    (10**400) are None rather than an OverflowError later; numeric strings are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int):
+        return value if abs(value) <= 2**53 else None
+    return value if math.isfinite(value) else None
+
+
+def as_int(value: Any, *, minimum: int | None = None) -> int | None:
+    """An integer field (seed, epochs): an int, or an integral finite float, within +-2**53."""
+    number = as_number(value)
+    if number is None or (isinstance(number, float) and not number.is_integer()):
+        return None
+    number = int(number)
+    return None if minimum is not None and number < minimum else number
+
+
+def parse_number(text: Any) -> float | None:
+    """A CSV cell as a finite float, else None ('inf', 'nan', '1e400', '', text)."""
+    if not isinstance(text, str) or not text.strip() or len(text) > 64:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def read_csv_records(path: PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    """A CSV file of ours (header row, then records) as (columns, records of str -> str).
+
+    Refuses in one line (``DataError`` naming the file) what cannot be read as text CSV: bytes
+    that are not UTF-8, a malformed quote or a field over the csv module's size limit. Short
+    rows get "" for their missing cells; extra cells are dropped; duplicate or empty column
+    names keep their first occurrence.
+    """
+    import csv
+    import io
+
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 text csv ({exc.reason} at byte {exc.start}); was it edited in another encoding?") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed csv ({' '.join(str(exc).split())})") from None
+    if not rows:
+        return [], []
+    columns = [c for c in dict.fromkeys(rows[0]) if c]
+    index = {c: rows[0].index(c) for c in columns}
+    records = [{c: (row[i] if i < len(row) else "") for c, i in index.items()} for row in rows[1:] if any(cell.strip() for cell in row)]
+    return columns, records

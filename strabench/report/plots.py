@@ -64,7 +64,7 @@ def _eval_value(record: dict[str, Any], metric: str) -> Any:
 
 
 def _curves(results: SuiteResults, metric: str | None, path: Path) -> Path | None:
-    from strabench.io import read_jsonl
+    from strabench.io import as_dict, as_int, as_number, read_jsonl
 
     series = []
     for row in results.rows:
@@ -72,8 +72,9 @@ def _curves(results: SuiteResults, metric: str | None, path: Path) -> Path | Non
         log = run_dir / "metrics.jsonl"
         if not log.is_file():
             continue
-        records = [r for r in read_jsonl(log).records if isinstance(r, dict) and "epoch" in r]
-        untrained = (read_json_object(run_dir / "result.json") or {}).get("metrics_untrained") or {}
+        # an edited or damaged log: only records with an integer epoch, only finite numbers plotted
+        records = [r for r in read_jsonl(log).records if isinstance(r, dict) and as_int(r.get("epoch"), minimum=0) is not None]
+        untrained = as_dict((read_json_object(run_dir / "result.json") or {}).get("metrics_untrained"))
         if records:
             seed = "" if row.get("seed") is None else f" s{int(row['seed'])}"
             series.append((f"{row['variant']}{seed}", records, untrained.get(metric) if metric else None))
@@ -81,15 +82,15 @@ def _curves(results: SuiteResults, metric: str | None, path: Path) -> Path | Non
         return None
     figure, (loss_ax, metric_ax) = _figure(ncols=2)
     for label, records, before in series:
-        losses = [(r["epoch"], r["loss"]) for r in records if isinstance(r.get("loss"), (int, float))]
+        losses = [(r["epoch"], r["loss"]) for r in records if as_number(r.get("loss")) is not None]
         if losses:
             (line,) = loss_ax.plot(*zip(*losses), marker=".", label=label)
-            ce = [(r["epoch"], r["ce"]) for r in records if isinstance(r.get("ce"), (int, float))]
+            ce = [(r["epoch"], r["ce"]) for r in records if as_number(r.get("ce")) is not None]
             if ce and any(abs(c - l) > 1e-9 for (_, c), (_, l) in zip(ce, losses)):
                 loss_ax.plot(*zip(*ce), linestyle="--", color=line.get_color(), label=f"{label} (CE only)")
         if metric is not None:
-            values = [(r["epoch"], v) for r in records if isinstance(v := _eval_value(r, metric), (int, float))]
-            if isinstance(before, (int, float)):
+            values = [(r["epoch"], v) for r in records if as_number(v := _eval_value(r, metric)) is not None]
+            if as_number(before) is not None:
                 values = [(0, before), *values]  # epoch 0 = the untrained network
             if values:
                 metric_ax.plot(*zip(*values), marker="o", label=label)
