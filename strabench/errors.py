@@ -60,3 +60,15 @@ class WriteError(StrabenchError, OSError):
 
     def __str__(self) -> str:  # OSError would format errno/filename instead of the message
         return str(self.args[0]) if self.args else ""
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """``text`` on one line, at most ``limit`` characters, cut at a word boundary and marked
+    with " …" so a shortened message never ends mid-word as if it were complete."""
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 2]
+    if " " in cut[limit // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + " …"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from typing import Annotated, Any
 
@@ -151,13 +152,22 @@ def _os_error_line(exc: OSError) -> str:
     return f"{where}: {reason}" if where else reason
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def print_error(message: str) -> None:
-    """``error: MESSAGE`` in red on stderr, always one line: every whitespace run (newlines
-    included) becomes one space, and the message is not read as rich markup."""
+    """``error: MESSAGE`` on stderr, always one whole line: every whitespace run (newlines
+    included) becomes one space, other control characters (an ANSI escape inside a file name)
+    become ``?``, and the message is not read as rich markup. Red only on a terminal: a log or
+    a pipe gets plain text, whatever FORCE_COLOR says."""
+    line = _CONTROL_CHARS.sub("?", " ".join(message.split())) or "error"
+    if not sys.stderr.isatty():
+        sys.stderr.write(f"error: {line}\n")
+        sys.stderr.flush()
+        return
     from rich.console import Console
     from rich.markup import escape
 
-    line = " ".join(message.split()) or "error"
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(line)}", markup=True)
 
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strabench.errors import ConfigError, DeviceError, ShapeError, StrabenchError, WriteError
+from strabench.errors import ConfigError, DeviceError, ShapeError, StrabenchError, WriteError, clip
 
 if TYPE_CHECKING:
     from strabench.suite.runner import RunSpec
@@ -114,7 +114,7 @@ def check_model_input(model: str, task: str | None, overrides: dict[str, Any], s
     except StrabenchError:
         raise
     except RuntimeError as exc:  # a layer's shapes do not line up (e.g. a residual add)
-        raise ShapeError(f"the model cannot take this input ({' '.join(str(exc).split())[:200]})") from None
+        raise ShapeError(f"the model cannot take this input ({clip(str(exc), 200)})") from None
 
 
 def check_cache_writable(data: str, seed: int | None, sizes: dict[str, Any]) -> None:

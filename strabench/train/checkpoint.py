@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strabench.errors import CheckpointError, WriteError
+from strabench.errors import CheckpointError, WriteError, clip
 from strabench.io import (
     atomic_write_json,
     describe_os_error,
@@ -167,7 +167,7 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
         or not isinstance(record.get("sha256"), str)
         or not isinstance(record.get("size"), int)
     ):
-        raise CorruptCheckpointError(f"checksum file {side} is malformed: {record!r:.120}")
+        raise CorruptCheckpointError(f"checksum file {side} is malformed: {clip(repr(record), 120)}")
     return record
 
 
@@ -271,7 +271,7 @@ def _current_is_verified(target: Path) -> bool:
 def _first_line(err: BaseException, limit: int = 160) -> str:
     text = str(err).strip().splitlines()
     line = text[0] if text else ""
-    return f"{type(err).__name__}: {line[:limit]}"
+    return f"{type(err).__name__}: {clip(line, limit)}"
 
 
 def _safe_torch_load(path: Path, map_location: Any) -> Any:
