@@ -229,3 +229,58 @@ def test_train_with_malicious_face_bin_is_refused(tmp_path: Path, marker: Path) 
     assert result.exit_code == 2, result.stderr
     assert_error_reported(result.stderr, "agedb_30.bin", "refused")
     assert not marker.exists()
+
+
+# --- protocol-2 .bin files: the one safe global ------------------------------------------------
+
+
+def test_face_bin_pickled_by_python3_with_protocol_2_is_read(tmp_path: Path) -> None:
+    """Python 3 stores bytes under protocol 2 as ``_codecs.encode(text, 'latin1')`` (a global),
+    which is how insightface's own .bin files were written: they must load, byte for byte."""
+    from strabench.data.verification import load_face_bin
+
+    images = [_jpeg_bytes() for _ in range(4)]
+    raw = pickle.dumps((images, [True, False]), protocol=2)
+    assert b"_codecs" in raw and b"encode" in raw  # the control: this really uses the global
+    path = tmp_path / "lfw.bin"
+    path.write_bytes(raw)
+    loaded = load_face_bin(path)
+    assert loaded.images == images and loaded.issame.tolist() == [True, False]
+
+
+class _CodecsCall:
+    """A pickle that calls ``_codecs.encode`` with the given arguments (not str + latin1)."""
+
+    def __init__(self, *args: object) -> None:
+        self.args = args
+
+    def __reduce__(self):
+        import _codecs
+
+        return (_codecs.encode, self.args)
+
+
+@pytest.mark.parametrize("args", [(b"x\x9c", "zlib_codec"), ("payload", "rot13"), ("text", "utf-8"), (b"raw",)])
+def test_the_codecs_global_does_nothing_but_latin1_strings_to_bytes(tmp_path: Path, args: tuple) -> None:
+    from strabench.data.verification import load_face_bin
+    from strabench.errors import DataError
+
+    path = tmp_path / "lfw.bin"
+    path.write_bytes(pickle.dumps(([_CodecsCall(*args), _jpeg_bytes()], [True]), protocol=2))
+    with pytest.raises(DataError, match=r"lfw\.bin: refused.*_codecs"):
+        load_face_bin(path)
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_protocol_2_bytes_do_not_open_a_door_for_code(tmp_path: Path, marker: Path, protocol: int) -> None:
+    """The payload next to genuine protocol-2 bytes is still refused, and the refusal says how to
+    re-save a trusted file as plain data."""
+    from strabench.data.verification import load_face_bin
+    from strabench.errors import DataError
+
+    path = tmp_path / "lfw.bin"
+    path.write_bytes(pickle.dumps(([_jpeg_bytes(), _touch(marker)], [True]), protocol=protocol))
+    with pytest.raises(DataError, match=r"refused.*re-save it as plain data") as info:
+        load_face_bin(path)
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
