@@ -47,7 +47,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from strabench.amp import amp_dtype, autocast_factory
 from strabench.env import describe_environment
-from strabench.errors import CheckpointError, ConfigError, NumericalError
+from strabench.errors import CheckpointError, ConfigError, NumericalError, clip
 from strabench.io import acquire_lock, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, remove_stale_temps
 from strabench.train import recipes
 from strabench.train.checkpoint import (
@@ -324,13 +324,19 @@ class Trainer:
                 pending = []
             self.optimizer.zero_grad(set_to_none=True)
             lr_used = self.optimizer.param_groups[0]["lr"]
-            if self.scaler is not None:
-                self.scaler.scale(parts.total).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                parts.total.backward()
-                self.optimizer.step()
+            try:
+                if self.scaler is not None:
+                    self.scaler.scale(parts.total).backward()
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    parts.total.backward()
+                    self.optimizer.step()
+            except RuntimeError as exc:
+                # a finite but huge lr (1e300) overflows float32 inside the update: divergence too
+                if "overflow" not in str(exc):
+                    raise
+                self._raise_diverged(epoch, step, f"the optimizer step overflowed at lr {lr_used:g} ({clip(str(exc), 120)})")
             self.scheduler.step()
             row = [total_loss, parts.ce.detach(), parts.weighted_aux] + [parts.aux.get(n, total_loss.new_zeros(())) for n in names]
             sums += torch.stack([v.to(torch.float64) for v in row])

@@ -99,3 +99,26 @@ def test_report_shows_the_diverged_variant_as_failed_not_a_number(diverged_suite
     assert records["diverges"]["failed"] == 1
     numbers = {k: v for k, v in records["diverges"].items() if k.startswith(("mAP_", "rank")) and k.endswith(("_mean", "_std", "_delta"))}
     assert numbers and all(v is None for v in numbers.values()), numbers
+
+
+@pytest.mark.slow
+def test_an_lr_that_overflows_the_optimizer_is_divergence_with_the_last_good_checkpoint_kept(tmp_path: Path) -> None:
+    """lr 1e300 is a finite number, but Adam's step size overflows float32: the step raised a
+    RuntimeError traceback. It is divergence like NaN: one line naming the epoch and the last good
+    checkpoint, which stays verified and finite."""
+    import torch
+
+    from strabench.train.checkpoint import load_latest_good
+
+    from .helpers import TINY_TRAIN_ARGS, assert_error_reported
+
+    run = tmp_path / "run"
+    result = invoke(["train", "mobilenetv2_100", *TINY_TRAIN_ARGS, "--set", "lr_gamma=1e300", "--set", "milestones=[1]",
+                     "--out", run])
+    no_exception(result)
+    assert result.exit_code == 2, result.stderr
+    line = assert_error_reported(result.stderr, "diverged at epoch 2", "overflow", "epoch 1")
+    assert "Traceback" not in line
+    state, _used, _warnings = load_latest_good(run)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
