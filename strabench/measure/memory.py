@@ -8,7 +8,6 @@ data), so the estimate costs milliseconds whatever the size.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from strabench.errors import ShapeError
@@ -17,18 +16,17 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def activation_bytes(build: Callable[[], "nn.Module"], shape: tuple[int, ...]) -> tuple[int, int]:
+def activation_bytes(model: "nn.Module", shape: tuple[int, ...]) -> tuple[int, int]:
     """(input bytes, largest output of any module) of one float32 forward pass for ``shape``.
 
-    ``build`` is called under ``torch.device("meta")``, so nothing is allocated. A model that
-    cannot take ``shape`` raises here as it would for real (``ShapeError``, or torch's
-    RuntimeError for mismatched sizes); an op without a meta kernel raises NotImplementedError,
-    which callers treat as "unknown".
+    ``model`` lives on the meta device (built under ``torch.device("meta")``), so nothing is
+    allocated. A model that cannot take ``shape`` raises here as it would for real
+    (``ShapeError``, or torch's RuntimeError for mismatched sizes); an op without a meta kernel
+    raises NotImplementedError, which callers treat as "unknown".
     """
     import torch
 
-    with torch.device("meta"):
-        model = build()
+    was_training = model.training
     model.eval()
     largest = 0
 
@@ -46,10 +44,11 @@ def activation_bytes(build: Callable[[], "nn.Module"], shape: tuple[int, ...]) -
     finally:
         for handle in handles:
             handle.remove()
+        model.train(was_training)
     return example.numel() * example.element_size(), largest
 
 
-def check_fits_in_memory(build: Callable[[], "nn.Module"], shape: tuple[int, ...], *, what: str) -> None:
+def check_fits_in_memory(model: "nn.Module", shape: tuple[int, ...], *, what: str) -> None:
     """Refuse (``ShapeError``) a forward pass whose memory floor exceeds the memory available now.
 
     The floor is the input plus twice the largest module output (a layer holds its input and its
@@ -60,7 +59,7 @@ def check_fits_in_memory(build: Callable[[], "nn.Module"], shape: tuple[int, ...
     import psutil
 
     try:
-        inputs, largest = activation_bytes(build, shape)
+        inputs, largest = activation_bytes(model, shape)
     except NotImplementedError:  # an op without a meta kernel: cannot estimate, let it run
         return
     floor = inputs + 2 * largest

@@ -25,12 +25,12 @@ def build_for_input(name: str, size: tuple[int, int], *, task: str | None = None
         return model
 
     shape = (1, info.default_input[0], *size)
-    with torch.device("meta"):  # shapes only: the divisor / fixed-size message, no memory taken
+    with torch.device("meta"):  # shapes only: no memory taken
         meta = build()
     check = getattr(meta, "check_input", None)
     if check is not None:
-        check(shape)
-    check_fits_in_memory(build, shape, what=name)  # before a 99984x99984 input is allocated
+        check(shape)  # the divisor / fixed-size message first
+    check_fits_in_memory(meta, shape, what=name)  # before a 99984x99984 input is allocated
     model = build()
     return model
 

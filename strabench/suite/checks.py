@@ -20,6 +20,7 @@ Bounds (so a plan of a large dataset stays fast):
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -32,25 +33,36 @@ if TYPE_CHECKING:
     from strabench.suite.runner import RunSpec
 
 
-def check_plan(runs: Sequence["RunSpec"], where: str) -> None:
-    """Every plan-time check over the resolved runs (see the module doc); ``where`` names the suite."""
+def check_plan(runs: Sequence["RunSpec"], where: str, built: dict[str, Any] | None = None) -> None:
+    """Every plan-time check over the resolved runs (see the module doc); ``where`` names the suite.
+
+    ``built`` maps ``model_key(model, overrides)`` to a model already built on the meta device
+    (``plan_runs`` builds each variant once), so a 1,000-variant suite of a few models builds
+    a few models."""
     for device in dict.fromkeys(str(r.config.device) for r in runs):
         check_device(device)
+    built = {} if built is None else built
     checked: set[Any] = set()
     for spec in runs:
         for size, purpose in _input_sizes(spec):
-            key = (spec.model, spec.config.task, _freeze(spec.config.model_overrides), size)
+            overrides = dict(spec.config.model_overrides or {})
+            key = (model_key(spec.model, overrides), spec.config.task, size)
             if key in checked:
                 continue
             checked.add(key)
             try:
-                check_model_input(spec.model, spec.config.task, dict(spec.config.model_overrides or {}), size)
+                check_model_input(spec.model, spec.config.task, overrides, size, built)
             except StrabenchError as exc:
                 raise ConfigError(f"{where}: variant {spec.variant} ({spec.model}), {purpose} {size[0]}x{size[1]}: {exc}") from None
     for data, seed, sizes in dict.fromkeys(
         (str(r.config.data), r.config.data_seed, _freeze(r.config.data_sizes)) for r in runs
     ):
         check_cache_writable(data, seed, dict(sizes))
+
+
+def model_key(model: str, overrides: dict[str, Any]) -> str:
+    """One string per distinct (model, overrides): the cache key of a meta-device build."""
+    return json.dumps([model, overrides], sort_keys=True, default=repr)
 
 
 def check_device(name: str) -> None:
@@ -85,9 +97,12 @@ def _input_sizes(spec: "RunSpec") -> list[tuple[tuple[int, int], str]]:
     return sizes
 
 
-def check_model_input(model: str, task: str | None, overrides: dict[str, Any], size: tuple[int, int]) -> None:
+def check_model_input(
+    model: str, task: str | None, overrides: dict[str, Any], size: tuple[int, int], built: dict[str, Any] | None = None
+) -> None:
     """Build ``model`` on the meta device for ``size`` and run it there: any layer that cannot take
-    the shape fails now (``ShapeError``), as does an input no machine here could hold."""
+    the shape fails now (``ShapeError``), as does an input no machine here could hold.
+    ``built`` caches meta builds by ``model_key`` (see ``check_plan``)."""
     import torch
 
     from strabench.measure.memory import check_fits_in_memory
@@ -96,21 +111,23 @@ def check_model_input(model: str, task: str | None, overrides: dict[str, Any], s
     info = model_info(model)
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     shape = (1, info.default_input[0], *size)
-
-    def build() -> Any:
-        built = create_model(model, task=task, **kwargs)
-        fixed = getattr(built, "fixed_input", None)
-        if fixed is not None and tuple(fixed) != tuple(size):  # heads sized for the input (face models)
-            built = create_model(model, task=task, **{**kwargs, "input_size": tuple(size)})
-        return built
-
+    built = {} if built is None else built
+    key = model_key(model, overrides)
     with torch.device("meta"):
-        built = build()
-    check = getattr(built, "check_input", None)
+        if key not in built:
+            built[key] = create_model(model, task=task, **kwargs)
+        meta = built[key]
+        fixed = getattr(meta, "fixed_input", None)
+        if fixed is not None and tuple(fixed) != tuple(size):  # heads sized for the input (face models)
+            sized = model_key(model, {**overrides, "input_size": list(size)})
+            if sized not in built:
+                built[sized] = create_model(model, task=task, **{**kwargs, "input_size": tuple(size)})
+            meta = built[sized]
+    check = getattr(meta, "check_input", None)
     if check is not None:
         check(shape)
     try:
-        check_fits_in_memory(build, shape, what=model)
+        check_fits_in_memory(meta, shape, what=model)
     except StrabenchError:
         raise
     except RuntimeError as exc:  # a layer's shapes do not line up (e.g. a residual add)

@@ -182,7 +182,7 @@ def plan_runs(
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
 
     runs: list[RunSpec] = []
-    built: set[str] = set()
+    built: dict[str, Any] = {}  # meta-device builds by model_key, shared with check_plan
     for index, variant in enumerate(suite.variants):
         settings: dict[str, Any] = {**suite.train, **suite.profile_train.get(profile, {}), **variant.train}
         if device is not None:
@@ -213,35 +213,39 @@ def plan_runs(
         except StrabenchError as exc:
             raise DataError(f"{where}: {data_key}: {exc}") from None
     if check_models:
-        check_plan(runs, where)  # devices, input sizes, dataset cache (strabench.suite.checks)
+        check_plan(runs, where, built)  # devices, input sizes, dataset cache (strabench.suite.checks)
     selected = [r for r in runs if not only or r.variant in only]
     return RunPlan(suite, Path(out) / suite.name, tuple(runs), tuple(shard_runs(selected, shard)), shard)
 
 
-def _check_builds(suite: SuiteConfig, index: int, variant: Any, built: set[str]) -> None:
+def _check_builds(suite: SuiteConfig, index: int, variant: Any, built: dict[str, Any]) -> None:
     """Build the variant without memory (meta device) so unknown overrides fail before any run,
-    then once with its ``replace`` blocks (a forward checks that each fits) when it has any;
-    ``built`` holds the (model, overrides, replace) already built, which a large suite repeats."""
+    then once with its ``replace`` blocks (a forward checks that each fits) when it has any.
+    ``built`` keeps each distinct build by ``model_key``, which a large suite repeats and
+    ``strabench.suite.checks.check_plan`` reuses (its key includes ``replace`` as the run's
+    ``model_overrides`` does)."""
     import torch
 
     from strabench.registry import create_model
+    from strabench.suite.checks import model_key
 
-    key = json.dumps([variant.model, dict(variant.overrides), dict(variant.replace or {})], sort_keys=True, default=repr)
-    if key in built:
-        return
-    built.add(key)
     overrides = _tuples(dict(variant.overrides))
-    try:
-        with torch.device("meta"):
-            create_model(variant.model, task=suite.task, **overrides)
-    except StrabenchError as exc:
-        raise ConfigError(f"{suite.path}: variants[{index}].overrides: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{suite.path}: variants[{index}].overrides: model {variant.model!r} rejects them: {exc}") from None
-    if variant.replace:
+    key = model_key(variant.model, dict(variant.overrides))
+    if key not in built:
         try:
             with torch.device("meta"):
-                create_model(variant.model, task=suite.task, replace=dict(variant.replace), **overrides)
+                built[key] = create_model(variant.model, task=suite.task, **overrides)
+        except StrabenchError as exc:
+            raise ConfigError(f"{suite.path}: variants[{index}].overrides: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{suite.path}: variants[{index}].overrides: model {variant.model!r} rejects them: {exc}") from None
+    if variant.replace:
+        replaced = model_key(variant.model, {**dict(variant.overrides), "replace": dict(variant.replace)})
+        if replaced in built:
+            return
+        try:
+            with torch.device("meta"):
+                built[replaced] = create_model(variant.model, task=suite.task, replace=dict(variant.replace), **overrides)
         except StrabenchError as exc:
             raise ConfigError(f"{suite.path}: variants[{index}].replace: {str(exc).removeprefix('replace: ')}") from None
 
