@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from strabench.errors import ShapeError
+from strabench.errors import ShapeError, clip
 
 if TYPE_CHECKING:
     from torch import nn
@@ -54,7 +54,8 @@ def check_fits_in_memory(model: "nn.Module", shape: tuple[int, ...], *, what: st
     The floor is the input plus twice the largest module output (a layer holds its input and its
     output at once; under ``no_grad`` the rest is freed): a lower bound of the real peak, so a
     refusal is certain to be right and an accepted size may still be tight. Available memory is
-    ``psutil.virtual_memory().available``.
+    ``psutil.virtual_memory().available``. A model whose layers do not fit together at this
+    shape (torch's RuntimeError on the meta device) is a ``ShapeError`` too.
     """
     import psutil
 
@@ -62,6 +63,8 @@ def check_fits_in_memory(model: "nn.Module", shape: tuple[int, ...], *, what: st
         inputs, largest = activation_bytes(model, shape)
     except NotImplementedError:  # an op without a meta kernel: cannot estimate, let it run
         return
+    except RuntimeError as exc:  # a layer's shapes do not line up (e.g. a residual add)
+        raise ShapeError(f"{what}: the model cannot take input {tuple(shape)} ({clip(str(exc), 200)})") from None
     floor = inputs + 2 * largest
     available = psutil.virtual_memory().available
     if floor > available:

@@ -139,6 +139,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, ctx: DistContext | None = None, *, cache_dir: Path | str | None = None) -> None:
+        from strabench.measure.memory import check_fits_in_memory
         from strabench.registry import create_model, model_info
 
         self.cfg = cfg
@@ -166,8 +167,12 @@ class Trainer:
             if tuple(kwargs.get("input_size", cfg.input_size)) != tuple(cfg.input_size):
                 raise ConfigError(f"model_overrides input_size {kwargs['input_size']} disagrees with input_size {cfg.input_size}")
             kwargs["input_size"] = tuple(cfg.input_size)
-        # Fail on an input size the model cannot take before generating or reading any data.
-        create_model(cfg.model, task=cfg.task, num_classes=1, **kwargs).check_input((2, self.info.default_input[0], *cfg.input_size))
+        # Fail on an input size the model cannot take, or no batch of which fits in memory,
+        # before generating or reading any data (shapes only: built on the meta device).
+        with torch.device("meta"):
+            meta = create_model(cfg.model, task=cfg.task, num_classes=1, **kwargs)
+        meta.check_input((2, self.info.default_input[0], *cfg.input_size))
+        check_fits_in_memory(meta, (1, self.info.default_input[0], *cfg.input_size), what=f"{cfg.model} input_size")
 
         # Data: rank 0 first, so that only one process generates a synthetic dataset.
         self.data = None

@@ -155,3 +155,11 @@ def test_a_block_setting_the_layer_refuses_is_one_line_from_train_too(tmp_path: 
     no_exception(result)
     assert result.exit_code == 2
     assert_one_line_error(result.stderr, "GiB", strict=True)
+
+
+def test_an_input_no_machine_here_could_hold_is_one_line_before_train_touches_data(tmp_path: Path) -> None:
+    """`train --input 99984x99984` passed the divisor check and then died allocating ~30 GB."""
+    result = invoke(["train", MODEL, "--input", "99984x99984", "--epochs", "1", "--device", "cpu", "--out", tmp_path / "run"])
+    no_exception(result)
+    assert result.exit_code == 2, result.stderr
+    assert_error_reported(result.stderr, "99984", "GiB")
