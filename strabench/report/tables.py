@@ -108,7 +108,8 @@ def load_suite_results(directory: Path) -> SuiteResults:
     planned = [r for r in plan.get("runs") or [] if isinstance(r, dict)] if isinstance(plan.get("runs"), list) else []
     if run_dirs(directory) or planned:
         rows = stored_rows(directory, planned=[{**r, "suite": meta.get("name", directory.name)} for r in planned])
-        variants = [v.get("name") for v in meta.get("variants", []) if isinstance(v, dict)]
+        listed = meta.get("variants") if isinstance(meta.get("variants"), list) else []  # a damaged plan.json: no order
+        variants = [v.get("name") for v in listed if isinstance(v, dict) and isinstance(v.get("name"), str)]
         order = {name: i for i, name in enumerate(variants)}  # the suite's order first
         rows.sort(key=lambda r: order.get(r["variant"], len(order)))
     elif (directory / RESULTS_CSV).is_file():

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strabench.io import read_json_object
-from strabench.suite.config import MeasureSpec
+from strabench.errors import StrabenchError
+from strabench.suite.config import MAC_CONVENTIONS, MeasureSpec
 
 if TYPE_CHECKING:
     from strabench.suite.runner import RunPlan
@@ -128,62 +129,73 @@ def overrides_text(overrides: Any) -> str:
 
 
 def _size_text(size: Any) -> str | None:
-    if isinstance(size, (list, tuple)) and size and all(isinstance(v, int) for v in size):
+    if isinstance(size, (list, tuple)) and size and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31 for v in size):
         return "x".join(str(v) for v in size)
     return None
 
 
 def run_row(run_dir: Path, identity: dict[str, Any], measure: MeasureSpec | None = None) -> dict[str, Any]:
-    """One results.csv row from a run directory (pending if it has nothing yet)."""
+    """One results.csv row from a run directory (pending if it has nothing yet).
+
+    Every field read from a file goes through ``strabench.io``'s typed accessors: a damaged or
+    edited value (text where a number belongs, inf, 10**400, a list for a table, an escape code
+    in a name) costs that field, never the row or the report."""
+    from strabench.io import as_dict, as_int, as_number, as_text
+
     config = read_config(run_dir)
     result = read_json_object(run_dir / RESULT_JSON) or {}
     measured = read_json_object(run_dir / MEASURE_JSON) or {}
     status = _CSV_STATUS[run_status(run_dir, measure)]
     finished = status == "finished"
-    device = result.get("device") if finished and result.get("device") else config.get("device")
+    device = as_text(result.get("device")) if finished and result.get("device") else as_text(config.get("device"))
+    run_id = as_text(identity.get("run_id")) or run_dir.name
     row: dict[str, Any] = {
-        "suite": identity.get("suite"), "variant": identity.get("variant"),
-        "model": identity.get("model") or config.get("model"),
-        "overrides": overrides_text(config.get("model_overrides")),
-        "data": config.get("data"), "profile": config.get("profile"),
+        "suite": as_text(identity.get("suite")), "variant": as_text(identity.get("variant")),
+        "model": as_text(identity.get("model")) or as_text(config.get("model")),
+        "overrides": as_text(overrides_text(config.get("model_overrides")), limit=2000),
+        "data": as_text(config.get("data")), "profile": as_text(config.get("profile")),
         "train_input": _size_text(config.get("input_size")), "device": device,
-        "seed": identity.get("seed"), "data_seed": config.get("data_seed"),
-        "group": group_of(config), "config_hash": _config_hash(run_dir, result),
-        "hash": identity.get("hash"), "run_id": identity.get("run_id"), "status": status,
+        "seed": as_int(identity.get("seed"), minimum=0), "data_seed": as_int(config.get("data_seed"), minimum=0),
+        "group": group_of(config), "config_hash": as_text(_config_hash(run_dir, result)),
+        "hash": as_text(identity.get("hash")), "run_id": run_id, "status": status,
     }
-    row["params"] = measured.get("params")
-    for convention, macs in (measured.get("macs") or {}).items():
-        row[f"macs_{convention}"] = macs
+    row["params"] = as_int(measured.get("params"), minimum=0)
+    for convention, macs in as_dict(measured.get("macs")).items():
+        if convention in MAC_CONVENTIONS:
+            row[f"macs_{convention}"] = as_int(macs, minimum=0)
     if isinstance(measured.get("input"), list):
         row["input"] = _size_text(measured["input"][1:])
-    latency = measured.get("latency") or {}  # per-run timing of older runs; suites now time in latency.json
-    row["latency_ms"] = latency.get("median_ms")
-    row["images_per_s"] = latency.get("images_per_s")
+    latency = as_dict(measured.get("latency"))  # per-run timing of older runs; suites now time in latency.json
+    row["latency_ms"] = as_number(latency.get("median_ms"))
+    row["images_per_s"] = as_number(latency.get("images_per_s"))
     row["metrics"] = _numeric(result.get("metrics") if finished else None)
     # the same network evaluated before training (the engine's baseline): did the run learn?
     row["metrics_untrained"] = _numeric(result.get("metrics_untrained") if finished else None)
     row["metrics_ci"] = _intervals(result.get("metrics_ci95") if finished else None)
-    row["test_size"] = {k: int(v) for k, v in _numeric(result.get("test_size") if finished else None).items()}
-    row["train_time_s"] = result.get("train_time_s")
-    row["epochs"] = result.get("epochs")
-    row["config"] = f"{identity.get('run_id')}/{CONFIG_TOML}" if (run_dir / CONFIG_TOML).is_file() else None
-    row["error"] = (result.get("reason") or measured.get("error")) if status == "failed" else None
+    row["test_size"] = {k: n for k, v in _numeric(result.get("test_size") if finished else None).items()
+                        if (n := as_int(v, minimum=0)) is not None}
+    row["train_time_s"] = as_number(result.get("train_time_s"))
+    row["epochs"] = as_int(result.get("epochs"), minimum=0)
+    row["config"] = f"{run_id}/{CONFIG_TOML}" if (run_dir / CONFIG_TOML).is_file() else None
+    row["error"] = (as_text(result.get("reason")) or as_text(measured.get("error"))) if status == "failed" else None
     return row
 
 
 def _numeric(values: Any) -> dict[str, float]:
-    if not isinstance(values, dict):
-        return {}
-    return {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The finite numbers of a metrics table, names as printable text."""
+    from strabench.io import as_dict, as_number, as_text
+
+    numbers = {as_text(k) or "?": as_number(v) for k, v in as_dict(values).items()}
+    return {k: v for k, v in numbers.items() if v is not None}
 
 
 def _intervals(values: Any) -> dict[str, tuple[float, float]]:
-    if not isinstance(values, dict):
-        return {}
+    from strabench.io import as_dict, as_number, as_text
+
     out = {}
-    for name, pair in values.items():
-        if isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair):
-            out[name] = (float(pair[0]), float(pair[1]))
+    for name, pair in as_dict(values).items():
+        if isinstance(pair, list) and len(pair) == 2 and all(as_number(v) is not None for v in pair):
+            out[as_text(name) or "?"] = (float(pair[0]), float(pair[1]))
     return out
 
 
@@ -245,7 +257,7 @@ def _measure_of(identity: dict[str, Any]) -> MeasureSpec | None:
         return None
     try:
         return MeasureSpec.from_dict(raw)
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, AttributeError, StrabenchError):
         return None
 
 
@@ -303,43 +315,42 @@ _NUMERIC = ("seed", "data_seed", "params", "macs_paper", "macs_fvcore", "macs_pt
 
 
 def read_results_csv(path: Path) -> list[dict[str, Any]]:
-    """results.csv back into rows (numbers as floats, metrics in dicts); older layouts load too."""
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        known = {*BASE_COLUMNS, *TAIL_COLUMNS}
-        metric_names = [c for c in columns if c not in known and not c.endswith(METRIC_SUFFIXES)]
-        rows = []
-        for record in reader:
-            row: dict[str, Any] = {k: (record.get(k) or None) for k in (*BASE_COLUMNS, *TAIL_COLUMNS)}
-            for key in _NUMERIC:
-                row[key] = _number(row.get(key))
-            for key in ("seed", "data_seed", "epochs"):
-                if row[key] is not None and float(row[key]).is_integer():
-                    row[key] = int(row[key])
-            row["overrides"] = row.get("overrides") or ""
-            if not row.get("run_id"):
-                seed = row["seed"] if isinstance(row["seed"], int) else 0
-                row["run_id"] = f"{row['variant']}-s{seed}-{row['hash']}"
+    """results.csv back into rows (numbers as floats, metrics in dicts); older layouts load too.
 
-            def values(suffix: str, rec: dict[str, Any] = record) -> dict[str, float]:
-                found = {m: _number(rec.get(m + suffix)) for m in metric_names}
-                return {m: v for m, v in found.items() if v is not None}
+    Read with ``strabench.io.read_csv_records``: a file that is not UTF-8 csv is refused in one
+    line (``DataError``); a cell that is not a finite number where one belongs is empty."""
+    from strabench.io import as_text, read_csv_records
 
-            row["metrics"] = values("")
-            row["metrics_untrained"] = values(UNTRAINED)
-            lows, highs = values(CI_LOW), values(CI_HIGH)
-            row["metrics_ci"] = {m: (lows[m], highs[m]) for m in lows if m in highs}
-            row["test_size"] = {m: int(v) for m, v in values(N_TEST).items()}
-            rows.append(row)
+    columns, records = read_csv_records(path)
+    known = {*BASE_COLUMNS, *TAIL_COLUMNS}
+    metric_names = [c for c in columns if c not in known and not c.endswith(METRIC_SUFFIXES)]
+    rows = []
+    for record in records:
+        row: dict[str, Any] = {k: (as_text(record.get(k)) or None) for k in (*BASE_COLUMNS, *TAIL_COLUMNS)}
+        for key in _NUMERIC:
+            row[key] = _number(row.get(key))
+        for key in ("seed", "data_seed", "epochs"):
+            if row[key] is not None and float(row[key]).is_integer():
+                row[key] = int(row[key])
+        row["overrides"] = row.get("overrides") or ""
+        if not row.get("run_id"):
+            seed = row["seed"] if isinstance(row["seed"], int) else 0
+            row["run_id"] = f"{row['variant']}-s{seed}-{row['hash']}"
+
+        def values(suffix: str, rec: dict[str, Any] = record) -> dict[str, float]:
+            found = {m: _number(rec.get(m + suffix)) for m in metric_names}
+            return {m: v for m, v in found.items() if v is not None}
+
+        row["metrics"] = values("")
+        row["metrics_untrained"] = values(UNTRAINED)
+        lows, highs = values(CI_LOW), values(CI_HIGH)
+        row["metrics_ci"] = {m: (lows[m], highs[m]) for m in lows if m in highs}
+        row["test_size"] = {m: int(v) for m, v in values(N_TEST).items()}
+        rows.append(row)
     return rows
 
 
 def _number(value: Any) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and abs(number) != float("inf") else None
+    from strabench.io import as_number, parse_number
+
+    return parse_number(value) if isinstance(value, str) else as_number(value)
