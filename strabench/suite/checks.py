@@ -82,12 +82,11 @@ def check_device(name: str) -> None:
 def _input_sizes(spec: "RunSpec") -> list[tuple[tuple[int, int], str]]:
     """The (H, W) inputs a run feeds its model: training's, the measure input, the latency input."""
     from strabench.registry import model_info
-    from strabench.suite.runner import _needs_measure
 
     sizes: list[tuple[tuple[int, int], str]] = []
     if spec.measure.accuracy:
         sizes.append((tuple(spec.config.input_size), "input_size"))  # type: ignore[arg-type]
-    if _needs_measure(spec.measure):
+    if spec.measure.params or spec.measure.macs or spec.measure.latency is not None:
         measure = tuple(spec.measure.input) if spec.measure.input else tuple(model_info(spec.model).default_input[1:])
         sizes.append((measure, "[measure] input"))  # type: ignore[arg-type]
         latency = spec.measure.latency
