@@ -175,7 +175,8 @@ def sasa(m: nn.Module, x: Tensor) -> Tensor:
 
     q, k, v: 1x1 convs with groups = heads; r_{dy, dx} = [row embedding of dy ; column
     embedding of dx] (half of a head's channels each); neighbours outside the image are left
-    out; stride 2 = the attention then 2x2 average pooling.
+    out; stride 2 = the attention then 2x2 average pooling (an odd side's last window averages
+    the pixels it covers).
     """
     b, c, h, w = x.shape
     heads, kernel = m.heads, m.kernel_size
@@ -200,7 +201,7 @@ def sasa(m: nn.Module, x: Tensor) -> Tensor:
                 out[:, sl, i, j] = sum(p[:, None] * val for p, val in zip(softmax(logits), values))
     if m.stride == 1:
         return out
-    ho, wo = h // 2, w // 2
+    ho, wo = (h + 1) // 2, (w + 1) // 2  # odd sides round up, like the stride-2 shortcut beside it
     pooled = x.new_zeros(b, c, ho, wo)
     for i in range(ho):
         for j in range(wo):
