@@ -334,6 +334,7 @@ def _add_comparisons(summary: list[dict[str, Any]], results: SuiteResults) -> No
             if comparison.n:
                 pending.append((record, comparison))
         adjusted = holm([c.p_value for _, c in pending])
+        family = sum(c.p_value is not None for _, c in pending)  # what Holm corrected over
         for (record, comparison), p_holm in zip(pending, adjusted):
             comparison = comparison.with_holm(p_holm)
             record[f"{metric}_vs"] = baseline
@@ -343,7 +344,7 @@ def _add_comparisons(summary: list[dict[str, Any]], results: SuiteResults) -> No
             record[f"{metric}_p_improve"] = comparison.p_improve
             record[f"{metric}_p"], record[f"{metric}_p_holm"] = comparison.p_value, comparison.p_holm
             record[f"{metric}_min_p"] = comparison.min_p
-            record[f"{metric}_comparisons"] = len(pending)
+            record[f"{metric}_comparisons"] = family
             record[f"{metric}_verdict"] = verdict(comparison)
 
 
@@ -609,8 +610,10 @@ def _comparison_notes(results: SuiteResults, summary: Sequence[dict[str, Any]], 
         f"with a {CI_METHOD_SEEDS}.",
         "P(variant > baseline): probability that a run of the variant scores higher than a run of the baseline "
         "(Mann-Whitney estimate over all pairs of their runs).",
-        f"p: {TEST_METHOD} over the {family} comparison(s) of this table; verdict at alpha = {ALPHA}. "
-        "'smallest p possible at n' is the floor of the exact test (2/2^n): where it exceeds 0.05 / comparisons, "
+        (f"p: {TEST_METHOD} over the {family} comparison(s) of this table with two or more paired seeds; "
+         f"verdict at alpha = {ALPHA}. " if family else
+         "p: no comparison has two or more paired seeds, so no test was run. ")
+        + "'smallest p possible at n' is the floor of the exact test (2/2^n): where it exceeds 0.05 / comparisons, "
         "no difference can be detected at this n, however consistent; run more seeds.",
     ]
 

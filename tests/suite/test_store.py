@@ -39,6 +39,7 @@ def test_seed_0_then_seed_1_keeps_both(tmp_path: Path, engine: FakeEngine) -> No
     # the paired comparison sees both seeds: +5 on each
     stra = summary[1]
     assert stra["mAP_pairs"] == 2 and stra["mAP_diff"] == 5.0 and stra["mAP_p"] == 0.5
+    assert stra["mAP_comparisons"] == 1, "Holm's family: the comparisons that have a p-value"
 
 
 def test_rows_carry_their_identity(tmp_path: Path, engine: FakeEngine) -> None:
