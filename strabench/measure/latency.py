@@ -604,7 +604,8 @@ def run_benchmark(
         elif spec.input_size is None:
             raise ConfigError(f"{name} is an nn.Module, which has no default input size: pass input_size=(H, W)")
     _check_device(spec.device)
-    load_before = _load_average()  # before our own work adds to it
+    load_before = _load_average()
+    busy_before = _busy_cores()  # what other processes use right now, before our own work starts
 
     import torch
 
@@ -630,12 +631,12 @@ def run_benchmark(
     finally:
         torch.set_num_threads(saved_threads)
         torch.backends.cudnn.benchmark = saved_cudnn
-    common = {**_common_fields(spec), "load_avg": load_before}
+    common = {**_common_fields(spec), "load_avg": load_before, "busy_cores": busy_before}
     rows = [_row(subjects[name], spec, common, baseline, ratios.get(name)) for name in ordered]
     baseline_row = next((row for row in rows if row["model"] == baseline), None)
     for row in rows:
         reasons = noise_reasons(
-            row["median_ms"], row["iqr_ms"], row["samples"], load_before, common["cpu_count"] or 1,
+            row["median_ms"], row["iqr_ms"], row["samples"], busy_before, common["cpu_count"] or 1,
             baseline_noisy=bool(baseline_row and baseline_row is not row and noise_reasons(
                 baseline_row["median_ms"], baseline_row["iqr_ms"], baseline_row["samples"], None, 1)),
         )
@@ -644,13 +645,13 @@ def run_benchmark(
 
 
 # A timing is flagged noisy when its spread is wide, it rests on too few samples for an IQR, or
-# the machine was busy before it started (load average >= half the cores).
+# the machine was busy before it started (at least half the cores in use, over 0.5 s).
 NOISY_IQR_FRACTION = 0.10
 MIN_SAMPLES = 5
 
 
 def noise_reasons(
-    median_ms: float, iqr_ms: float, samples: int, load_avg: float | None, cores: int, *, baseline_noisy: bool = False,
+    median_ms: float, iqr_ms: float, samples: int, busy_cores: float | None, cores: int, *, baseline_noisy: bool = False,
 ) -> list[str]:
     """Why a timing should not be trusted ([] when nothing is wrong); see the thresholds above."""
     reasons = []
@@ -658,11 +659,25 @@ def noise_reasons(
         reasons.append(f"only {samples} sample(s): no meaningful IQR (need >= {MIN_SAMPLES}; raise --min-run-time)")
     elif median_ms > 0 and iqr_ms / median_ms > NOISY_IQR_FRACTION:
         reasons.append(f"IQR {100 * iqr_ms / median_ms:.0f}% of the median (> {100 * NOISY_IQR_FRACTION:.0f}%)")
-    if load_avg is not None and load_avg >= cores / 2:
-        reasons.append(f"machine busy: load average {load_avg:.1f} on {cores} cores")
+    if busy_cores is not None and busy_cores >= cores / 2:
+        reasons.append(f"machine busy: {busy_cores:.1f} of {cores} cores in use before timing")
     if baseline_noisy:
         reasons.append("the baseline's timing is noisy, so is the ratio")
     return reasons
+
+
+def _busy_cores(window_s: float = 0.5) -> float | None:
+    """Cores in use by the whole machine over a short window (this process is idle meanwhile).
+
+    Unlike the 1-minute load average, which still counts a training that just ended in this very
+    process, this is the load the timing is about to compete with.
+    """
+    try:
+        import psutil
+
+        return psutil.cpu_percent(interval=window_s) / 100.0 * (os.cpu_count() or 1)
+    except (ImportError, OSError):
+        return None
 
 
 def _load_average() -> float | None:
@@ -773,7 +788,7 @@ CSV_FIELDS = (
     "timestamp", "model", "mode", "batch", "input", "channels", "device", "threads", "median_ms", "iqr_ms",
     "images_per_s", "ratio_to_baseline", "ratio_rounds", "baseline", "peak_mem_mb", "weights_mb", "amp",
     "channels_last", "compile", "samples", "rounds", "min_run_time", "warmup_s", "optimizer", "aux_losses",
-    "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu", "allocator", "noisy", "noise", "load_avg",
+    "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu", "allocator", "noisy", "noise", "load_avg", "busy_cores",
     "omp_wait_policy",
 )  # fmt: skip
 

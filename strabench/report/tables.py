@@ -573,11 +573,11 @@ def _latency_notes(results: SuiteResults, summary: Sequence[dict[str, Any]]) -> 
             f"Latency: each variant timed between two timings of the baseline `{results.baseline}` in one process "
             f"({settings.get('rounds', '?')} rounds, batch {settings.get('batch', '?')}, {settings.get('mode', 'infer')} mode, "
             f"{threads}, CPU); ratio = median over rounds (range over rounds in brackets). Milliseconds are "
-            f"machine- and load-dependent ({env.get('cpu', 'CPU')}, load average {_fmt(env.get('load_avg'), 1)} at start): compare ratios."
+            f"machine- and load-dependent ({env.get('cpu', 'CPU')}, {_fmt(env.get('busy_cores'), 1)} core(s) busy before timing): compare ratios."
         )
         if any(r.get("latency_noisy") for r in summary):
             lines.append("NOISY: the timing's IQR exceeds 10 % of its median, it rests on < 5 samples, or the machine was busy "
-                         "(load average >= half the cores); do not read small ratio differences there.")
+                         "(half the cores or more in use just before timing); do not read small ratio differences there.")
     elif any(r.get("latency_ms") is not None for r in summary):
         lines.append("Latency: one timing per run, not interleaved with a baseline (older results): machine-dependent, "
                      "not comparable across runs; re-run the suite to time it against its baseline.")

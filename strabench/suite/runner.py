@@ -344,7 +344,7 @@ def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
         "settings": settings,
         "baseline": plan.suite.baseline,
         "variants": measured,
-        "environment": {**{k: first.get(k) for k in ("cpu", "cpu_count", "torch_version", "allocator", "load_avg", "timestamp")},
+        "environment": {**{k: first.get(k) for k in ("cpu", "cpu_count", "torch_version", "allocator", "load_avg", "busy_cores", "timestamp")},
                         **dict(zip(("git_commit", "git_dirty"), git_state()))},
     }
 

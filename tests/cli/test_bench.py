@@ -68,7 +68,7 @@ def test_a_noisy_row_is_flagged_in_the_table(monkeypatch):
                 "peak_mem_mb": 1.0, "amp": "none", "channels_last": False, "compile": False, "rounds": 3,
                 "min_run_time": 1.0, "optimizer": None, "mem_method": "rss", "note": None, "torch_version": "x",
                 "cpu": "cpu", "baseline": "resnet50"}
-        reasons = latency.noise_reasons(1774.0, 981.0, 9, load_avg=0.0, cores=2)
+        reasons = latency.noise_reasons(1774.0, 981.0, 9, busy_cores=0.0, cores=2)
         return [
             {**base, "model": "resnet50", "median_ms": 1774.0, "iqr_ms": 981.0, "samples": 9, "ratio_to_baseline": 1.0,
              "ratio_rounds": [1.0, 1.0, 1.0], "noisy": bool(reasons), "noise": "; ".join(reasons)},
