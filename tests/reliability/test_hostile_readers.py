@@ -153,7 +153,7 @@ def test_hostile_cells_in_results_csv(workdir: Path, data: st.DataObject) -> Non
     for run_dir in _run_dirs(suite):
         shutil.rmtree(run_dir)
     path = suite / "results.csv"
-    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))[:4]  # header + 3 runs: small examples
     for row in rows[1:]:
         for i in range(len(row)):
             if data.draw(st.integers(0, 3)) == 0:
