@@ -43,8 +43,8 @@ def test_every_link_resolves_inside_the_repository(doc: Path) -> None:
 
 def test_nothing_names_a_machine_path_or_working_folder() -> None:
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    # the folder this checkout sits in (wherever that is), home directories, the team's working notes
-    here = re.escape(str(REPO.parent) + "/")
+    # this checkout's own absolute path (wherever it is), home directories, the team's working notes
+    here = re.escape(str(REPO))
     pattern = re.compile(here + r"|/home/\w|shared/(design|paper)|CONTRIBUTING-helpers")
     offenders = []
     for name in tracked:
