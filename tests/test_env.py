@@ -9,12 +9,9 @@ import sys
 
 import pytest
 
-SNIPPET = """
-import ctypes, json
-from strabench.env import configure_process
-first = configure_process(calm_threads=False)["allocator"]
-# glibc's mallinfo2 counts mmapped bytes: a 64 MiB buffer must now come from the heap.
-buf = ctypes.create_string_buffer(64 << 20)
+# glibc's mallinfo2 counts mmapped bytes (hblkhd): after the allocator is configured, a large
+# buffer must come from the heap. Shared by the subprocess snippets below.
+MMAPPED_PROBE = """\
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 libc = ctypes.CDLL(None)
@@ -22,8 +19,16 @@ mmapped = None
 if hasattr(libc, "mallinfo2"):
     libc.mallinfo2.restype = MallInfo2
     mmapped = libc.mallinfo2().hblkhd
-print(json.dumps({"first": first, "again": configure_process(calm_threads=False)["allocator"], "mmapped": mmapped}))
 """
+
+SNIPPET = """
+import ctypes, json
+from strabench.env import configure_process
+first = configure_process(calm_threads=False)["allocator"]
+# glibc's mallinfo2 counts mmapped bytes: a 64 MiB buffer must now come from the heap.
+buf = ctypes.create_string_buffer(64 << 20)
+{MMAPPED_PROBE}print(json.dumps({"first": first, "again": configure_process(calm_threads=False)["allocator"], "mmapped": mmapped}))
+""".replace("{MMAPPED_PROBE}", MMAPPED_PROBE)
 
 
 def _run(**env: str) -> dict:
@@ -74,16 +79,9 @@ from strabench.train.config import resolve
 Trainer(resolve(make_tiny_config("fer")), cache_dir=CACHE)
 rows = run_benchmark(BenchSpec(batch=2, input_size=(16, 16), min_run_time=0.01, rounds=1), ["fer_resnet"])
 buf = ctypes.create_string_buffer(64 << 20)
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-libc = ctypes.CDLL(None)
-mmapped = None
-if hasattr(libc, "mallinfo2"):
-    libc.mallinfo2.restype = MallInfo2
-    mmapped = libc.mallinfo2().hblkhd
-print(json.dumps({"before": before, "after": process_settings(), "row": {k: rows[0][k] for k in ("allocator", "omp_wait_policy")},
+{MMAPPED_PROBE}print(json.dumps({"before": before, "after": process_settings(), "row": {k: rows[0][k] for k in ("allocator", "omp_wait_policy")},
                   "policy": os.environ.get("OMP_WAIT_POLICY"), "mmapped": mmapped}))
-"""
+""".replace("{MMAPPED_PROBE}", MMAPPED_PROBE)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator setting is glibc's mallopt")
