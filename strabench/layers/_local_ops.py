@@ -18,6 +18,7 @@ Conventions shared by everything here (and by ``LocalAttention``):
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "LocalWeightedSum",
     "gather_neighbours",
     "local_attention_macs",
+    "neighbour_windows",
     "local_weighted_sum_jit_macs",
     "local_weighted_sum",
     "output_size",
@@ -101,16 +103,25 @@ def _check_args(attn: Tensor, value: Tensor, kernel_size: int, stride: int) -> N
 # neighbour gathering (cheap: used for the G-channel nu map)
 
 
-def gather_neighbours(t: Tensor, kernel_size: int, stride: int, fill: float) -> Tensor:
-    """``out[b, g, k, i, j] = t[b, g, i*stride + dy_k, j*stride + dx_k]``, ``fill`` outside.
+def neighbour_windows(t: Tensor, kernel_size: int, stride: int, fill: float) -> Tensor:
+    """``out[b, g, ky, kx, i, j] = t[b, g, i*stride + ky - K//2, j*stride + kx - K//2]``, ``fill`` outside.
 
-    Meant for small tensors (the per-group ``nu`` logits): it materialises K*K copies. Built
-    from ``Tensor.unfold`` views so a ``torch.jit.trace`` records no shape arithmetic.
+    A view of one padded copy of ``t`` (meant for the small per-group ``nu`` logits): adding it
+    to a (B, G, K, K, Ho, Wo) tensor broadcasts without materialising the K*K copies. Built from
+    ``Tensor.unfold`` views so a ``torch.jit.trace`` records no shape arithmetic.
     """
     pad = kernel_size // 2
     padded = F.pad(t, (pad, pad, pad, pad), value=fill) if pad else t
     windows = padded.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride)  # (B, G, Ho, Wo, K, K)
-    return windows.permute(0, 1, 4, 5, 2, 3).flatten(2, 3)
+    return windows.permute(0, 1, 4, 5, 2, 3)
+
+
+def gather_neighbours(t: Tensor, kernel_size: int, stride: int, fill: float) -> Tensor:
+    """``out[b, g, k, i, j] = t[b, g, i*stride + dy_k, j*stride + dx_k]``, ``fill`` outside.
+
+    ``neighbour_windows`` with the offsets flattened row-major: this materialises K*K copies.
+    """
+    return neighbour_windows(t, kernel_size, stride, fill).flatten(2, 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,15 +169,25 @@ def _windows(kernel_size: int, stride: int, h: int, w: int, ho: int, wo: int):
             yield k, ry[0], rx[0], ry[1], rx[1]
 
 
+@functools.lru_cache(maxsize=64)
+def _flat_valid_cached(kernel_size: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable in autograd later
+        d = torch.arange(kernel_size, device=device) - kernel_size // 2
+        ys = torch.arange(h, device=device) + d[:, None]  # (K, H)
+        xs = torch.arange(w, device=device) + d[:, None]  # (K, W)
+        vy = (ys >= 0) & (ys < h)
+        vx = (xs >= 0) & (xs < w)
+        valid = vy[:, None, :, None] & vx[None, :, None, :]  # (K, K, H, W)
+        return valid.reshape(kernel_size * kernel_size, h * w).to(dtype)
+
+
 def _flat_valid(kernel_size: int, h: int, w: int, like: Tensor) -> Tensor:
-    """(K*K, H*W) 1/0 mask: is the k-th neighbour of flat pixel p inside the image (stride 1)."""
-    d = torch.arange(kernel_size, device=like.device) - kernel_size // 2
-    ys = torch.arange(h, device=like.device) + d[:, None]  # (K, H)
-    xs = torch.arange(w, device=like.device) + d[:, None]  # (K, W)
-    vy = (ys >= 0) & (ys < h)
-    vx = (xs >= 0) & (xs < w)
-    valid = vy[:, None, :, None] & vx[None, :, None, :]  # (K, K, H, W)
-    return valid.reshape(kernel_size * kernel_size, h * w).to(like.dtype)
+    """(K*K, H*W) 1/0 mask: is the k-th neighbour of flat pixel p inside the image (stride 1).
+
+    A constant of the shape, built once per (K, H, W, device, dtype) and reused: at batch 1
+    its dozen small ops would otherwise cost as much as the weighting itself.
+    """
+    return _flat_valid_cached(kernel_size, h, w, like.device, like.dtype)
 
 
 def _flat_shifts(kernel_size: int, h: int, w: int):
@@ -298,13 +319,13 @@ class LocalWeightedSum(torch.autograd.Function):
     @staticmethod
     def _forward(ctx, attn: Tensor, value: Tensor, kernel_size: int, stride: int) -> Tensor:
         value = _viewable(value)
-        attn = attn.contiguous()
         b, g, kk, ho, wo = attn.shape
         h, w = value.shape[-2:]
         ctx.kernel_size, ctx.stride, ctx.hw = kernel_size, stride, (h, w)
         if stride == 1:
             # zero the weights of out-of-image neighbours once; both passes then run on flat views
-            masked = (attn.view(b, g, kk, h * w) * _flat_valid(kernel_size, h, w, attn))
+            # (reshape: a view of attn in whatever dense layout it has, e.g. from channels_last)
+            masked = attn.reshape(b, g, kk, h * w) * _flat_valid(kernel_size, h, w, attn)
             ctx.save_for_backward(masked, value)
             return _forward_flat(masked, value, kernel_size)
         ctx.save_for_backward(attn, value)

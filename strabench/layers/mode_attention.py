@@ -40,6 +40,34 @@ def _own_macs(m: "ModeAttention", x: Tensor, out: Tensor) -> int:
     return macs
 
 
+# z_g = sum_p M_g(p) x_g(p) and <z_g, x_g(p)>. In NCHW an einsum is one batched matmul over
+# (batch, group) with no copy. In channels_last (channels innermost) that batching needs a copy of
+# the activation, so the products run per image over all channels at once instead: G times the
+# multiply-adds of a small product (C x P x G per image), no copy, the layout kept. The counters
+# cost the maths (the einsum), whichever way it runs.
+
+
+def _pool(masks: Tensor, xg: Tensor, pixel_major: bool) -> Tensor:
+    """(B, G, P) masks, (B, G, Cg, P) x -> z (B, G, Cg)."""
+    if not pixel_major:
+        return torch.einsum("bgp,bgcp->bgc", masks, xg)
+    b, g, cg, p = xg.shape
+    # (B, G, P) @ (B, P, C), both row-major in this layout: each mask x each channel
+    every = torch.bmm(masks, xg.reshape(b, g * cg, p).transpose(1, 2))
+    # mask g x the channels of group g; contiguous (B*C values) so later products read z with unit stride
+    return every.view(b, g, g, cg).diagonal(dim1=1, dim2=2).permute(0, 2, 1).contiguous()
+
+
+def _dot(z: Tensor, xg: Tensor, pixel_major: bool) -> Tensor:
+    """(B, G, Cg) z, (B, G, Cg, P) x -> <z_g, x_g(p)> (B, G, P)."""
+    if not pixel_major:
+        return torch.einsum("bgc,bgcp->bgp", z, xg)
+    b, g, cg, p = xg.shape
+    eye = torch.eye(g, dtype=z.dtype, device=z.device).unsqueeze(-1)  # (G, G, 1)
+    block_rows = (z.unsqueeze(2) * eye).reshape(b, g, g * cg)  # row g: z_g at group g's channels, 0 elsewhere
+    return torch.bmm(block_rows, xg.reshape(b, g * cg, p))
+
+
 @counts_macs(_own_macs)
 class ModeAttention(nn.Module):
     """Node-to-mode attention with optional mode interaction (StRA paper, Sec. 2 and App. A).
@@ -80,19 +108,21 @@ class ModeAttention(nn.Module):
         b, c, h, w = x.shape
         g = self.groups
         masks = self.masks(x).view(b, g, h * w)
-        xg = x.reshape(b, g, c // g, h * w)
-        z = torch.einsum("bgp,bgcp->bgc", masks.to(xg.dtype), xg)
-        r = torch.sigmoid(self.gate1_bn(torch.einsum("bgc,bgcp->bgp", z, xg).view(b, g, h, w)))
-        y = xg + r.view(b, g, 1, h * w) * z.unsqueeze(-1)
+        # a view in NCHW and in channels_last alike; addcmul keeps x's layout and needs no temporary
+        xg = x.view(b, g, c // g, h * w)
+        pixel_major = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        z = _pool(masks.to(xg.dtype), xg, pixel_major)
+        r = torch.sigmoid(self.gate1_bn(_dot(z, xg, pixel_major).view(b, g, h, w)))
+        y = torch.addcmul(xg, r.view(b, g, 1, h * w), z.unsqueeze(-1))
         if self.interaction:
             s = torch.bmm(z, z.transpose(1, 2))
             s = s / s.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             z2 = torch.bmm((math.sqrt(g) * s).softmax(dim=-1), z)
-            gate = torch.sigmoid(self.gate2_bn(torch.einsum("bgc,bgcp->bgp", z2, y).view(b, g, h, w)))
-            y = y + gate.view(b, g, 1, h * w) * z2.unsqueeze(-1)
+            gate = torch.sigmoid(self.gate2_bn(_dot(z2, y, pixel_major).view(b, g, h, w)))
+            y = torch.addcmul(y, gate.view(b, g, 1, h * w), z2.unsqueeze(-1))
         if self.training:
             self._aux = {"diversity": diversity_loss(masks.float())}
-        return y.reshape(b, c, h, w)
+        return y.view(b, c, h, w)
 
     def pop_aux_losses(self) -> dict[str, Tensor]:
         """Per-sample auxiliary losses of the last training forward (cleared on read)."""

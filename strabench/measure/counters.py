@@ -13,6 +13,7 @@ arithmetic the same way). B = batch; an element is one scalar of a tensor.
 | --- | --- | --- |
 | matmul-like | _convolution, linear/addmm, matmul/mm, bmm (fvcore's handles); einsum (ours: exact); ``prim::PythonOp.LocalWeightedSum`` (the local-attention weighting) | multiply-adds; the weighting is ``local_attention_macs`` = B*C*Ho*Wo*K*K |
 | pointwise arithmetic and functions | add, sub, rsub, mul, div, neg, abs, pow, sqrt, rsqrt, reciprocal, exp, log, sigmoid, tanh, gelu, silu (and their in-place forms), softmax, log_softmax | 1 per output element |
+| fused multiply-add | addcmul (``x + t1 * t2``, ModeAttention's gating) and its in-place form | 2 per output element (the mul and the add it fuses) |
 | reductions | sum, mean, linalg_vector_norm / norm (a sum of squares) | 1 per input element |
 | pooling | avg_pool2d / adaptive_avg_pool2d (fvcore's) | kernel area per output element / 1 per input element |
 | normalisation | batch_norm (fvcore's, eval mode: scale and shift) | 2 per element |
@@ -114,6 +115,10 @@ def _per_output_element(inputs: list, outputs: list) -> int:
     return _float_numel(outputs[0])
 
 
+def _two_per_output_element(inputs: list, outputs: list) -> int:
+    return 2 * _float_numel(outputs[0])
+
+
 def _per_input_element(inputs: list, outputs: list) -> int:
     return _float_numel(inputs[0])
 
@@ -198,6 +203,7 @@ FVCORE_HANDLES: dict[str, Handle] = {
     "aten::einsum": _einsum,  # replaces fvcore's, which rounds to 4 significant digits
     "aten::avg_pool2d": _avg_pool2d,
     **{op: _per_output_element for op in POINTWISE_OPS},
+    **{op: _two_per_output_element for op in _inplace_too(("addcmul",))},
     **{op: _per_input_element for op in REDUCTION_OPS},
     **{op: _free for op in COMPARISON_OPS + DATA_MOVEMENT_OPS},
 }

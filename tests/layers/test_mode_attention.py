@@ -72,3 +72,23 @@ def test_bad_shapes():
         ModeAttention(30, groups=8)
     with pytest.raises(ShapeError):
         ModeAttention(32, groups=8)(torch.randn(1, 16, 4, 4))
+
+
+@pytest.mark.parametrize("interaction", [True, False])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_channels_last_matches_reference_and_keeps_layout(interaction, training):
+    """channels_last takes its own product path (no copy of x): same outputs and gradients."""
+    torch.manual_seed(2)
+    block = ModeAttention(24, groups=8, interaction=interaction).double().train(training)
+    paper_reference.set_random_batch_norm(block, 2)
+    x = torch.randn(3, 24, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    slow, _, _ = paper_reference.mode_attention(block, x, training=training)
+    fast = block.to(memory_format=torch.channels_last)(x)
+    assert fast.is_contiguous(memory_format=torch.channels_last) and not fast.is_contiguous()
+    torch.testing.assert_close(fast, slow, atol=1e-9, rtol=1e-7)
+    weight = torch.randn_like(fast)
+    grads_fast = torch.autograd.grad((fast * weight).sum(), [x, *block.parameters()])
+    grads_slow = torch.autograd.grad((slow * weight).sum(), [x, *block.parameters()], allow_unused=True)
+    for gf, gs in zip(grads_fast, grads_slow):
+        torch.testing.assert_close(gf, torch.zeros_like(gf) if gs is None else gs, atol=1e-8, rtol=1e-6)

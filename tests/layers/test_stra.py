@@ -138,3 +138,36 @@ def test_mode_attention_hands_back_the_diversity_of_its_own_masks() -> None:
     block(x)
     torch.testing.assert_close(block.pop_aux_losses()["diversity"].double(), diversity, atol=1e-6, rtol=1e-6)
     assert ((diversity >= 0) & (diversity <= 4 - 1)).all()
+
+
+class _ActivationCopies(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records every aten op that writes a tensor as large as the activation by copying one
+    (copy_, clone, contiguous's copies): the layout conversions a profile would show."""
+
+    def __init__(self, numel: int) -> None:
+        super().__init__()
+        self.numel, self.copies = numel, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if name in ("copy_", "clone", "_to_copy", "contiguous") and isinstance(out, torch.Tensor) and out.numel() >= self.numel:
+            self.copies.append(name)
+        return out
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_block_never_copies_the_activation(channels_last: bool, training: bool) -> None:
+    """Neither layout is converted inside the block, forward or backward: the value, output and
+    mode-attention products run in the input's own layout (only G*K*K-per-pixel attention maps,
+    smaller than the activation at C > G*K*K, may be re-laid out)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    block = StRA(128, groups=8).train(training).to(memory_format=fmt)
+    x = torch.randn(2, 128, 6, 5).contiguous(memory_format=fmt).requires_grad_()
+    spy = _ActivationCopies(x.numel())
+    with spy:
+        out = block(x)
+        out.backward(torch.randn_like(out))
+    assert out.is_contiguous(memory_format=fmt)
+    assert spy.copies == []
