@@ -31,27 +31,27 @@ def diversity_loss(masks: Tensor) -> Tensor:
 def _own_macs(m: "ModeAttention", x: Tensor, out: Tensor) -> int:
     b, c, h, w = x.shape
     g, p = m.groups, h * w
-    # mask softmax over HW, z = M x (einsum), gate logits <z, x> (einsum), sigmoid, y = x + r z (mul, add)
+    # mask softmax over HW, z = M x (bmm), gate logits <z, x> (bmm), sigmoid, y = x + r z (addcmul: mul, add)
     macs = b * g * p + 2 * b * c * p + b * g * p + 2 * b * c * p
     if m.interaction:
         # S = Z Z^T and P Z (bmm, G x G x C/G each), row norm + divide + sqrt(G) scale + softmax on G x G,
-        # gate 2 logits (einsum), sigmoid, y + s z' (mul, add)
+        # gate 2 logits (bmm), sigmoid, y + s z' (addcmul: mul, add)
         macs += 2 * b * g * c + 4 * b * g * g + b * c * p + b * g * p + 2 * b * c * p
     return macs
 
 
-# z_g = sum_p M_g(p) x_g(p) and <z_g, x_g(p)>. In NCHW an einsum is one batched matmul over
+# z_g = sum_p M_g(p) x_g(p) and <z_g, x_g(p)>. In NCHW each is one batched matmul over
 # (batch, group) with no copy. In channels_last (channels innermost) that batching needs a copy of
 # the activation, so the products run per image over all channels at once instead: G times the
 # multiply-adds of a small product (C x P x G per image), no copy, the layout kept. The counters
-# cost the maths (the einsum), whichever way it runs.
+# cost the maths (the NCHW products), whichever way it runs.
 
 
 def _pool(masks: Tensor, xg: Tensor, pixel_major: bool) -> Tensor:
     """(B, G, P) masks, (B, G, Cg, P) x -> z (B, G, Cg)."""
-    if not pixel_major:
-        return torch.einsum("bgp,bgcp->bgc", masks, xg)
     b, g, cg, p = xg.shape
+    if not pixel_major:  # one matrix-vector product per (image, group)
+        return torch.bmm(xg.reshape(b * g, cg, p), masks.reshape(b * g, p, 1)).view(b, g, cg)
     # (B, G, P) @ (B, P, C), both row-major in this layout: each mask x each channel
     every = torch.bmm(masks, xg.reshape(b, g * cg, p).transpose(1, 2))
     # mask g x the channels of group g; contiguous (B*C values) so later products read z with unit stride
@@ -60,9 +60,9 @@ def _pool(masks: Tensor, xg: Tensor, pixel_major: bool) -> Tensor:
 
 def _dot(z: Tensor, xg: Tensor, pixel_major: bool) -> Tensor:
     """(B, G, Cg) z, (B, G, Cg, P) x -> <z_g, x_g(p)> (B, G, P)."""
-    if not pixel_major:
-        return torch.einsum("bgc,bgcp->bgp", z, xg)
     b, g, cg, p = xg.shape
+    if not pixel_major:
+        return torch.bmm(z.reshape(b * g, 1, cg), xg.reshape(b * g, cg, p)).view(b, g, p)
     eye = torch.eye(g, dtype=z.dtype, device=z.device).unsqueeze(-1)  # (G, G, 1)
     block_rows = (z.unsqueeze(2) * eye).reshape(b, g, g * cg)  # row g: z_g at group g's channels, 0 elsewhere
     return torch.bmm(block_rows, xg.reshape(b, g * cg, p))

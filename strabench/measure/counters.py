@@ -29,7 +29,7 @@ function (as sigmoid is), not exp + sum + divide. fvcore's own einsum handle rea
 printed cost, rounded to 4 significant digits; ours contracts in numpy's order and is exact.
 
 Attention is counted as it executes: SASA's dense HW x HW logits and values (with its band
-mask), NonLocal's theta.phi and attn.g matmuls, ModeAttention's einsums and bmms, the local
+mask), NonLocal's theta.phi and attn.g matmuls, ModeAttention's bmms, the local
 weighting. ``LocalAttention(impl="unfold")`` runs mul + sum, so fvcore counts its weighting
 twice (one per element each); the registered models use the fast op.
 
