@@ -110,6 +110,10 @@ def neighbour_windows(t: Tensor, kernel_size: int, stride: int, fill: float) -> 
     to a (B, G, K, K, Ho, Wo) tensor broadcasts without materialising the K*K copies. Built from
     ``Tensor.unfold`` views so a ``torch.jit.trace`` records no shape arithmetic.
     """
+    if _capturing_a_graph():
+        from strabench.layers._local_traceable import traceable_gather_neighbours
+
+        return traceable_gather_neighbours(t, kernel_size, stride, fill)
     pad = kernel_size // 2
     padded = F.pad(t, (pad, pad, pad, pad), value=fill) if pad else t
     windows = padded.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride)  # (B, G, Ho, Wo, K, K)
@@ -364,4 +368,19 @@ def local_weighted_sum(attn: Tensor, value: Tensor, kernel_size: int, stride: in
     _check_args(attn, value, kernel_size, stride)
     if attn.dtype != value.dtype:
         raise ValueError(f"attn dtype {attn.dtype} differs from value dtype {value.dtype}")
+    if _capturing_a_graph():
+        from strabench.layers._local_traceable import traceable_weighted_sum
+
+        return traceable_weighted_sum(attn, value, kernel_size, stride)
     return LocalWeightedSum.apply(attn, value, kernel_size, stride)
+
+
+def _capturing_a_graph() -> bool:
+    """Whether an ONNX export or torch.compile/torch.export is capturing this call.
+
+    They get the pure-tensor formulation (an exporter cannot translate a Python autograd
+    Function). A plain ``torch.jit.trace`` (fvcore's counting) is neither, so it still records
+    the named ``LocalWeightedSum`` node; the legacy ONNX exporter traces too, but sets
+    ``is_in_onnx_export``.
+    """
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
