@@ -42,6 +42,10 @@ class DeviceError(StrabenchError):
     """A requested device (e.g. cuda) that is not available."""
 
 
+class ExportError(StrabenchError):
+    """A model that cannot be exported (ONNX), or whose exported form disagrees with eager PyTorch."""
+
+
 class NumericalError(StrabenchError):
     """Training diverged (NaN/inf loss)."""
 

@@ -207,7 +207,7 @@ def _register() -> None:
 
     app.command("list", help=list_cmd.__doc__)(list_cmd.list_command)
     app.command("flops", help=flops.__doc__)(flops.flops_command)
-    for module_name in ("bench", "train", "evaluate", "run", "status", "report", "viz", "doctor"):
+    for module_name in ("bench", "export", "train", "evaluate", "run", "status", "report", "viz", "doctor"):
         try:
             module = __import__(f"strabench.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -7,7 +7,11 @@ per-image time over the mean of those two: ratios hold on a noisy machine, milli
 --mode train times a full step (forward, cross-entropy on random labels + the model's auxiliary
 losses such as StRA's diversity loss, backward, SGD momentum step). Peak memory is what one
 untimed step needs above what is resident (CUDA: max_memory_allocated; CPU: RSS growth).
-With --compile the warm-up includes compilation. On CUDA out-of-memory the batch is halved.
+--runtime compile times torch.compile'd models, --runtime onnxruntime their ONNX export in
+onnxruntime (inference only, outputs checked against eager first; needs the onnx extra): every
+model, the baseline included, runs under that runtime, and compile_s (torch.compile's first
+call, or ONNX export + session creation) is reported on its own, outside warm-up and timings.
+On CUDA out-of-memory the batch is halved.
 --replace puts blocks into the listed models (not into --baseline), so
 `bench resnet50 --baseline resnet50 --replace 'layer4.*.conv2=stra'` times ResNet-50 with StRA
 in layer4 against plain ResNet-50; its row is named resnet50[layer4.*.conv2=stra].
@@ -30,7 +34,8 @@ def bench_command(
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads, default: all cores (os.cpu_count()).")] = None,
     amp: Annotated[str, typer.Option("--amp", help="none, bf16 or fp16 (fp16: cuda only) autocast.")] = "none",
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Model and input in channels_last memory format.")] = False,
-    compile: Annotated[bool, typer.Option("--compile", help="Wrap models in torch.compile (compiled during warm-up).")] = False,
+    runtime: Annotated[str, typer.Option("--runtime", help="eager, compile (torch.compile) or onnxruntime (ONNX export, inference only).")] = "eager",
+    compile: Annotated[bool, typer.Option("--compile", hidden=True, help="Replaced by --runtime compile.")] = False,
     min_run_time: Annotated[float, typer.Option("--min-run-time", help="Seconds per measurement (blocked_autorange).")] = 1.0,
     rounds: Annotated[int, typer.Option("--rounds", help="Measurement rounds; ratios are medians over them.")] = 3,
     replace: Annotated[list[str] | None, typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules of the listed models (not --baseline), e.g. 'layer4.*.conv2=stra' (repeatable).")] = None,
@@ -41,15 +46,18 @@ def bench_command(
 
     configure_process(calm_threads=False)  # heap kept (recorded in every row); thread policy left to the user
     from strabench.cli._common import parse_replace, parse_size, print_json
+    from strabench.errors import ConfigError
     from strabench.measure.latency import append_csv, benchmark_models, check_csv
 
+    if compile:
+        raise ConfigError("--compile is now --runtime compile")
     size = parse_size(input) if input else None
     blocks = parse_replace(replace)
     if csv:
         check_csv(csv)
     rows = benchmark_models(
         models, baseline=baseline, mode=mode, batch=batch, input_size=size, device=device, threads=threads, amp=amp,
-        channels_last=channels_last, compile=compile, min_run_time=min_run_time, rounds=rounds, progress=_progress(),
+        channels_last=channels_last, runtime=runtime, min_run_time=min_run_time, rounds=rounds, progress=_progress(),
         replace=blocks,
     )
     if csv:
@@ -82,7 +90,7 @@ def _render(rows: list[dict]) -> None:
     table.add_column("model", no_wrap=True)
     for column in ("mode", "batch", "input", "device", "threads"):
         table.add_column(column)
-    for column in ("median ms", "IQR ms", "samples", "img/s", "ratio", "ratio range", "peak mem MB"):
+    for column in ("median ms", "IQR ms", "samples", "img/s", "ratio", "ratio range", "peak mem MB", "compile s"):
         table.add_column(column, justify="right")
     table.add_column("noisy")
     for row in rows:
@@ -102,13 +110,16 @@ def _render(rows: list[dict]) -> None:
             "—" if ratio is None else f"{ratio:.3f}×",
             f"{min(spread):.3f}–{max(spread):.3f}" if spread and row["model"] != first["baseline"] else "—",
             f"{row['peak_mem_mb']:.1f}",
+            "—" if row.get("compile_s") is None else f"{row['compile_s']:.1f}",
             "[bold yellow]NOISY[/]" if row.get("noisy") else "",
         )
     out.print(table)
-    extras = [f"amp={first['amp']}", f"channels_last={first['channels_last']}", f"compile={first['compile']}"]
+    extras = [f"amp={first['amp']}", f"channels_last={first['channels_last']}", f"runtime={first['runtime']}"]
     out.print(", ".join(extras) + f"; {first['rounds']} round(s), min_run_time {first['min_run_time']} s")
     if first["baseline"]:
         out.print(f"ratio = per-image time / {first['baseline']} measured around it, median over rounds")
+    if first.get("compile_s") is not None:
+        out.print("compile s: torch.compile's first call, or ONNX export + session creation; not in warm-up or timings")
     if first["optimizer"]:
         out.print(f"train step: CE + aux losses, backward, {first['optimizer']}")
     out.print(f"peak mem: {first['mem_method']}", highlight=False)

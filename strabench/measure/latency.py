@@ -5,9 +5,11 @@ the next, so the number that matters is a model's time *relative to a baseline m
 it*. ``benchmark_models`` therefore:
 
 1. builds every model (``build_for_input``: input-sized heads, ``check_input``) before running
-   any, then warms each one up (``warmup`` steps; with ``compile`` the first includes
-   compilation; an out-of-memory error during warm-up halves the batch, down to 1, and the
-   row's ``batch`` and ``note`` say so);
+   any, prepares it for the ``runtime`` (``strabench.measure.runtimes``: torch.compile's first
+   call or the ONNX export + session, timed on its own as ``compile_s``), then warms each one up
+   (``warmup`` steps; an out-of-memory error during preparation or warm-up halves the batch,
+   down to 1, and the row's ``batch`` and ``note`` say so). Every model, the baseline included,
+   runs under the same runtime, so ratios compare like with like;
 2. reads peak memory on one more, untimed step (see ``peak_step_memory``);
 3. times ``rounds`` rounds. With a baseline a round is ``B c1 B c2 ... B cn B``: every candidate
    is bracketed by two baseline measurements, and its per-round ratio is its per-image median
@@ -51,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Ty
 
 from strabench.env import describe_environment
 from strabench.errors import ConfigError, DeviceError
+from strabench.measure.runtimes import PREPARING, Prepared, check_runtime, prepare_step
 
 if TYPE_CHECKING:
     import torch
@@ -97,7 +100,7 @@ class BenchSpec:
     threads: int | None = None  # None = os.cpu_count()
     amp: str = "none"
     channels_last: bool = False
-    compile: bool = False
+    runtime: str = "eager"  # eager | compile | onnxruntime (strabench.measure.runtimes)
     min_run_time: float = 1.0  # seconds per measurement (Timer.blocked_autorange)
     rounds: int = 3
     warmup: int = 1  # untimed steps before the memory step and the rounds
@@ -121,6 +124,7 @@ class BenchSpec:
             raise ConfigError(f"--rounds must be a positive integer, got {self.rounds!r}")
         if not isinstance(self.warmup, int) or self.warmup < 1:
             raise ConfigError(f"warmup must be an integer >= 1, got {self.warmup!r}")
+        check_runtime(self.runtime, mode=self.mode, amp=self.amp, channels_last=self.channels_last)
         if self.input_size is not None:
             h, w = self.input_size
             if h <= 0 or w <= 0:
@@ -377,6 +381,7 @@ class _Subject:
     warmup_s: float
     weights_mb: float
     aux_losses: list[str]
+    compile_s: float | None = None
     notes: list[str] = field(default_factory=list)
     peak_mem_mb: float | None = None
     mem_method: str = ""
@@ -508,29 +513,30 @@ def _prepare(name: str, model: "nn.Module", shape: tuple[int, int, int], spec: B
     model.train(spec.mode == "train")
     weights_mb = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / 2**20
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9) if spec.mode == "train" else None
-    runnable = torch.compile(model) if spec.compile else model
     num_classes = getattr(getattr(model, "classifier", None), "out_features", None) or 1
     record: dict = {}
 
-    def attempt(batch: int) -> tuple[Callable[[], None], float]:
+    def attempt(batch: int) -> tuple[Prepared, float]:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(batch, *shape, generator=gen).to(spec.device, memory_format=memory_format)
         labels = torch.randint(0, num_classes, (batch,), generator=gen).to(spec.device) if spec.mode == "train" else None
-        step = make_step(runnable, x, labels, mode=spec.mode, amp=spec.amp, optimizer=optimizer, record=record)
+        prepared = prepare_step(spec.runtime, model, x, labels, name=name, mode=spec.mode, amp=spec.amp,
+                                optimizer=optimizer, threads=spec.num_threads, record=record)
         start = time.perf_counter()
         for _ in range(spec.warmup):
-            step()
+            prepared.step()
         if spec.device == "cuda":
             torch.cuda.synchronize()
-        return step, time.perf_counter() - start
+        return prepared, time.perf_counter() - start
 
     def cleanup() -> None:
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
         _free_device_memory()
 
-    progress(f"warm-up {name} ({spec.warmup} step(s){', includes torch.compile' if spec.compile else ''})")
-    (step, warmup_s), batch = fit_batch(attempt, spec.batch, is_oom=_is_oom, cleanup=cleanup)
+    progress(f"warm-up {name} ({spec.warmup} step(s){PREPARING.get(spec.runtime, '')})")
+    (prepared, warmup_s), batch = fit_batch(attempt, spec.batch, is_oom=_is_oom, cleanup=cleanup)
+    step = prepared.step
     timer = _timer_class()(
         stmt="step()",
         globals={"step": step},
@@ -539,11 +545,14 @@ def _prepare(name: str, model: "nn.Module", shape: tuple[int, int, int], spec: B
         sub_label=name,
         description=f"batch {batch} {shape[1]}x{shape[2]} {spec.device} amp={spec.amp}",
     )
-    subject = _Subject(name, model, step, batch, shape, timer, warmup_s, weights_mb, record.get("aux_losses", []))
+    subject = _Subject(name, model, step, batch, shape, timer, warmup_s, weights_mb, record.get("aux_losses", []),
+                       compile_s=prepared.compile_s)
     if batch != spec.batch:
         subject.notes.append(f"batch halved from {spec.batch} to {batch} after out-of-memory")
-    if spec.compile:
-        subject.notes.append(f"warm-up ({warmup_s:.1f} s) included torch.compile compilation")
+    if prepared.max_abs_diff is not None:
+        subject.notes.append(f"onnxruntime vs eager max|diff| {prepared.max_abs_diff:.2g} on the bench input")
+        if spec.device == "cuda":
+            subject.notes.append("peak memory: onnxruntime's own CUDA allocations are not seen by torch.cuda")
     return subject
 
 
@@ -731,11 +740,12 @@ def _row(subject: _Subject, spec: BenchSpec, common: dict, baseline: str | None,
         "weights_mb": subject.weights_mb,
         "amp": spec.amp,
         "channels_last": spec.channels_last,
-        "compile": spec.compile,
+        "runtime": spec.runtime,
         "samples": len(merged.times),
         "rounds": spec.rounds,
         "min_run_time": spec.min_run_time,
         "warmup_s": subject.warmup_s,
+        "compile_s": subject.compile_s,
         "optimizer": OPTIMIZER if spec.mode == "train" else None,
         "aux_losses": subject.aux_losses if spec.mode == "train" else [],
         "mem_method": subject.mem_method,
@@ -755,7 +765,7 @@ def benchmark_models(
     threads: int | None = None,
     amp: str = "none",
     channels_last: bool = False,
-    compile: bool = False,
+    runtime: str = "eager",
     min_run_time: float = 1.0,
     rounds: int = 3,
     progress: ProgressFn | None = None,
@@ -765,6 +775,7 @@ def benchmark_models(
 
     ``names``: model names / references or ``nn.Module`` objects; a module needs ``input_size``.
     ``replace``: blocks put into the named models (not the baseline), see ``run_benchmark``.
+    ``runtime``: eager, compile or onnxruntime (``strabench.measure.runtimes``), for every model.
     """
     spec = BenchSpec(
         mode=mode,
@@ -774,7 +785,7 @@ def benchmark_models(
         threads=threads,
         amp=amp,
         channels_last=channels_last,
-        compile=compile,
+        runtime=runtime,
         min_run_time=min_run_time,
         rounds=rounds,
     )
@@ -787,7 +798,7 @@ def benchmark_models(
 CSV_FIELDS = (
     "timestamp", "model", "mode", "batch", "input", "channels", "device", "threads", "median_ms", "iqr_ms",
     "images_per_s", "ratio_to_baseline", "ratio_rounds", "baseline", "peak_mem_mb", "weights_mb", "amp",
-    "channels_last", "compile", "samples", "rounds", "min_run_time", "warmup_s", "optimizer", "aux_losses",
+    "channels_last", "runtime", "samples", "rounds", "min_run_time", "warmup_s", "compile_s", "optimizer", "aux_losses",
     "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu", "allocator", "noisy", "noise", "load_avg", "busy_cores",
     "omp_wait_policy",
 )  # fmt: skip

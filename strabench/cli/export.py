@@ -1,0 +1,51 @@
+"""Export a model to ONNX, checked against eager PyTorch before the file is written.
+
+The model is exported through torch.onnx (StRA's local attention as standard ONNX ops) at
+--batch images of --input size (default: the model's), or with a free batch axis
+(--dynamic-batch). The file must pass onnx.checker and onnxruntime's output must match eager
+PyTorch's on a random input within max|diff| <= 1e-4 + 1e-4 * max|eager|; only then does it
+replace PATH (atomically: on any failure an existing file is left as it was). Needs the onnx
+extra: pip install 'strabench[onnx]'.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def export_command(
+    model: Annotated[str, typer.Argument(help="Registered model name (see `strabench list`).")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="Where to write the .onnx file.")],
+    input: Annotated[str | None, typer.Option("--input", help="HEIGHTxWIDTH, default: the model's (e.g. 256x128).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Images per call the graph is exported for.")] = 1,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Leave the batch axis free (checked at --batch and --batch + 1).")] = False,
+    replace: Annotated[list[str] | None, typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, e.g. 'layer4.*.conv2=stra' (repeatable).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="Threads for the onnxruntime check, default: all cores.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    from strabench.cli._common import console, parse_replace, parse_size, print_json
+    from strabench.errors import ConfigError
+    from strabench.measure.runtimes import export_model
+
+    if threads is not None and threads <= 0:
+        raise ConfigError(f"--threads must be a positive integer, got {threads!r}")
+    size = parse_size(input) if input else None
+    result = export_model(model, onnx, input_size=size, batch=batch, dynamic_batch=dynamic_batch,
+                          replace=parse_replace(replace), threads=threads)
+    if as_json:
+        print_json(result)
+        return
+    console().print(
+        f"wrote {result['onnx']} ({result['bytes'] / 2**20:.1f} MB, opset {result['opset']}, batch {result['batch']}, "
+        f"input {result['channels']}x{result['input']}); onnxruntime vs eager max|diff| {result['max_abs_diff']:.2g} "
+        f"(allowed {result['tolerance']})",
+        highlight=False, soft_wrap=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    paragraphs = (" ".join(p.split()) for p in (__doc__ or "").split("\n\n"))
+    app.command("export", help="\n\n".join(paragraphs))(export_command)
