@@ -1,0 +1,111 @@
+"""The pure-tensor local attention (what ONNX export and torch.compile see) against float64
+references written from the equations, and the dispatch that picks it only while a graph is
+captured."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+import torch
+from torch import Tensor
+
+import paper_reference
+from strabench.layers import _local_ops
+from strabench.layers._local_traceable import traceable_gather_neighbours, traceable_weighted_sum
+from strabench.layers.local_attention import LocalAttention
+
+
+def _out(n: int, k: int, s: int) -> int:
+    return (n + 2 * (k // 2) - k) // s + 1
+
+
+def loop_weighted_sum(attn: Tensor, value: Tensor, k: int, s: int) -> Tensor:
+    """out[b, g*Cg + c, i, j] = sum_n attn[b, g, n, i, j] * value[b, g*Cg + c, i*s + dy_n, j*s + dx_n], 0 outside."""
+    b, c, h, w = value.shape
+    g = attn.shape[1]
+    cg = c // g
+    ho, wo = _out(h, k, s), _out(w, k, s)
+    rows = []
+    for i, j in itertools.product(range(ho), range(wo)):
+        acc = value.new_zeros(b, g, cg)
+        for n, (dy, dx) in enumerate(paper_reference.window(k)):
+            y, x = i * s + dy, j * s + dx
+            if 0 <= y < h and 0 <= x < w:
+                acc = acc + attn[:, :, n, i, j, None] * value[:, :, y, x].reshape(b, g, cg)
+        rows.append(acc.reshape(b, c))
+    return torch.stack(rows, dim=-1).reshape(b, c, ho, wo)
+
+
+@pytest.mark.parametrize(("kernel_size", "stride", "h", "w"), [(3, 1, 5, 6), (3, 2, 5, 6), (5, 1, 4, 5), (5, 2, 6, 5), (3, 3, 4, 2)])
+def test_weighted_sum_matches_loops_forward_and_gradients(kernel_size: int, stride: int, h: int, w: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    attn = torch.randn(2, 4, kernel_size**2, _out(h, kernel_size, stride), _out(w, kernel_size, stride), generator=gen,
+                       dtype=torch.float64, requires_grad=True)
+    value = torch.randn(2, 12, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
+    got = traceable_weighted_sum(attn, value, kernel_size, stride)
+    want = loop_weighted_sum(attn, value, kernel_size, stride)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    proj = torch.randn(got.shape, generator=gen, dtype=torch.float64)
+    for g, wnt in zip(torch.autograd.grad((got * proj).sum(), [attn, value]),
+                      torch.autograd.grad((want * proj).sum(), [attn, value])):
+        torch.testing.assert_close(g, wnt, atol=1e-12, rtol=1e-12)
+
+
+def test_gather_neighbours_matches_loops() -> None:
+    t = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    for k, s, fill in [(3, 1, 0.0), (3, 2, float("-inf")), (5, 1, 7.0), (5, 2, 0.0)]:
+        got = traceable_gather_neighbours(t, k, s, fill)
+        ho, wo = _out(4, k, s), _out(5, k, s)
+        assert got.shape == (2, 3, k * k, ho, wo)
+        for n, (dy, dx) in enumerate(paper_reference.window(k)):
+            for i, j in itertools.product(range(ho), range(wo)):
+                y, x = i * s + dy, j * s + dx
+                want = t[:, :, y, x] if 0 <= y < 4 and 0 <= x < 5 else torch.full((2, 3), fill, dtype=t.dtype)
+                torch.testing.assert_close(got[:, :, n, i, j], want)
+
+
+@pytest.fixture
+def capturing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LocalAttention as an exporter or compiler sees it: the pure-tensor path, run eagerly."""
+    monkeypatch.setattr(_local_ops, "_capturing_a_graph", lambda: True)
+
+
+@pytest.mark.parametrize("border", ["zero", "mask"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("training", [True, False])
+def test_block_through_the_traceable_path_matches_the_pixel_loop_reference(capturing: None, border: str, stride: int, training: bool) -> None:
+    torch.manual_seed(0)
+    m = LocalAttention(16, groups=4, stride=stride, border=border).double().train(training)
+    paper_reference.set_random_batch_norm(m)
+    x = torch.randn(2, 16, 5, 7, dtype=torch.float64, requires_grad=True)
+    out = m(x)
+    m_ref, x_ref = copy.deepcopy(m), x.detach().clone().requires_grad_()
+    want, _ = paper_reference.local_attention(m_ref, x_ref, training=training)
+    torch.testing.assert_close(out, want, atol=1e-10, rtol=1e-10)
+    proj = torch.randn_like(out)
+    got_grads = torch.autograd.grad((out * proj).sum(), [x, *m.parameters()])
+    want_grads = torch.autograd.grad((want * proj).sum(), [x_ref, *m_ref.parameters()])
+    for name, g, w in zip(["input", *(n for n, _ in m.named_parameters())], got_grads, want_grads):
+        scale = max(1.0, w.abs().max().item())
+        torch.testing.assert_close(g, w, atol=1e-9 * scale, rtol=1e-9, msg=lambda msg, n=name: f"{n}: {msg}")
+
+
+def test_the_traceable_path_is_used_only_while_a_graph_is_captured(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = traceable_weighted_sum
+
+    def spy(*args):  # noqa: ANN002, ANN202
+        calls.append("traceable")
+        return real(*args)
+
+    monkeypatch.setattr("strabench.layers._local_traceable.traceable_weighted_sum", spy)
+    attn, value = torch.rand(1, 2, 9, 4, 4), torch.randn(1, 4, 4, 4)
+    _local_ops.local_weighted_sum(attn, value, 3, 1)
+    assert calls == []  # eager: the fast kernel
+    traced = torch.jit.trace(lambda a, v: _local_ops.local_weighted_sum(a, v, 3, 1), (attn, value))
+    names = [f"{n.kind()}.{n.pyname()}" for n in traced.inlined_graph.nodes() if n.kind() == "prim::PythonOp"]
+    assert calls == [] and names == [_local_ops.LOCAL_WEIGHTED_SUM_OP_NAME]  # what fvcore counts
+    torch.compile(lambda a, v: _local_ops.local_weighted_sum(a, v, 3, 1), backend="eager")(attn, value)
+    assert calls == ["traceable"]
