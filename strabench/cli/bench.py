@@ -90,12 +90,14 @@ def _render(rows: list[dict]) -> None:
     table.add_column("model", no_wrap=True)
     for column in ("mode", "batch", "input", "device", "threads"):
         table.add_column(column)
-    for column in ("median ms", "IQR ms", "samples", "img/s", "ratio", "ratio range", "peak mem MB", "compile s"):
+    compiled = any(row.get("compile_s") is not None for row in rows)  # eager runs keep their table
+    for column in ("median ms", "IQR ms", "samples", "img/s", "ratio", "ratio range", "peak mem MB", *(["compile s"] if compiled else [])):
         table.add_column(column, justify="right")
     table.add_column("noisy")
     for row in rows:
         ratio = row["ratio_to_baseline"]
         spread = [r for r in (row.get("ratio_rounds") or []) if r == r]
+        compile_cell = ["—" if row.get("compile_s") is None else f"{row['compile_s']:.1f}"] if compiled else []
         table.add_row(
             row["model"],
             row["mode"],
@@ -110,7 +112,7 @@ def _render(rows: list[dict]) -> None:
             "—" if ratio is None else f"{ratio:.3f}×",
             f"{min(spread):.3f}–{max(spread):.3f}" if spread and row["model"] != first["baseline"] else "—",
             f"{row['peak_mem_mb']:.1f}",
-            "—" if row.get("compile_s") is None else f"{row['compile_s']:.1f}",
+            *compile_cell,
             "[bold yellow]NOISY[/]" if row.get("noisy") else "",
         )
     out.print(table)
@@ -118,7 +120,7 @@ def _render(rows: list[dict]) -> None:
     out.print(", ".join(extras) + f"; {first['rounds']} round(s), min_run_time {first['min_run_time']} s")
     if first["baseline"]:
         out.print(f"ratio = per-image time / {first['baseline']} measured around it, median over rounds")
-    if first.get("compile_s") is not None:
+    if compiled:
         out.print("compile s: torch.compile's first call, or ONNX export + session creation; not in warm-up or timings")
     if first["optimizer"]:
         out.print(f"train step: CE + aux losses, backward, {first['optimizer']}")

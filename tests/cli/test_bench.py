@@ -25,7 +25,8 @@ SCHEMA = {
     "peak_mem_mb": float,
     "amp": str,
     "channels_last": bool,
-    "compile": bool,
+    "runtime": str,
+    "compile_s": (float, type(None)),
     "torch_version": str,
     "samples": int,
     "noisy": bool,
@@ -50,7 +51,7 @@ def test_json_schema_and_baseline_ratio():
         for key, kind in SCHEMA.items():
             assert isinstance(row[key], kind), (key, row[key])
         assert (row["mode"], row["batch"], row["input"], row["device"], row["threads"]) == ("infer", 2, "64x32", "cpu", 1)
-        assert (row["amp"], row["channels_last"], row["compile"]) == ("none", False, False)
+        assert (row["amp"], row["channels_last"], row["runtime"], row["compile_s"]) == ("none", False, "eager", None)
         assert row["median_ms"] > 0 and row["iqr_ms"] >= 0 and row["peak_mem_mb"] >= 0
         assert row["images_per_s"] == pytest.approx(2 / (row["median_ms"] / 1e3))
         assert row["torch_version"] == torch.__version__
@@ -65,7 +66,7 @@ def test_a_noisy_row_is_flagged_in_the_table(monkeypatch):
 
     def rows(*_args, **_kwargs):
         base = {"mode": "infer", "batch": 32, "input": "256x128", "device": "cpu", "threads": 2, "images_per_s": 20.0,
-                "peak_mem_mb": 1.0, "amp": "none", "channels_last": False, "compile": False, "rounds": 3,
+                "peak_mem_mb": 1.0, "amp": "none", "channels_last": False, "runtime": "eager", "compile_s": None, "rounds": 3,
                 "min_run_time": 1.0, "optimizer": None, "mem_method": "rss", "note": None, "torch_version": "x",
                 "cpu": "cpu", "baseline": "resnet50"}
         reasons = latency.noise_reasons(1774.0, 981.0, 9, busy_cores=0.0, cores=2)
@@ -127,6 +128,11 @@ def test_train_mode_includes_the_diversity_loss_of_a_stra_model():
         (["mobilenetv2_100", "--input", "65x32"], "multiples of 16"),
         (["mobilenetv2_100", "--input", "big"], "--input"),
         (["mobilenetv2_100", "--min-run-time", "0"], "--min-run-time"),
+        (["mobilenetv2_100", "--compile"], "--compile is now --runtime compile"),
+        (["mobilenetv2_100", "--runtime", "tensorrt"], "--runtime must be one of eager, compile, onnxruntime"),
+        (["mobilenetv2_100", "--runtime", "onnxruntime", "--mode", "train"], "inference only"),
+        (["mobilenetv2_100", "--runtime", "onnxruntime", "--amp", "bf16"], "--amp bf16 means nothing with --runtime onnxruntime"),
+        (["mobilenetv2_100", "--runtime", "onnxruntime", "--channels-last"], "--channels-last means nothing"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, needle):
@@ -185,3 +191,43 @@ def test_bench_replace_puts_blocks_into_the_listed_models_not_the_baseline():
 def test_bench_refuses_a_bad_replace_in_one_line(replace, message):
     result = bench("resnet50", "--replace", replace, *FAST)
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_onnxruntime_runtime_times_baseline_and_candidate_under_onnxruntime():
+    pytest.importorskip("onnxruntime")
+    rows = bench_json("fer_resnet_stra", "--baseline", "fer_resnet", "--runtime", "onnxruntime", *FAST)
+    assert [r["model"] for r in rows] == ["fer_resnet", "fer_resnet_stra"]
+    for row in rows:
+        assert row["runtime"] == "onnxruntime" and row["median_ms"] > 0
+        assert row["compile_s"] > 0  # export + session creation, measured on its own
+        assert "onnxruntime vs eager max|diff|" in row["note"]
+    assert rows[0]["ratio_to_baseline"] == 1.0 and rows[1]["ratio_to_baseline"] > 0
+
+
+def test_compile_runtime_reports_compile_time_outside_the_timings():
+    rows = bench_json("fer_resnet", "--runtime", "compile", *FAST)
+    (row,) = rows
+    assert row["runtime"] == "compile"
+    # compiling takes seconds, a compiled step of this tiny model milliseconds: had compilation
+    # leaked into the warm-up or the median, they would be seconds too
+    assert row["compile_s"] > 0.5
+    assert row["median_ms"] / 1e3 < row["compile_s"] / 10
+    assert row["warmup_s"] < row["compile_s"] / 10
+
+
+def test_table_shows_the_runtime_and_compile_seconds(monkeypatch):
+    from strabench.measure import latency
+
+    def rows(*_args, **kwargs):
+        assert kwargs["runtime"] == "onnxruntime"
+        return [{"model": "fer_resnet", "mode": "infer", "batch": 2, "input": "44x44", "device": "cpu", "threads": 1,
+                 "median_ms": 1.0, "iqr_ms": 0.0, "samples": 9, "images_per_s": 2000.0, "ratio_to_baseline": None,
+                 "ratio_rounds": None, "peak_mem_mb": 0.5, "amp": "none", "channels_last": False, "runtime": "onnxruntime",
+                 "compile_s": 1.25, "rounds": 1, "min_run_time": 0.01, "optimizer": None, "mem_method": "rss", "note": None,
+                 "torch_version": "x", "cpu": "cpu", "baseline": None, "noisy": False, "noise": None}]
+
+    monkeypatch.setattr(latency, "benchmark_models", rows)
+    result = bench("fer_resnet", "--runtime", "onnxruntime")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "compile s" in text and "1.2" in text and "runtime=onnxruntime" in text

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from strabench.cli import app
 
-COMMANDS = ["list", "flops", "bench", "train", "eval", "run", "status", "report", "viz", "doctor"]
+COMMANDS = ["list", "flops", "bench", "export", "train", "eval", "run", "status", "report", "viz", "doctor"]
 
 
 def invoke(argv: list[str], **env: str):
@@ -57,6 +57,7 @@ def test_debug_after_double_dash_is_an_argument_not_the_option() -> None:
 @pytest.mark.parametrize("argv, expected", [
     (["run", "suites/quick.toml", "--json"], "--json applies to --dry-run only"),
     (["report", "results", "--format", "json"], "--format json is now --json"),
+    (["bench", "resnet50", "--compile"], "--compile is now --runtime compile"),
     (["report", "results", "--json", "--format", "csv"], "give one"),
     (["report", "results", "--json", "--no-plots"], "markdown report only"),
     (["report", "results", "--format", "csv", "--plots"], "markdown report only"),
