@@ -5,8 +5,10 @@ The model is exported through torch.onnx (StRA's local attention as standard ONN
 (--dynamic-batch). The file must pass onnx.checker and onnxruntime's output must match eager
 PyTorch's on a random input within max|diff| <= 1e-4 + 1e-4 * max|eager|; only then does it
 replace PATH (atomically: on any failure an existing file is left as it was). Needs the onnx
-extra: pip install 'strabench[onnx]'.
+extra: pip install 'strabench\\[onnx]'.
 """
+
+# (the backslash above keeps --help's rich markup from reading [onnx] as a tag)
 
 from __future__ import annotations
 
