@@ -111,9 +111,9 @@ def neighbour_windows(t: Tensor, kernel_size: int, stride: int, fill: float) -> 
     ``Tensor.unfold`` views so a ``torch.jit.trace`` records no shape arithmetic.
     """
     if _capturing_a_graph():
-        from strabench.layers._local_traceable import traceable_gather_neighbours
+        from strabench.layers._local_traceable import traceable_neighbour_windows
 
-        return traceable_gather_neighbours(t, kernel_size, stride, fill)
+        return traceable_neighbour_windows(t, kernel_size, stride, fill)
     pad = kernel_size // 2
     padded = F.pad(t, (pad, pad, pad, pad), value=fill) if pad else t
     windows = padded.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride)  # (B, G, Ho, Wo, K, K)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["traceable_gather_neighbours", "traceable_weighted_sum"]
+__all__ = ["traceable_gather_neighbours", "traceable_neighbour_windows", "traceable_weighted_sum"]
 
 
 def traceable_weighted_sum(attn: Tensor, value: Tensor, kernel_size: int, stride: int) -> Tensor:
@@ -47,18 +47,23 @@ def traceable_weighted_sum(attn: Tensor, value: Tensor, kernel_size: int, stride
     return out.flatten(1, 2)
 
 
-def traceable_gather_neighbours(t: Tensor, kernel_size: int, stride: int, fill: float) -> Tensor:
-    """``gather_neighbours`` (``out[b, g, k, i, j] = t[b, g, i*s + dy_k, j*s + dx_k]``, ``fill``
-    outside) from pad + strided slices + stack: ``Tensor.unfold`` has no ONNX translation when
-    the exporter cannot see the padded input's size."""
+
+def traceable_neighbour_windows(t: Tensor, kernel_size: int, stride: int, fill: float) -> Tensor:
+    """``neighbour_windows`` (``out[b, g, ky, kx, i, j] = t[b, g, i*s + ky - K//2, j*s + kx - K//2]``,
+    ``fill`` outside) from pad + strided slices + stack: ``Tensor.unfold`` has no ONNX
+    translation when the exporter cannot see the padded input's size."""
     h, w = t.shape[-2], t.shape[-1]
     pad = kernel_size // 2
     ho, wo = (h + 2 * pad - kernel_size) // stride + 1, (w + 2 * pad - kernel_size) // stride + 1
     padded = F.pad(t, (pad, pad, pad, pad), value=fill) if pad else t
     span_y, span_x = (ho - 1) * stride + 1, (wo - 1) * stride + 1
-    shifted = [
-        padded[..., dy : dy + span_y : stride, dx : dx + span_x : stride]
-        for dy in range(kernel_size)
-        for dx in range(kernel_size)
+    rows = [
+        torch.stack([padded[..., ky : ky + span_y : stride, kx : kx + span_x : stride] for kx in range(kernel_size)], dim=2)
+        for ky in range(kernel_size)
     ]
-    return torch.stack(shifted, dim=2)
+    return torch.stack(rows, dim=2)  # (B, G, K, K, Ho, Wo)
+
+
+def traceable_gather_neighbours(t: Tensor, kernel_size: int, stride: int, fill: float) -> Tensor:
+    """``gather_neighbours``: ``traceable_neighbour_windows`` with the offsets flattened row-major."""
+    return traceable_neighbour_windows(t, kernel_size, stride, fill).flatten(2, 3)

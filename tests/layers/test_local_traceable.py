@@ -13,7 +13,11 @@ from torch import Tensor
 
 import paper_reference
 from strabench.layers import _local_ops
-from strabench.layers._local_traceable import traceable_gather_neighbours, traceable_weighted_sum
+from strabench.layers._local_traceable import (
+    traceable_gather_neighbours,
+    traceable_neighbour_windows,
+    traceable_weighted_sum,
+)
 from strabench.layers.local_attention import LocalAttention
 
 
@@ -64,6 +68,9 @@ def test_gather_neighbours_matches_loops() -> None:
                 y, x = i * s + dy, j * s + dx
                 want = t[:, :, y, x] if 0 <= y < 4 and 0 <= x < 5 else torch.full((2, 3), fill, dtype=t.dtype)
                 torch.testing.assert_close(got[:, :, n, i, j], want)
+        windows = traceable_neighbour_windows(t, k, s, fill)  # the same, offsets as (ky, kx)
+        assert windows.shape == (2, 3, k, k, ho, wo)
+        torch.testing.assert_close(windows.flatten(2, 3), got)
 
 
 @pytest.fixture
