@@ -8,6 +8,10 @@ to a file. Medians and IQRs are the headline; ``ratios_of_min`` (fastest block) 
 estimate on a machine other processes are using (the JSON records the load average).
 
     python benchmarks/local_attention.py [--threads 2] [--channels-last] [--out result.json]
+    python benchmarks/local_attention.py --device cuda --amp bf16 --channels-last
+
+``--device cuda`` times on the GPU (the clock synchronises it before every reading);
+``--amp bf16`` runs every layer under bf16 autocast, the precision GPU users train in.
 
 The target (ratio fast/conv for forward+backward <= 0.5) is the one the block must meet for
 StRA's FLOP saving to show up as a speed-up on a small CPU.
@@ -25,6 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 from torch.utils.benchmark import Timer
@@ -33,9 +39,11 @@ from strabench.env import configure_process, describe_environment
 from strabench.layers.local_attention import LocalAttention
 
 
-def _machine(threads: int) -> dict:
+def _machine(threads: int, device: str = "cpu") -> dict:
+    env = describe_environment(device)
     return {
-        "cpu": describe_environment()["cpu"],
+        "cpu": env["cpu"],
+        **({"gpu": env["device_name"], "cuda": env["cuda"]} if device == "cuda" else {}),
         "cores": os.cpu_count(),
         "threads": threads,
         "torch": torch.__version__,
@@ -45,15 +53,21 @@ def _machine(threads: int) -> dict:
     }
 
 
-def _step(model: nn.Module, x: Tensor, mode: str, grad: Tensor) -> Callable[[], object]:
+def _step(model: nn.Module, x: Tensor, mode: str, grad: Tensor, amp: str = "none") -> Callable[[], object]:
     inputs = [x, *model.parameters()]
+    device = x.device.type
+
+    def autocast() -> contextlib.AbstractContextManager:
+        return torch.autocast(device, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
 
     def fwd() -> object:
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             return model(x)
 
     def fwdbwd() -> object:
-        return torch.autograd.grad(model(x), inputs, grad)  # = d(sum(out * grad))/d(inputs)
+        with autocast():
+            out = model(x)
+        return torch.autograd.grad(out, inputs, grad.to(out.dtype))  # = d(sum(out * grad))/d(inputs)
 
     return fwdbwd if mode == "fwd+bwd" else fwd
 
@@ -71,8 +85,15 @@ def _ratios(t: dict[tuple[str, str], float]) -> dict[str, float]:
     }
 
 
+def _cuda_clock() -> float:
+    """Wall time after the GPU has finished what was queued (kernels run asynchronously)."""
+    torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def run(batch: int, channels: int, height: int, width: int, groups: int, threads: int,
-        channels_last: bool, min_run_time: float, seed: int, clock: str = "wall") -> dict:
+        channels_last: bool, min_run_time: float, seed: int, clock: str = "wall",
+        device: str = "cpu", amp: str = "none") -> dict:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -82,18 +103,18 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
         "conv3x3": nn.Conv2d(channels, channels, 3, padding=1, bias=False),
     }
     models["local_attention_unfold"].load_state_dict(models["local_attention_fast"].state_dict())
-    x = torch.randn(batch, channels, height, width).contiguous(memory_format=fmt).requires_grad_()
-    grad = torch.randn(batch, channels, height, width).contiguous(memory_format=fmt)
+    x = torch.randn(batch, channels, height, width).to(device, memory_format=fmt).requires_grad_()
+    grad = torch.randn(batch, channels, height, width).to(device, memory_format=fmt)
     # "cpu" (process CPU time) is for a busy shared box at --threads 1: it does not count the
     # time the OS gives other processes; with several threads it would count spin-waiting
-    timer = time.perf_counter if clock == "wall" else time.process_time
+    timer = _cuda_clock if device == "cuda" else time.perf_counter if clock == "wall" else time.process_time
     load_before = os.getloadavg()
     results = []
     for name, model in models.items():
-        model.to(memory_format=fmt)
+        model.to(device, memory_format=fmt)
         for mode in ("fwd", "fwd+bwd", "fwd_eval"):
             model.train(mode != "fwd_eval")
-            fn = _step(model, x, mode, grad)
+            fn = _step(model, x, mode, grad, amp)
             for _ in range(3):  # warm-up: allocator, oneDNN primitive caches
                 fn()
             m = Timer("fn()", globals={"fn": fn}, num_threads=threads, timer=timer,
@@ -104,7 +125,7 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
     ratios = _ratios({(r["name"], r["mode"]): r["median_ms"] for r in results})
     # on a shared box the fastest block is the best estimate of the undisturbed time
     ratios_of_min = _ratios({(r["name"], r["mode"]): r["min_ms"] for r in results})
-    machine = _machine(threads)
+    machine = _machine(threads, device)
     machine["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     return {
         "machine": machine,
@@ -115,7 +136,8 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
                    "fwd_eval": "eval mode, forward under torch.no_grad() (inference)",
                    "fwd+bwd": "train mode, forward + grads w.r.t. input and all parameters of sum(out * R), R fixed random",
                    "clock": "wall (perf_counter)" if clock == "wall" else "process CPU time",
-                   "min_run_time_s": min_run_time, "seed": seed},
+                   "min_run_time_s": min_run_time, "seed": seed, "device": device,
+                   "amp": "bf16 autocast" if amp == "bf16" else "none (fp32)"},
         "results": results,
         "ratios": ratios,
         "ratios_of_min": ratios_of_min,
@@ -145,11 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall time (default) or process CPU time (for a shared machine, with --threads 1)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--amp", choices=["none", "bf16"], default="none", help="bf16: every layer under bf16 autocast")
     p.add_argument("--out", type=Path, help="also write the JSON here (atomically)")
     a = p.parse_args(argv)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        p.exit(2, "local_attention.py: --device cuda requested but no CUDA GPU is available\n")
+    if a.device == "cuda" and a.clock == "cpu":
+        p.exit(2, "local_attention.py: --clock cpu measures host CPU time, not GPU time: use --clock wall with --device cuda\n")
     allocator = configure_process(calm_threads=False)["allocator"]  # as `strabench bench` does on CPU
     result = run(a.batch, a.channels, a.height, a.width, a.groups, a.threads, a.channels_last,
-                 a.min_run_time, a.seed, a.clock)
+                 a.min_run_time, a.seed, a.clock, a.device, a.amp)
     result["machine"]["allocator"] = allocator
     text = json.dumps(result, indent=2)
     print(text)
