@@ -44,18 +44,21 @@ def _missing(step: dict[str, Any] | None) -> str:
 
 
 def title_lines(report: dict[str, Any]) -> list[str]:
-    env, profile = report["environment"], report["profile"]["name"]
+    env, sizes = report["environment"], report["profile"]
+    profile = sizes["name"]
     device = env["device_name"]
     if profile == "smoke":
         return [f"# Smoke run of `benchmarks/gpu.sh` on {device} ({report['device']})", "",
-                "Tiny sizes (two models, batch 2, one round): it checks that every step runs and every section "
+                f"Tiny sizes ({len(sizes['models'])} models, batch {sizes['batch']}, {sizes['rounds']} round(s)): it checks that every step runs and every section "
                 "renders. **The numbers mean nothing.**", ""]
     if report["device"] == "cpu":
         return [f"# CPU dry run of `benchmarks/gpu.sh`: {device} — not a GPU result", "",
-                "The GPU report's steps with CPU sizes (batch 2, one round, short measurements, bf16 autocast on "
-                "CPU, a one-epoch training on a reduced synthetic set), run to prove the script works end to end "
-                "before a GPU is available. Timings are from a shared 2-core machine and single rounds: indicative "
-                "only; `results/bench/cpu.md` has the careful CPU numbers.", ""]
+                f"The GPU report's steps with CPU sizes (bench batch {sizes['batch']}, {sizes['rounds']} round(s) of "
+                f"{sizes['min_run_time']} s measurements, bf16 autocast on CPU, a short training on a reduced synthetic "
+                "set), run to prove the script works end to end "
+                f"before a GPU is available. Timings are short measurements on {env['cpu_count']} "
+                f"cores (1-minute load average {env['loadavg_1m']} before the run, niceness {env['niceness']}): they "
+                "show that every step runs, not how fast anything is; `results/bench/cpu.md` has careful CPU numbers.", ""]
     return [f"# strabench on {device}: ReID ResNet-50 variants, LocalAttention, AMP training", ""]
 
 
