@@ -282,6 +282,25 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _run_steps(planned: list[Step], steps: list[dict[str, Any]], budget: float, started: float, tmp: Path) -> None:
+    """Run ``planned`` in order into ``steps``, each within what is left of ``budget``; progress on stderr."""
+    for i, step in enumerate(planned, 1):
+        left = budget - (time.perf_counter() - started)
+        print(f"[{i}/{len(planned)}] {step.title}: {step.shown}", file=sys.stderr, flush=True)
+        if left < 5:
+            record = {"key": step.key, "title": step.title, "kind": step.kind, "command": step.shown,
+                      "status": "skipped", "elapsed_s": 0.0, "error": f"budget of {budget:.0f} s spent"}
+        else:
+            record = run_step(step, min(step.timeout_s, left))
+            if step.kind == "train":
+                _train_details(record, tmp)
+        steps.append(record)
+        total = time.perf_counter() - started
+        tail = f" ({record['error']})" if record["status"] != "ok" else ""
+        print(f"[{i}/{len(planned)}] {step.title}: {record['status']} in {record['elapsed_s']:.1f} s "
+              f"(total {total:.1f} s){tail}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [TRAIN_CHILD]:
@@ -317,21 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="strabench-gpu-report-") as tmp:
         planned = plan(a.device, profile, Path(tmp))
-        for i, step in enumerate(planned, 1):
-            left = budget - (time.perf_counter() - started)
-            print(f"[{i}/{len(planned)}] {step.title}: {step.shown}", file=sys.stderr, flush=True)
-            if left < 5:
-                record = {"key": step.key, "title": step.title, "kind": step.kind, "command": step.shown,
-                          "status": "skipped", "elapsed_s": 0.0, "error": f"budget of {budget:.0f} s spent"}
-            else:
-                record = run_step(step, min(step.timeout_s, left))
-                if step.kind == "train":
-                    _train_details(record, Path(tmp))
-            steps.append(record)
-            total = time.perf_counter() - started
-            tail = f" ({record['error']})" if record["status"] != "ok" else ""
-            print(f"[{i}/{len(planned)}] {step.title}: {record['status']} in {record['elapsed_s']:.1f} s "
-                  f"(total {total:.1f} s){tail}", file=sys.stderr, flush=True)
+        try:
+            _run_steps(planned, steps, budget, started, Path(tmp))
+        except KeyboardInterrupt:
+            print(f"gpu_report: interrupted after {len(steps)} of {len(planned)} steps; no report written", file=sys.stderr)
+            return 130
     total = time.perf_counter() - started
     report = {
         "device": a.device, "profile": asdict(profile), "budget_s": budget, "invocation": invocation,

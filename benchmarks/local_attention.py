@@ -20,6 +20,7 @@ StRA's FLOP saving to show up as a speed-up on a small CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -28,8 +29,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import contextlib
 
 import torch
 from torch import Tensor, nn
@@ -64,10 +63,14 @@ def _step(model: nn.Module, x: Tensor, mode: str, grad: Tensor, amp: str = "none
         with torch.no_grad(), autocast():
             return model(x)
 
+    grads = {grad.dtype: grad}  # R in the output's dtype, converted once (during warm-up), not per call
+
     def fwdbwd() -> object:
         with autocast():
             out = model(x)
-        return torch.autograd.grad(out, inputs, grad.to(out.dtype))  # = d(sum(out * grad))/d(inputs)
+        if out.dtype not in grads:
+            grads[out.dtype] = grad.to(out.dtype)
+        return torch.autograd.grad(out, inputs, grads[out.dtype])  # = d(sum(out * R))/d(inputs)
 
     return fwdbwd if mode == "fwd+bwd" else fwd
 
@@ -135,7 +138,8 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
                    "fwd": "train mode, forward under torch.no_grad()",
                    "fwd_eval": "eval mode, forward under torch.no_grad() (inference)",
                    "fwd+bwd": "train mode, forward + grads w.r.t. input and all parameters of sum(out * R), R fixed random",
-                   "clock": "wall (perf_counter)" if clock == "wall" else "process CPU time",
+                   "clock": ("wall (perf_counter after torch.cuda.synchronize)" if device == "cuda"
+                             else "wall (perf_counter)" if clock == "wall" else "process CPU time"),
                    "min_run_time_s": min_run_time, "seed": seed, "device": device,
                    "amp": "bf16 autocast" if amp == "bf16" else "none (fp32)"},
         "results": results,
