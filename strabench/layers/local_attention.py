@@ -31,6 +31,7 @@ from strabench.layers._local_ops import (
     output_size,
     unfold_weighted_sum,
 )
+from strabench.layers._pointwise import pointwise_conv, run_branch
 
 __all__ = ["LocalAttention"]
 
@@ -115,7 +116,7 @@ class LocalAttention(nn.Module):
     def _attention(self, x: Tensor) -> Tensor:
         g, k, s = self.groups, self.kernel_size, self.stride
         kk = k * k
-        logits = self.branch(x).unflatten(1, (g, kk + 1))  # (B, G, KK+1, H, W), in x's layout
+        logits = run_branch(self.branch, x).unflatten(1, (g, kk + 1))  # (B, G, KK+1, H, W), in x's layout
         omega = logits[:, :, :kk, ::s, ::s].unflatten(2, (k, k))  # at the query pixels: (B, G, K, K, Ho, Wo)
         fill = 0.0 if self.border == "zero" else float("-inf")
         nu = neighbour_windows(logits[:, :, kk], k, s, fill)  # at the neighbours, a broadcast view
@@ -137,7 +138,7 @@ class LocalAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        u = self.value(x)
+        u = pointwise_conv(self.value, x)
         a = self._attention(x).to(u.dtype)
         if self.impl == "unfold":
             return unfold_weighted_sum(a, u, self.kernel_size, self.stride)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from strabench.counting import counts_macs
 from strabench.errors import ShapeError
+from strabench.layers._pointwise import run_branch
 
 
 def diversity_loss(masks: Tensor) -> Tensor:
@@ -99,7 +100,7 @@ class ModeAttention(nn.Module):
     def masks(self, x: Tensor) -> Tensor:
         """The spatial masks M, shape (B, G, H, W), each mode summing to 1 over positions."""
         b, _, h, w = x.shape
-        logits = self.mask(x).flatten(2)
+        logits = run_branch(self.mask, x).flatten(2)
         return logits.softmax(dim=-1).view(b, self.groups, h, w)
 
     def forward(self, x: Tensor) -> Tensor:
