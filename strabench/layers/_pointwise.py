@@ -1,11 +1,14 @@
 """Grouped 1x1 convolutions as batched matrix products, where that is what runs fast.
 
 StRA's blocks are built from grouped 1x1 convolutions (the value projection, the logit and mask
-branches: G = 8 groups). On the CPU, oneDNN runs those slowly in NCHW: on 2 cores, the 512 -> 512
-value projection of a 16x8 map takes several times longer than the same products written as one
-``torch.matmul`` of the (G, out/G, in/G) weight with the (B, G, in/G, H*W) input, forward and
-backward, at batch 1 and at batch 32 alike (``benchmarks/local_attention.py`` shows the block's
-time). In channels_last oneDNN is fast, so there the module runs as it is.
+branches: G = 8 groups). On the CPU in NCHW, oneDNN spends 30-70 us on each of them at batch 1
+whatever its size, and is 2-4x slower than a batched matmul on the narrowing ones (512 -> 128,
+512 -> 64, 128 -> 80, 64 -> 8 channels) at every batch up to 32, forward and backward (2 cores
+of an AMD EPYC, torch 2.14 / oneDNN, 16x8 maps). On the square 512 -> 512 value projection the
+two tie from batch 2 to 16 and oneDNN wins at 32. So a grouped 1x1 conv runs as one
+``torch.matmul`` of the (G, out/G, in/G) weight with the (B, G, in/G, H*W) input when the input
+is small (``SMALL_PIXELS``) or the conv narrows. In channels_last oneDNN is fast, so there the
+module runs as it is. The choice changes speed only: outputs and gradients are the module's.
 
 ``pointwise_conv(conv, x)`` is ``conv(x)`` with the same parameters, outputs and gradients (up to
 float rounding of a different summation order). It calls the module itself whenever something
@@ -32,9 +35,17 @@ def _observed(conv: nn.Conv2d) -> bool:
     )
 
 
+#: Up to this many pixels (B*H*W: batch 2 of StRA's 16x8 layer4 maps) every grouped 1x1 conv runs
+#: as a matmul; above it only the narrowing ones (fewer outputs than inputs: the logit and mask
+#: branches), where oneDNN loses at every batch. Timings behind both rules: the module docstring.
+SMALL_PIXELS = 256
+
+
 def _as_matmul(conv: nn.Conv2d, x: Tensor) -> bool:
+    small = x.dim() == 4 and x.shape[0] * x.shape[2] * x.shape[3] <= SMALL_PIXELS
     return (
-        x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous() and conv.groups > 1
+        (small or conv.out_channels < conv.in_channels)
+        and x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous() and conv.groups > 1
         and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
         and conv.dilation == (1, 1) and conv.padding_mode == "zeros" and x.shape[1] == conv.in_channels
         and not _observed(conv)
