@@ -93,11 +93,12 @@ def profile(args: argparse.Namespace) -> dict:
     allocator = configure_process(calm_threads=False)["allocator"]  # as `strabench bench` does
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     torch.manual_seed(0)
-    x = torch.randn(args.batch, 3, 256, 128)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    x = torch.randn(args.batch, 3, 256, 128).contiguous(memory_format=fmt)
     names = ("resnet50", "resnet50_stra")
     layers, feats = {}, {}
     for name in names:
-        model = build_for_input(name, (256, 128))
+        model = build_for_input(name, (256, 128)).to(memory_format=fmt)
         with torch.no_grad():
             feats[name] = model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))))
         layers[name] = model.layer4
@@ -112,6 +113,7 @@ def profile(args: argparse.Namespace) -> dict:
 
     samples: dict = {(n, m): [] for n in names for m in ("infer", "train")}
     modules: dict = {n: [] for n in names}
+    copies: dict = {}
     for rep in range(args.repeat + 1):  # repetition 0 is a warm-up
         for mode in ("infer", "train"):
             for name in names if rep % 2 == 0 else reversed(names):
@@ -119,6 +121,8 @@ def profile(args: argparse.Namespace) -> dict:
                     step(name, mode)
                 if rep:
                     samples[name, mode].append({e.key: (e.self_cpu_time_total, e.count) for e in prof.key_averages()})
+                if rep == 1:  # which tensors get copied (layout conversions show up here), with shapes
+                    copies[name, mode] = _copies(lambda n=name, m=mode: step(n, m))
             if mode == "infer" and rep:  # one more forward per model with its sub-modules labelled
                 for name in names:
                     modules[name].append(_module_times(layers[name], lambda n=name: step(n, "infer")))
@@ -126,6 +130,7 @@ def profile(args: argparse.Namespace) -> dict:
         name: {key: statistics.median(rep.get(key, 0.0) for rep in reps) for key in reps[0]} for name, reps in modules.items()
     }}
     report |= {"batch": args.batch, "input": "256x128", "threads": torch.get_num_threads(), "repeat": args.repeat,
+               "memory_format": "channels_last" if args.channels_last else "contiguous",
                "allocator": allocator, "models": {}}
     for (name, mode), reps in samples.items():
         totals = [sum(t for t, _ in rep.values()) for rep in reps]
@@ -136,6 +141,7 @@ def profile(args: argparse.Namespace) -> dict:
         report["models"].setdefault(name, {})[mode] = {
             "layer4_ms_per_step": total / 1e3,
             "layer4_ms_each_rep": [t / 1e3 for t in totals],
+            "copies": copies[name, mode],
             "top_ops": [
                 {
                     "op": key,
@@ -149,12 +155,31 @@ def profile(args: argparse.Namespace) -> dict:
     return {"machine": _machine(), "profile": report}
 
 
+COPY_OPS = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy")
+
+
+def _copies(run) -> list[dict]:
+    """Every copy op of one step with its input shapes and calls (the profiler's own record).
+
+    A layout conversion is a copy whose shape is an activation's; a gradient accumulation or a
+    small attention map shows up here too, with its own shape.
+    """
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        run()
+    rows = [{"op": e.key, "shapes": str(e.input_shapes), "calls": e.count}
+            for e in prof.key_averages(group_by_input_shape=True) if e.key in COPY_OPS and e.input_shapes and e.input_shapes[0]]
+    return sorted(rows, key=lambda r: (r["op"], r["shapes"]))
+
+
 def _module_times(layer4, run) -> dict[str, float]:
     """Inclusive forward ms of layer4's parts, summed over its blocks (``conv2.local.branch`` ...)."""
     from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
 
-    wanted = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "downsample", "conv2.local", "conv2.local.value",
-              "conv2.local.branch", "conv2.mode")  # fmt: skip
+    # not conv2.local.value / .branch: a hooked grouped 1x1 conv runs as a stock Conv2d (see
+    # strabench.layers._pointwise), so labelling it would time another implementation
+    wanted = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "downsample", "conv2.local", "conv2.mode")  # fmt: skip
     handles, stack = [], []
     for path, module in layer4.named_modules():
         label = path.split(".", 1)[-1] if "." in path else ""
@@ -320,6 +345,7 @@ def main() -> None:
     p_prof.add_argument("--repeat", type=int, default=5)
     p_prof.add_argument("--top", type=int, default=12)
     p_prof.add_argument("--threads", type=int, default=None)
+    p_prof.add_argument("--channels-last", action="store_true", help="models and input in channels_last")
     p_rep = sub.add_parser("report", help="markdown from a bench CSV")
     p_rep.add_argument("csv", nargs="+", help="bench CSVs, one section each")
     p_rep.add_argument("--title", dest="titles", action="append", default=[], help="section title per CSV")
