@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Ty
 
 from strabench.env import describe_environment
 from strabench.errors import ConfigError, DeviceError
-from strabench.measure.runtimes import PREPARING, Prepared, check_runtime, prepare_step
+from strabench.measure.runtimes import PREPARING, Prepared, check_runtime, prepare_step, runtime_session
 
 if TYPE_CHECKING:
     import torch
@@ -618,28 +618,29 @@ def run_benchmark(
 
     import torch
 
-    saved_threads = torch.get_num_threads()
-    saved_cudnn = torch.backends.cudnn.benchmark
-    try:
-        torch.set_num_threads(spec.num_threads)
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let warm-up pick the fastest kernels
-        built = {name: _build(name, *items[name], spec) for name in ordered}
-        subjects = {name: _prepare(name, *built.pop(name), spec, progress) for name in ordered}
-        for subject in subjects.values():
-            progress(f"peak memory {subject.name}")
-            subject.peak_mem_mb, subject.mem_method = peak_step_memory(subject.step, spec.device)
+    with runtime_session(spec.runtime, len(ordered)):  # torch.compile: room for every model
+        saved_threads = torch.get_num_threads()
+        saved_cudnn = torch.backends.cudnn.benchmark
+        try:
+            torch.set_num_threads(spec.num_threads)
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let warm-up pick the fastest kernels
+            built = {name: _build(name, *items[name], spec) for name in ordered}
+            subjects = {name: _prepare(name, *built.pop(name), spec, progress) for name in ordered}
+            for subject in subjects.values():
+                progress(f"peak memory {subject.name}")
+                subject.peak_mem_mb, subject.mem_method = peak_step_memory(subject.step, spec.device)
 
-        def measure(name: str) -> float:
-            subject = subjects[name]
-            m = subject.timer.blocked_autorange(min_run_time=spec.min_run_time)
-            subject.measurements.append(m)
-            return m.median / subject.batch
+            def measure(name: str) -> float:
+                subject = subjects[name]
+                m = subject.timer.blocked_autorange(min_run_time=spec.min_run_time)
+                subject.measurements.append(m)
+                return m.median / subject.batch
 
-        candidates = [n for n in ordered if n != baseline]
-        _, ratios = interleave(candidates, baseline, spec.rounds, measure, progress)
-    finally:
-        torch.set_num_threads(saved_threads)
-        torch.backends.cudnn.benchmark = saved_cudnn
+            candidates = [n for n in ordered if n != baseline]
+            _, ratios = interleave(candidates, baseline, spec.rounds, measure, progress)
+        finally:
+            torch.set_num_threads(saved_threads)
+            torch.backends.cudnn.benchmark = saved_cudnn
     common = {**_common_fields(spec), "load_avg": load_before, "busy_cores": busy_before}
     rows = [_row(subjects[name], spec, common, baseline, ratios.get(name)) for name in ordered]
     baseline_row = next((row for row in rows if row["model"] == baseline), None)

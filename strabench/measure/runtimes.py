@@ -87,6 +87,32 @@ class Prepared:
     max_abs_diff: float | None = None  # onnxruntime: exported vs eager on the bench input
 
 
+@contextlib.contextmanager
+def runtime_session(runtime: str, models: int) -> Iterator[None]:
+    """What a run of ``models`` models needs around it under ``runtime``.
+
+    ``compile``: torch.compile keys its compiled code on the Python code objects, which models of
+    one family share (``Bottleneck.forward`` ...), and after ``recompile_limit`` (8) variants of
+    one function it silently runs the rest in eager. A bench of ten ResNet-50 variants in one
+    process would then time the last few uncompiled; the limits are raised for the run (and put
+    back after it), and ``prepare_step`` checks that each model did compile.
+    """
+    if runtime != "compile":
+        yield
+        return
+    import torch._dynamo
+
+    limit = max(8, 8 * models)
+    with torch._dynamo.config.patch(recompile_limit=limit, accumulated_recompile_limit=max(256, 16 * limit)):
+        yield
+
+
+def _compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 def require_onnx(what: str) -> tuple[Any, Any]:
     """``(onnx, onnxruntime)``, or one line saying how to install them."""
     try:
@@ -252,10 +278,15 @@ def prepare_step(
         import torch
 
         step = make_step(torch.compile(model), inputs, labels, mode=mode, amp=amp, optimizer=optimizer, record=record)
+        graphs = _compiled_graphs()
         start = time.perf_counter()
         step()  # compiles (forward, and backward in train mode), then runs once
         _sync(device)
-        return Prepared(step, compile_s=time.perf_counter() - start)
+        compile_s = time.perf_counter() - start
+        if _compiled_graphs() == graphs:
+            raise ConfigError(f"{name}: torch.compile produced no graph (it fell back to eager), so its timing "
+                              "would not be of a compiled model")
+        return Prepared(step, compile_s=compile_s)
     if runtime == "onnxruntime":
         require_onnx("--runtime onnxruntime")
         start = time.perf_counter()

@@ -157,3 +157,28 @@ def test_compiled_registered_model_forward_matches_eager() -> None:
     model = build_for_input("fer_resnet_stra", (44, 44)).eval()
     with torch.no_grad():
         _compiled_matches(model, torch.randn(2, 1, 44, 44), backward=False)
+
+
+def test_a_compile_run_has_room_for_every_model_and_puts_the_limit_back() -> None:
+    """torch.compile runs the 9th variant of a shared function in eager after recompile_limit (8):
+    a bench of ten ResNet-50 variants would time the last ones uncompiled."""
+    import torch._dynamo
+
+    before = torch._dynamo.config.recompile_limit
+    with runtimes.runtime_session("compile", 10):
+        assert torch._dynamo.config.recompile_limit >= 80
+        assert torch._dynamo.config.accumulated_recompile_limit >= 80
+    assert torch._dynamo.config.recompile_limit == before
+    with runtimes.runtime_session("eager", 10):
+        assert torch._dynamo.config.recompile_limit == before
+
+
+def test_a_model_that_does_not_compile_is_refused_not_timed_in_eager() -> None:
+    class Opaque(nn.Module):
+        @torch.compiler.disable
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    with pytest.raises(ConfigError, match="fell back to eager"):
+        runtimes.prepare_step("compile", Opaque().eval(), torch.randn(2, 3), None, name="Opaque", mode="infer",
+                              amp="none", optimizer=None, threads=1)
