@@ -17,12 +17,17 @@ def test_matches_reference_outputs_and_gradients(interaction, channels, groups, 
     paper_reference.set_random_batch_norm(block, 1)
     x = torch.randn(3, channels, *hw, dtype=torch.float64, requires_grad=True)
     slow, masks, _ = paper_reference.mode_attention(block, x, training=training)
-    fast = block(x)
     torch.testing.assert_close(block.masks(x), masks, atol=1e-10, rtol=1e-8)
+    _assert_matches(block(x), slow, [x, *block.parameters()])
+
+
+def _assert_matches(fast: torch.Tensor, slow: torch.Tensor, inputs: list) -> None:
+    """Outputs, and gradients of a random projection w.r.t. ``inputs`` (a parameter the reference
+    leaves unused must get a zero gradient)."""
     torch.testing.assert_close(fast, slow, atol=1e-9, rtol=1e-7)
     weight = torch.randn_like(fast)
-    grads_fast = torch.autograd.grad((fast * weight).sum(), [x, *block.parameters()])
-    grads_slow = torch.autograd.grad((slow * weight).sum(), [x, *block.parameters()], allow_unused=True)
+    grads_fast = torch.autograd.grad((fast * weight).sum(), inputs)
+    grads_slow = torch.autograd.grad((slow * weight).sum(), inputs, allow_unused=True)
     for gf, gs in zip(grads_fast, grads_slow):
         torch.testing.assert_close(gf, torch.zeros_like(gf) if gs is None else gs, atol=1e-8, rtol=1e-6)
 
@@ -86,9 +91,4 @@ def test_channels_last_matches_reference_and_keeps_layout(interaction, training)
     slow, _, _ = paper_reference.mode_attention(block, x, training=training)
     fast = block.to(memory_format=torch.channels_last)(x)
     assert fast.is_contiguous(memory_format=torch.channels_last) and not fast.is_contiguous()
-    torch.testing.assert_close(fast, slow, atol=1e-9, rtol=1e-7)
-    weight = torch.randn_like(fast)
-    grads_fast = torch.autograd.grad((fast * weight).sum(), [x, *block.parameters()])
-    grads_slow = torch.autograd.grad((slow * weight).sum(), [x, *block.parameters()], allow_unused=True)
-    for gf, gs in zip(grads_fast, grads_slow):
-        torch.testing.assert_close(gf, torch.zeros_like(gf) if gs is None else gs, atol=1e-8, rtol=1e-6)
+    _assert_matches(fast, slow, [x, *block.parameters()])
