@@ -9,6 +9,7 @@ statistics (biased variance) in training mode, running statistics in eval mode.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -52,6 +53,23 @@ def window(k: int) -> list[tuple[int, int]]:
     """Window offsets (dy, dx), row-major: offset index n = (dy + K//2) * K + (dx + K//2)."""
     r = k // 2
     return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+
+
+def weighted_sum_loops(attn: Tensor, value: Tensor, k: int, s: int) -> Tensor:
+    """out[b, g*Cg + c, i, j] = sum_k attn[b, g, k, i, j] * value[b, g*Cg + c, i*s+dy, j*s+dx] (0 outside)."""
+    b, c, h, w = value.shape
+    g = attn.shape[1]
+    cg = c // g
+    ho, wo = out_size(h, k, s), out_size(w, k, s)
+    pixels = []
+    for i, j in itertools.product(range(ho), range(wo)):
+        acc = value.new_zeros(b, g, cg)
+        for n, (dy, dx) in enumerate(window(k)):
+            y, x = i * s + dy, j * s + dx
+            if 0 <= y < h and 0 <= x < w:
+                acc = acc + attn[:, :, n, i, j, None] * value[:, :, y, x].reshape(b, g, cg)
+        pixels.append(acc.reshape(b, c))
+    return torch.stack(pixels, dim=-1).reshape(b, c, ho, wo)
 
 
 def set_random_batch_norm(module: nn.Module, seed: int = 0) -> None:

@@ -35,31 +35,8 @@ def _out_size(n: int, k: int, s: int) -> int:
     return (n + 2 * (k // 2) - k) // s + 1
 
 
-def _offsets(k: int) -> list[tuple[int, int]]:
-    """(dy, dx) in row-major window order: index k = (dy + K//2) * K + (dx + K//2)."""
-    p = k // 2
-    return [(dy - p, dx - p) for dy in range(k) for dx in range(k)]
-
-
 # ----------------------------------------------------------------------------------------------
 # slow references
-
-
-def reference_weighted_sum(attn: Tensor, value: Tensor, k: int, s: int) -> Tensor:
-    """out[b, g*Cg + c, i, j] = sum_k attn[b, g, k, i, j] * value[b, g*Cg + c, i*s+dy, j*s+dx] (0 outside)."""
-    b, c, h, w = value.shape
-    g = attn.shape[1]
-    cg = c // g
-    ho, wo = _out_size(h, k, s), _out_size(w, k, s)
-    pixels = []
-    for i, j in itertools.product(range(ho), range(wo)):
-        acc = value.new_zeros(b, g, cg)
-        for n, (dy, dx) in enumerate(_offsets(k)):
-            y, x = i * s + dy, j * s + dx
-            if 0 <= y < h and 0 <= x < w:
-                acc = acc + attn[:, :, n, i, j, None] * value[:, :, y, x].reshape(b, g, cg)
-        pixels.append(acc.reshape(b, c))
-    return torch.stack(pixels, dim=-1).reshape(b, c, ho, wo)
 
 
 def reference_block(m: LocalAttention, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -239,7 +216,7 @@ def test_op_matches_references(kernel_size: int, stride: int) -> None:
     attn = torch.randn(2, 4, kernel_size**2, ho, wo, requires_grad=True)
     value = torch.randn(2, 32, h, w, requires_grad=True)
     fast = local_weighted_sum(attn, value, kernel_size, stride)
-    loops = reference_weighted_sum(attn, value, kernel_size, stride)
+    loops = paper_reference.weighted_sum_loops(attn, value, kernel_size, stride)
     torch.testing.assert_close(fast, loops, **TOL)
     torch.testing.assert_close(fast, reference_unfold(attn, value, kernel_size, stride), **TOL)
     torch.testing.assert_close(unfold_weighted_sum(attn, value, kernel_size, stride), loops, **TOL)
@@ -281,7 +258,7 @@ def test_gather_neighbours_matches_loops() -> None:
         got = gather_neighbours(t, k, s, fill)
         ho, wo = _out_size(4, k, s), _out_size(5, k, s)
         assert got.shape == (2, 3, k * k, ho, wo)
-        for n, (dy, dx) in enumerate(_offsets(k)):
+        for n, (dy, dx) in enumerate(paper_reference.window(k)):
             for i, j in itertools.product(range(ho), range(wo)):
                 y, x = i * s + dy, j * s + dx
                 want = t[:, :, y, x] if 0 <= y < 4 and 0 <= x < 5 else torch.full((2, 3), fill)
@@ -362,7 +339,7 @@ def test_groups_are_independent(mode: str) -> None:
 def _in_image(k: int, s: int, h: int, w: int) -> Tensor:
     ho, wo = _out_size(h, k, s), _out_size(w, k, s)
     valid = torch.zeros(k * k, ho, wo, dtype=torch.bool)
-    for n, (dy, dx) in enumerate(_offsets(k)):
+    for n, (dy, dx) in enumerate(paper_reference.window(k)):
         for i, j in itertools.product(range(ho), range(wo)):
             valid[n, i, j] = 0 <= i * s + dy < h and 0 <= j * s + dx < w
     return valid
@@ -393,7 +370,7 @@ def test_zero_border_gives_outside_neighbours_logit_omega() -> None:
     for g in range(2):
         omega = logits[0, g * (kk + 1) : g * (kk + 1) + kk, 0, 0]
         nu = logits[0, g * (kk + 1) + kk]
-        want = torch.stack([omega[n] + (nu[dy, dx] if dy >= 0 and dx >= 0 else 0.0) for n, (dy, dx) in enumerate(_offsets(3))])
+        want = torch.stack([omega[n] + (nu[dy, dx] if dy >= 0 and dx >= 0 else 0.0) for n, (dy, dx) in enumerate(paper_reference.window(3))])
         torch.testing.assert_close(a[0, g, :, 0, 0], torch.softmax(want, dim=0), **TOL)
 
 

@@ -21,35 +21,14 @@ from strabench.layers._local_traceable import (
 from strabench.layers.local_attention import LocalAttention
 
 
-def _out(n: int, k: int, s: int) -> int:
-    return (n + 2 * (k // 2) - k) // s + 1
-
-
-def loop_weighted_sum(attn: Tensor, value: Tensor, k: int, s: int) -> Tensor:
-    """out[b, g*Cg + c, i, j] = sum_n attn[b, g, n, i, j] * value[b, g*Cg + c, i*s + dy_n, j*s + dx_n], 0 outside."""
-    b, c, h, w = value.shape
-    g = attn.shape[1]
-    cg = c // g
-    ho, wo = _out(h, k, s), _out(w, k, s)
-    rows = []
-    for i, j in itertools.product(range(ho), range(wo)):
-        acc = value.new_zeros(b, g, cg)
-        for n, (dy, dx) in enumerate(paper_reference.window(k)):
-            y, x = i * s + dy, j * s + dx
-            if 0 <= y < h and 0 <= x < w:
-                acc = acc + attn[:, :, n, i, j, None] * value[:, :, y, x].reshape(b, g, cg)
-        rows.append(acc.reshape(b, c))
-    return torch.stack(rows, dim=-1).reshape(b, c, ho, wo)
-
-
 @pytest.mark.parametrize(("kernel_size", "stride", "h", "w"), [(3, 1, 5, 6), (3, 2, 5, 6), (5, 1, 4, 5), (5, 2, 6, 5), (3, 3, 4, 2)])
 def test_weighted_sum_matches_loops_forward_and_gradients(kernel_size: int, stride: int, h: int, w: int) -> None:
     gen = torch.Generator().manual_seed(0)
-    attn = torch.randn(2, 4, kernel_size**2, _out(h, kernel_size, stride), _out(w, kernel_size, stride), generator=gen,
+    attn = torch.randn(2, 4, kernel_size**2, paper_reference.out_size(h, kernel_size, stride), paper_reference.out_size(w, kernel_size, stride), generator=gen,
                        dtype=torch.float64, requires_grad=True)
     value = torch.randn(2, 12, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
     got = traceable_weighted_sum(attn, value, kernel_size, stride)
-    want = loop_weighted_sum(attn, value, kernel_size, stride)
+    want = paper_reference.weighted_sum_loops(attn, value, kernel_size, stride)
     torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
     proj = torch.randn(got.shape, generator=gen, dtype=torch.float64)
     for g, wnt in zip(torch.autograd.grad((got * proj).sum(), [attn, value]),
@@ -61,7 +40,7 @@ def test_gather_neighbours_matches_loops() -> None:
     t = torch.randn(2, 3, 4, 5, dtype=torch.float64)
     for k, s, fill in [(3, 1, 0.0), (3, 2, float("-inf")), (5, 1, 7.0), (5, 2, 0.0)]:
         got = traceable_gather_neighbours(t, k, s, fill)
-        ho, wo = _out(4, k, s), _out(5, k, s)
+        ho, wo = paper_reference.out_size(4, k, s), paper_reference.out_size(5, k, s)
         assert got.shape == (2, 3, k * k, ho, wo)
         for n, (dy, dx) in enumerate(paper_reference.window(k)):
             for i, j in itertools.product(range(ho), range(wo)):
