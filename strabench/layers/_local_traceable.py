@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from strabench.layers._local_ops import output_size
+
 __all__ = ["traceable_gather_neighbours", "traceable_neighbour_windows", "traceable_weighted_sum"]
 
 
@@ -47,14 +49,12 @@ def traceable_weighted_sum(attn: Tensor, value: Tensor, kernel_size: int, stride
     return out.flatten(1, 2)
 
 
-
 def traceable_neighbour_windows(t: Tensor, kernel_size: int, stride: int, fill: float) -> Tensor:
     """``neighbour_windows`` (``out[b, g, ky, kx, i, j] = t[b, g, i*s + ky - K//2, j*s + kx - K//2]``,
     ``fill`` outside) from pad + strided slices + stack: ``Tensor.unfold`` has no ONNX
     translation when the exporter cannot see the padded input's size."""
-    h, w = t.shape[-2], t.shape[-1]
     pad = kernel_size // 2
-    ho, wo = (h + 2 * pad - kernel_size) // stride + 1, (w + 2 * pad - kernel_size) // stride + 1
+    ho, wo = output_size(t.shape[-2], kernel_size, stride), output_size(t.shape[-1], kernel_size, stride)
     padded = F.pad(t, (pad, pad, pad, pad), value=fill) if pad else t
     span_y, span_x = (ho - 1) * stride + 1, (wo - 1) * stride + 1
     rows = [

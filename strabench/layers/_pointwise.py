@@ -42,10 +42,12 @@ SMALL_PIXELS = 256
 
 
 def _as_matmul(conv: nn.Conv2d, x: Tensor) -> bool:
-    small = x.dim() == 4 and x.shape[0] * x.shape[2] * x.shape[3] <= SMALL_PIXELS
+    if x.dim() != 4:
+        return False
+    small = x.shape[0] * x.shape[2] * x.shape[3] <= SMALL_PIXELS
     return (
         (small or conv.out_channels < conv.in_channels)
-        and x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous() and conv.groups > 1
+        and x.device.type == "cpu" and x.is_contiguous() and conv.groups > 1
         and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
         and conv.dilation == (1, 1) and conv.padding_mode == "zeros" and x.shape[1] == conv.in_channels
         and not _observed(conv)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from strabench.counting import counts_macs
 from strabench.errors import ShapeError
+from strabench.layers._local_ops import _memory_format
 from strabench.layers._pointwise import run_branch
 
 
@@ -111,7 +112,7 @@ class ModeAttention(nn.Module):
         masks = self.masks(x).view(b, g, h * w)
         # a view in NCHW and in channels_last alike; addcmul keeps x's layout and needs no temporary
         xg = x.view(b, g, c // g, h * w)
-        pixel_major = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        pixel_major = _memory_format(x) == torch.channels_last
         z = _pool(masks.to(xg.dtype), xg, pixel_major)
         r = torch.sigmoid(self.gate1_bn(_dot(z, xg, pixel_major).view(b, g, h, w)))
         y = torch.addcmul(xg, r.view(b, g, 1, h * w), z.unsqueeze(-1))

@@ -31,10 +31,6 @@ from strabench.layers.local_attention import LocalAttention
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
-def _out_size(n: int, k: int, s: int) -> int:
-    return (n + 2 * (k // 2) - k) // s + 1
-
-
 # ----------------------------------------------------------------------------------------------
 # slow references
 
@@ -84,7 +80,7 @@ def _make(c: int = 16, seed: int = 0, **kw) -> LocalAttention:
 def test_output_and_attention_shapes(channels: int, groups: int, stride: int, kernel_size: int, border: str) -> None:
     m = _make(channels, groups=groups, kernel_size=kernel_size, stride=stride, border=border)
     x = torch.randn(2, channels, 7, 5)
-    ho, wo = _out_size(7, kernel_size, stride), _out_size(5, kernel_size, stride)
+    ho, wo = paper_reference.out_size(7, kernel_size, stride), paper_reference.out_size(5, kernel_size, stride)
     conv = nn.Conv2d(channels, channels, kernel_size, stride=stride, padding=kernel_size // 2)
     assert conv(x).shape == (2, channels, ho, wo)
     assert m(x).shape == (2, channels, ho, wo)
@@ -102,7 +98,7 @@ def test_wide_block_on_tiny_maps_matches_unfold(h: int, w: int, stride: int) -> 
     ref.load_state_dict(m.state_dict())
     x = torch.randn(2, 512, h, w)
     out = m(x)
-    assert out.shape == (2, 512, _out_size(h, 3, stride), _out_size(w, 3, stride))
+    assert out.shape == (2, 512, paper_reference.out_size(h, 3, stride), paper_reference.out_size(w, 3, stride))
     torch.testing.assert_close(out, ref(x), **TOL)
 
 
@@ -196,7 +192,7 @@ def test_channels_last_input_matches_and_keeps_format(stride: int) -> None:
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize(("kernel_size", "stride", "h", "w"), [(3, 1, 4, 5), (3, 2, 5, 4), (5, 1, 3, 4), (5, 2, 5, 5), (3, 3, 4, 2)])
 def test_op_gradcheck_float64(kernel_size: int, stride: int, h: int, w: int, channels_last: bool) -> None:
-    ho, wo = _out_size(h, kernel_size, stride), _out_size(w, kernel_size, stride)
+    ho, wo = paper_reference.out_size(h, kernel_size, stride), paper_reference.out_size(w, kernel_size, stride)
     attn = torch.rand(2, 2, kernel_size**2, ho, wo, dtype=torch.float64, requires_grad=True)
     value = torch.randn(2, 4, h, w, dtype=torch.float64)
     if channels_last:
@@ -212,7 +208,7 @@ def test_op_gradcheck_float64(kernel_size: int, stride: int, h: int, w: int, cha
 def test_op_matches_references(kernel_size: int, stride: int) -> None:
     torch.manual_seed(1)
     h, w = 5, 6
-    ho, wo = _out_size(h, kernel_size, stride), _out_size(w, kernel_size, stride)
+    ho, wo = paper_reference.out_size(h, kernel_size, stride), paper_reference.out_size(w, kernel_size, stride)
     attn = torch.randn(2, 4, kernel_size**2, ho, wo, requires_grad=True)
     value = torch.randn(2, 32, h, w, requires_grad=True)
     fast = local_weighted_sum(attn, value, kernel_size, stride)
@@ -242,7 +238,7 @@ class _LargestOutput(TorchDispatchMode):
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_fast_op_never_materialises_the_unfolded_tensor(stride: int) -> None:
-    attn = torch.rand(2, 4, 9, _out_size(8, 3, stride), _out_size(8, 3, stride), requires_grad=True)
+    attn = torch.rand(2, 4, 9, paper_reference.out_size(8, 3, stride), paper_reference.out_size(8, 3, stride), requires_grad=True)
     value = torch.randn(2, 64, 8, 8, requires_grad=True)
     with _LargestOutput() as fast:
         local_weighted_sum(attn, value, 3, stride).sum().backward()
@@ -256,7 +252,7 @@ def test_gather_neighbours_matches_loops() -> None:
     t = torch.randn(2, 3, 4, 5)
     for k, s, fill in [(3, 1, 0.0), (3, 2, -torch.inf), (5, 1, 7.0)]:
         got = gather_neighbours(t, k, s, fill)
-        ho, wo = _out_size(4, k, s), _out_size(5, k, s)
+        ho, wo = paper_reference.out_size(4, k, s), paper_reference.out_size(5, k, s)
         assert got.shape == (2, 3, k * k, ho, wo)
         for n, (dy, dx) in enumerate(paper_reference.window(k)):
             for i, j in itertools.product(range(ho), range(wo)):
@@ -337,7 +333,7 @@ def test_groups_are_independent(mode: str) -> None:
 
 
 def _in_image(k: int, s: int, h: int, w: int) -> Tensor:
-    ho, wo = _out_size(h, k, s), _out_size(w, k, s)
+    ho, wo = paper_reference.out_size(h, k, s), paper_reference.out_size(w, k, s)
     valid = torch.zeros(k * k, ho, wo, dtype=torch.bool)
     for n, (dy, dx) in enumerate(paper_reference.window(k)):
         for i, j in itertools.product(range(ho), range(wo)):
