@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.utils.benchmark import Timer
 
 from strabench.env import configure_process, describe_environment
+from strabench.layers._local_kernel import status as local_kernel_status
 from strabench.layers.local_attention import LocalAttention
 from strabench.measure.traffic import compulsory_bytes, copy_bandwidth, count_bytes
 
@@ -101,13 +102,15 @@ def _traffic(fn: Callable[[], object], model: nn.Module, x: Tensor, grad: Tensor
 
 
 def _ratios(t: dict[tuple[str, str], float]) -> dict[str, float]:
-    fast, unfold, conv = "local_attention_fast", "local_attention_unfold", "conv3x3"
+    fast, shifted, unfold, conv = "local_attention_fast", "local_attention_shifted", "local_attention_unfold", "conv3x3"
     return {
         "fast_vs_conv_fwd": round(t[fast, "fwd"] / t[conv, "fwd"], 3),
         "fast_vs_conv_fwdbwd": round(t[fast, "fwd+bwd"] / t[conv, "fwd+bwd"], 3),
         "fast_vs_conv_fwd_eval": round(t[fast, "fwd_eval"] / t[conv, "fwd_eval"], 3),
+        "shifted_vs_conv_fwdbwd": round(t[shifted, "fwd+bwd"] / t[conv, "fwd+bwd"], 3),
         "unfold_vs_conv_fwd": round(t[unfold, "fwd"] / t[conv, "fwd"], 3),
         "unfold_vs_conv_fwdbwd": round(t[unfold, "fwd+bwd"] / t[conv, "fwd+bwd"], 3),
+        "fast_vs_shifted_fwdbwd": round(t[fast, "fwd+bwd"] / t[shifted, "fwd+bwd"], 3),
         "fast_vs_unfold_fwdbwd": round(t[fast, "fwd+bwd"] / t[unfold, "fwd+bwd"], 3),
     }
 
@@ -125,11 +128,13 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
     torch.set_num_threads(threads)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     models: dict[str, nn.Module] = {
-        "local_attention_fast": LocalAttention(channels, groups=groups, impl="fast"),
+        "local_attention_fast": LocalAttention(channels, groups=groups, impl="auto"),
+        "local_attention_shifted": LocalAttention(channels, groups=groups, impl="shifted"),
         "local_attention_unfold": LocalAttention(channels, groups=groups, impl="unfold"),
         "conv3x3": nn.Conv2d(channels, channels, 3, padding=1, bias=False),
     }
-    models["local_attention_unfold"].load_state_dict(models["local_attention_fast"].state_dict())
+    for name in ("local_attention_shifted", "local_attention_unfold"):
+        models[name].load_state_dict(models["local_attention_fast"].state_dict())
     x = torch.randn(batch, channels, height, width).to(device, memory_format=fmt).requires_grad_()
     grad = torch.randn(batch, channels, height, width).to(device, memory_format=fmt)
     # "cpu" (process CPU time) is for a busy shared box at --threads 1: it does not count the
@@ -156,6 +161,7 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
     machine = _machine(threads, device)
     machine["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     machine["copy_bandwidth_gbs"] = round(bandwidth / 1e9, 2)
+    machine["local_attention_kernel"] = local_kernel_status() if device == "cpu" else "shifted (op-per-pass, on the GPU)"
     return {
         "machine": machine,
         "config": {"batch": batch, "channels": channels, "height": height, "width": width,

@@ -155,8 +155,18 @@ def describe_environment(device: "str | None" = None) -> dict[str, Any]:
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_model(),
         **process_settings(dev.type),
+        "local_attention_kernel": _local_attention_kernel(dev.type),
     }
     return info
+
+
+def _local_attention_kernel(device_type: str) -> str:
+    """How StRA's local weighting runs here (the fused C kernel changes its speed several-fold)."""
+    if device_type != "cpu":
+        return f"op-per-pass (on {device_type})"
+    from strabench.layers._local_kernel import status
+
+    return status()
 
 
 def _version_of(package: str) -> str | None:
@@ -190,6 +200,8 @@ def doctor_checks(results_dir: Path) -> list[tuple[str, str, str]]:
         rows.append(("cuda", "ok", f"{torch.version.cuda}: {names}"))
     else:
         rows.append(("cuda", "warn", "no GPU visible: everything runs on CPU (--device cuda will be refused)"))
+    kernel = _local_attention_kernel("cpu")
+    rows.append(("local attention kernel", "ok" if kernel == "fused C kernel" else "warn", kernel))
     rows.append(("distributed", "ok" if torch.distributed.is_available() else "warn", f"gloo={torch.distributed.is_gloo_available()} nccl={torch.distributed.is_nccl_available()}"))
     cache = cache_root()
     rows.append(("dataset cache", *_writable(cache)))

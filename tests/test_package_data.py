@@ -1,4 +1,5 @@
-"""A regular (non-editable) install carries the complexity table: `strabench list` shows no '?'."""
+"""A regular (non-editable) install carries its data: the complexity table (`strabench list` shows
+no '?') and the source of the fused local-attention kernel (which it builds on first use)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_wheel_ships_complexity_json_and_list_shows_every_figure(tmp_path):
+def test_wheel_ships_its_data_files(tmp_path):
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("strabench-*.whl"))
-    assert "strabench/models/complexity.json" in zipfile.ZipFile(wheel).namelist()
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "strabench/models/complexity.json" in names
+    assert "strabench/layers/_local_kernel.c" in names
     target = tmp_path / "site"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
@@ -36,3 +39,14 @@ def test_wheel_ships_complexity_json_and_list_shows_every_figure(tmp_path):
     )
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert "resnet50_stra" in listed.stdout and "?" not in listed.stdout
+    kernel = subprocess.run(
+        [sys.executable, "-c", "from strabench.layers import _local_kernel as k; "
+         "assert 'site' in k.__file__, k.__file__; print(k.status())"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**env, "STRABENCH_CACHE": str(tmp_path / "cache"), "STRABENCH_FUSED_KERNEL": "1"},
+    )
+    assert kernel.returncode == 0, kernel.stderr[-2000:]
+    from strabench.layers._local_kernel import _compiler
+
+    want = "fused C kernel" if _compiler() else "op-per-pass: fused kernel unavailable: no C compiler"
+    assert kernel.stdout.strip().startswith(want), kernel.stdout

@@ -28,7 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from strabench.layers import _local_kernel
+
 __all__ = [
+    "KERNELS",
     "LOCAL_WEIGHTED_SUM_OP_NAME",
     "LocalWeightedSum",
     "gather_neighbours",
@@ -311,25 +314,29 @@ class LocalWeightedSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, attn: Tensor, value: Tensor, kernel_size: int, stride: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx, attn: Tensor, value: Tensor, kernel_size: int, stride: int, fused: bool) -> Tensor:  # type: ignore[override]
         if torch.jit.is_tracing():
             # a trace records this op as one opaque node and reruns it on real shapes, so the
             # tracer's warnings about our Python shape arithmetic do not apply
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                return LocalWeightedSum._forward(ctx, attn, value, kernel_size, stride)
-        return LocalWeightedSum._forward(ctx, attn, value, kernel_size, stride)
+                return LocalWeightedSum._forward(ctx, attn, value, kernel_size, stride, fused)
+        return LocalWeightedSum._forward(ctx, attn, value, kernel_size, stride, fused)
 
     @staticmethod
-    def _forward(ctx, attn: Tensor, value: Tensor, kernel_size: int, stride: int) -> Tensor:
+    def _forward(ctx, attn: Tensor, value: Tensor, kernel_size: int, stride: int, fused: bool) -> Tensor:
         value = _viewable(value)
         b, g, kk, ho, wo = attn.shape
         h, w = value.shape[-2:]
-        ctx.kernel_size, ctx.stride, ctx.hw = kernel_size, stride, (h, w)
+        ctx.kernel_size, ctx.stride, ctx.hw, ctx.fused = kernel_size, stride, (h, w), fused
         if stride == 1:
             # zero the weights of out-of-image neighbours once; both passes then run on flat views
             # (reshape: a view of attn in whatever dense layout it has, e.g. from channels_last)
             masked = attn.reshape(b, g, kk, h * w) * _flat_valid(kernel_size, h, w, attn)
+            if fused:
+                masked = masked.contiguous()
+                ctx.save_for_backward(masked, value)
+                return _local_kernel.forward(masked, value, kernel_size)
             ctx.save_for_backward(masked, value)
             return _forward_flat(masked, value, kernel_size)
         ctx.save_for_backward(attn, value)
@@ -343,7 +350,13 @@ class LocalWeightedSum(torch.autograd.Function):
         b, g = attn.shape[:2]
         grad_out = grad_out.contiguous(memory_format=_memory_format(value))
         grad_attn = grad_value = None
-        if stride == 1:
+        if stride == 1 and ctx.fused:
+            grad_attn, grad_value = _local_kernel.backward(
+                attn, value, grad_out, k, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            )
+            if grad_attn is not None:
+                grad_attn = grad_attn.view(b, g, k * k, h, w)
+        elif stride == 1:
             if ctx.needs_input_grad[0]:
                 grad_attn = _grad_attn_flat(value, grad_out, g, k)
                 grad_attn.mul_(_flat_valid(k, h, w, grad_attn))
@@ -355,24 +368,43 @@ class LocalWeightedSum(torch.autograd.Function):
                 grad_attn = _grad_attn_rect(value, grad_out, g, k, stride)
             if ctx.needs_input_grad[1]:
                 grad_value = _grad_value_rect(attn, grad_out, k, stride, h, w)
-        return grad_attn, grad_value, None, None
+        return grad_attn, grad_value, None, None, None
 
 
-def local_weighted_sum(attn: Tensor, value: Tensor, kernel_size: int, stride: int) -> Tensor:
+#: ``kernel`` of ``local_weighted_sum``: the fused C kernel where it applies, always, or never
+KERNELS = ("auto", "fused", "shifted")
+
+
+def local_weighted_sum(
+    attn: Tensor, value: Tensor, kernel_size: int, stride: int, kernel: str = "auto"
+) -> Tensor:
     """Weight each output pixel's K x K zero-padded neighbourhood of ``value`` by ``attn``.
 
     attn (B, G, K*K, Ho, Wo), value (B, C, H, W) with C % G == 0 -> (B, C, Ho, Wo), in
     ``value``'s memory format. Same maths as ``unfold_weighted_sum`` without its K*K-times
     larger intermediate, in both forward and backward. ``attn`` and ``value`` must share a dtype.
+
+    ``kernel="auto"`` runs the fused C kernel (``_local_kernel``: CPU, float32/64, stride 1)
+    where it applies and can be built, else the op-per-pass ("shifted") PyTorch version;
+    ``"fused"`` insists on the kernel (ValueError where it does not apply), ``"shifted"`` never
+    uses it.
     """
     _check_args(attn, value, kernel_size, stride)
     if attn.dtype != value.dtype:
         raise ValueError(f"attn dtype {attn.dtype} differs from value dtype {value.dtype}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if _capturing_a_graph():
         from strabench.layers._local_traceable import traceable_weighted_sum
 
         return traceable_weighted_sum(attn, value, kernel_size, stride)
-    return LocalWeightedSum.apply(attn, value, kernel_size, stride)
+    fused = kernel != "shifted" and _local_kernel.applies(value, stride)
+    if kernel == "fused" and not fused:
+        raise ValueError(
+            f"the fused local attention kernel does not run a {value.device.type} {value.dtype} "
+            f"input with stride {stride} here ({_local_kernel.status()}); use kernel='auto'"
+        )
+    return LocalWeightedSum.apply(attn, value, kernel_size, stride, fused)
 
 
 def _capturing_a_graph() -> bool:

@@ -36,7 +36,7 @@ from strabench.layers._pointwise import pointwise_conv, run_branch
 __all__ = ["LocalAttention"]
 
 _BORDERS = ("zero", "mask")
-_IMPLS = ("auto", "fast", "unfold")
+_IMPLS = ("auto", "fused", "shifted", "unfold")
 
 
 def _own_macs(m: "LocalAttention", x: Tensor, out: Tensor) -> int:
@@ -52,9 +52,10 @@ class LocalAttention(nn.Module):
 
     ``border="zero"`` (what the paper's numbers used) treats out-of-image neighbours like zero
     padding: their nu is 0 and their value is 0, but they still take part in the softmax.
-    ``border="mask"`` leaves them out of the softmax. ``impl="unfold"`` is the authors'
-    straightforward (slow) weighting, kept for comparison; ``"auto"``/``"fast"`` use
-    ``local_weighted_sum``.
+    ``border="mask"`` leaves them out of the softmax. The weighting: ``impl="auto"`` runs the
+    fused C kernel where it applies (CPU, float32/64, stride 1) and the op-per-pass PyTorch
+    version elsewhere; ``"fused"`` and ``"shifted"`` force one of the two (``local_weighted_sum``);
+    ``"unfold"`` is the authors' straightforward (slow) weighting, kept for comparison.
     """
 
     def __init__(
@@ -65,7 +66,7 @@ class LocalAttention(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         border: Literal["zero", "mask"] = "zero",
-        impl: Literal["auto", "fast", "unfold"] = "auto",
+        impl: Literal["auto", "fused", "shifted", "unfold"] = "auto",
     ) -> None:
         super().__init__()
         if groups < 1 or channels < 1 or channels % groups != 0:
@@ -142,4 +143,4 @@ class LocalAttention(nn.Module):
         a = self._attention(x).to(u.dtype)
         if self.impl == "unfold":
             return unfold_weighted_sum(a, u, self.kernel_size, self.stride)
-        return local_weighted_sum(a, u, self.kernel_size, self.stride)
+        return local_weighted_sum(a, u, self.kernel_size, self.stride, kernel=self.impl)

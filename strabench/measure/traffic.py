@@ -8,6 +8,8 @@ is bound by memory traffic, not by FLOPs, so its time is judged against bytes / 
   input and output counted once per op, a broadcast (stride-0) dimension once, views (slice,
   permute, expand ...) free. That is the traffic of the implementation as written, op by op,
   with no reuse from cache between ops: what a kernel-per-op runtime streams through memory.
+  A kernel that runs outside the dispatcher (the fused C local-attention kernel, called through
+  ctypes) reports its own reads and writes with ``record_kernel``, so no op goes uncounted.
 - ``compulsory_bytes(*tensors)``: the bytes every implementation must touch at least once
   (the inputs it reads and the outputs it writes), the floor a fused kernel could reach.
 - ``copy_bandwidth()``: this machine's sustained read+write bandwidth, from timing
@@ -28,7 +30,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["Traffic", "compulsory_bytes", "copy_bandwidth", "count_bytes", "tensor_bytes"]
+__all__ = ["Traffic", "compulsory_bytes", "copy_bandwidth", "count_bytes", "record_kernel", "tensor_bytes"]
 
 
 def tensor_bytes(t: torch.Tensor) -> int:
@@ -75,24 +77,41 @@ class _ByteCounter(TorchDispatchMode):
         super().__init__()
         self.traffic = Traffic()
 
+    def add(self, name: str, reads: list, writes: list) -> None:
+        moved = _unique_bytes(reads) + _unique_bytes(writes)  # in place: read and written
+        self.traffic.bytes += moved
+        self.traffic.ops += 1
+        self.traffic.by_op[name] += moved
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if _is_view(func) or func.overloadpacket.__name__ in _NO_TRAFFIC:
             return out
         reads = tree_flatten((args, {k: v for k, v in kwargs.items() if k != "out"}))[0]
-        moved = _unique_bytes(reads) + _unique_bytes(tree_flatten(out)[0])  # in place: read and written
-        self.traffic.bytes += moved
-        self.traffic.ops += 1
-        self.traffic.by_op[func.overloadpacket.__name__] += moved
+        self.add(func.overloadpacket.__name__, reads, tree_flatten(out)[0])
         return out
+
+
+#: the counters of the ``count_bytes`` calls in progress (innermost last)
+_active: list[_ByteCounter] = []
+
+
+def record_kernel(name: str, reads: list[torch.Tensor], writes: list[torch.Tensor]) -> None:
+    """Count a kernel the dispatcher does not see (called through ctypes) in every active ``count_bytes``."""
+    for counter in _active:
+        counter.add(name, reads, writes)
 
 
 def count_bytes(fn: Callable[[], Any]) -> Traffic:
     """Run ``fn()`` once and return the bytes its aten ops read and write (see the module docstring)."""
     counter = _ByteCounter()
-    with counter:
-        fn()
+    _active.append(counter)
+    try:
+        with counter:
+            fn()
+    finally:
+        _active.remove(counter)
     return counter.traffic
 
 

@@ -128,7 +128,9 @@ def _assert_grads_close(got: list[Tensor], want: list[Tensor], names: list[str],
 
 
 @pytest.mark.parametrize(
-    ("impl", "dtype"), [("auto", torch.float32), ("unfold", torch.float32), ("auto", torch.float64)]
+    ("impl", "dtype"),
+    [("auto", torch.float32), ("shifted", torch.float32), ("unfold", torch.float32), ("auto", torch.float64),
+     ("shifted", torch.float64)],
 )
 @pytest.mark.parametrize("kernel_size", [3, 5])
 @pytest.mark.parametrize("stride", [1, 2])
@@ -189,9 +191,10 @@ def test_channels_last_input_matches_and_keeps_format(stride: int) -> None:
     torch.testing.assert_close(gc, gn, **TOL)
 
 
+@pytest.mark.parametrize("kernel", ["auto", "shifted"])  # auto: the fused kernel at stride 1
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize(("kernel_size", "stride", "h", "w"), [(3, 1, 4, 5), (3, 2, 5, 4), (5, 1, 3, 4), (5, 2, 5, 5), (3, 3, 4, 2)])
-def test_op_gradcheck_float64(kernel_size: int, stride: int, h: int, w: int, channels_last: bool) -> None:
+def test_op_gradcheck_float64(kernel_size: int, stride: int, h: int, w: int, channels_last: bool, kernel: str) -> None:
     ho, wo = paper_reference.out_size(h, kernel_size, stride), paper_reference.out_size(w, kernel_size, stride)
     attn = torch.rand(2, 2, kernel_size**2, ho, wo, dtype=torch.float64, requires_grad=True)
     value = torch.randn(2, 4, h, w, dtype=torch.float64)
@@ -200,18 +203,19 @@ def test_op_gradcheck_float64(kernel_size: int, stride: int, h: int, w: int, cha
     value.requires_grad_()
     fast_mode = kernel_size > 3  # full Jacobians for K=3; random projections keep K=5 quick
     assert torch.autograd.gradcheck(
-        lambda a, v: local_weighted_sum(a, v, kernel_size, stride), (attn, value), fast_mode=fast_mode
+        lambda a, v: local_weighted_sum(a, v, kernel_size, stride, kernel), (attn, value), fast_mode=fast_mode
     )
 
 
+@pytest.mark.parametrize("kernel", ["auto", "shifted"])
 @pytest.mark.parametrize(("kernel_size", "stride"), [(3, 1), (3, 2), (5, 1), (5, 2)])
-def test_op_matches_references(kernel_size: int, stride: int) -> None:
+def test_op_matches_references(kernel_size: int, stride: int, kernel: str) -> None:
     torch.manual_seed(1)
     h, w = 5, 6
     ho, wo = paper_reference.out_size(h, kernel_size, stride), paper_reference.out_size(w, kernel_size, stride)
     attn = torch.randn(2, 4, kernel_size**2, ho, wo, requires_grad=True)
     value = torch.randn(2, 32, h, w, requires_grad=True)
-    fast = local_weighted_sum(attn, value, kernel_size, stride)
+    fast = local_weighted_sum(attn, value, kernel_size, stride, kernel)
     loops = paper_reference.weighted_sum_loops(attn, value, kernel_size, stride)
     torch.testing.assert_close(fast, loops, **TOL)
     torch.testing.assert_close(fast, reference_unfold(attn, value, kernel_size, stride), **TOL)
@@ -236,12 +240,13 @@ class _LargestOutput(TorchDispatchMode):
         return out
 
 
+@pytest.mark.parametrize("kernel", ["auto", "shifted"])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_fast_op_never_materialises_the_unfolded_tensor(stride: int) -> None:
+def test_fast_op_never_materialises_the_unfolded_tensor(stride: int, kernel: str) -> None:
     attn = torch.rand(2, 4, 9, paper_reference.out_size(8, 3, stride), paper_reference.out_size(8, 3, stride), requires_grad=True)
     value = torch.randn(2, 64, 8, 8, requires_grad=True)
     with _LargestOutput() as fast:
-        local_weighted_sum(attn, value, 3, stride).sum().backward()
+        local_weighted_sum(attn, value, 3, stride, kernel).sum().backward()
     with _LargestOutput() as slow:
         unfold_weighted_sum(attn, value, 3, stride).sum().backward()
     assert fast.largest <= value.numel()

@@ -1,0 +1,209 @@
+"""The fused CPU kernel of the local weighted sum: built from ``_local_kernel.c`` on first use.
+
+The op-per-pass weighting in ``_local_ops`` makes K*K passes over the value tensor in each
+direction (plus a multiply and a reduction per offset for the attention's gradient), so on a
+CPU it runs at the memory bandwidth of ~30 passes over the activation. The C kernel does each
+direction in one pass, with a group's channel rows in cache, so its traffic is the inputs and
+outputs once. It covers what StRA-ResNet runs on a CPU: float32/float64, stride 1, NCHW or
+channels_last. Everything else (CUDA, bf16/fp16, stride > 1, other layouts) takes the
+op-per-pass path, as does everything when the kernel cannot be built.
+
+Build: the system C compiler (``$CC``, else ``cc``) with ``-O3 -fopenmp``, once per source and
+compiler, into ``<cache>/kernels/`` (``strabench.data.synthetic.cache_root``: ``$STRABENCH_CACHE``,
+else ``~/.cache/strabench``), written atomically so concurrent processes (DDP ranks) can race
+safely. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
+when torch is), with torch's intra-op thread count. Hot loops are compiled for x86-64-v4, v3
+and baseline and picked at load time, so one cached build serves every node of a
+heterogeneous cluster sharing a home directory.
+
+``STRABENCH_FUSED_KERNEL=0`` turns the kernel off (the op-per-pass path runs); ``status()`` says
+which path runs and why, and every run's environment record carries it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from strabench.measure.traffic import record_kernel
+
+__all__ = ["KernelUnavailable", "applies", "backward", "build", "forward", "status"]
+
+_SOURCE = Path(__file__).with_name("_local_kernel.c")
+_FLAGS = ("-O3", "-std=c11", "-ffp-contract=fast", "-fPIC", "-shared", "-fopenmp")
+_ABI_VERSION = 1
+_ENV_SWITCH = "STRABENCH_FUSED_KERNEL"
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+
+
+class KernelUnavailable(RuntimeError):
+    """The fused kernel cannot be built or loaded here (the message says why)."""
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _compiler_id(cc: str) -> str:
+    try:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise KernelUnavailable(f"{cc} --version failed: {exc}") from exc
+    return out.stdout.splitlines()[0] if out.returncode == 0 and out.stdout else cc
+
+
+def _cache_dir() -> Path:
+    from strabench.data.synthetic import cache_root
+
+    return cache_root() / "kernels"
+
+
+def build(cache_dir: Path | None = None) -> Path:
+    """Compile the kernel (or find the cached build of this source and compiler); its path.
+
+    Raises ``KernelUnavailable`` with the reason (no compiler, no OpenMP, compile error).
+    """
+    cc = _compiler()
+    if cc is None:
+        raise KernelUnavailable("no C compiler found (set CC, or install gcc/clang)")
+    source = _SOURCE.read_bytes()
+    cc_id = _compiler_id(cc)
+    key = hashlib.sha256(b"\0".join([source, cc_id.encode(), " ".join(_FLAGS).encode(),
+                                     platform.machine().encode()])).hexdigest()[:16]
+    dirs = [cache_dir] if cache_dir is not None else [_cache_dir(), Path(tempfile.gettempdir()) / f"strabench-kernels-{getattr(os, 'getuid', lambda: 0)()}"]
+    for folder in dirs:
+        if (folder / f"local_kernel-{key}.so").is_file():
+            return folder / f"local_kernel-{key}.so"
+    errors = []
+    for folder in dirs:  # a read-only cache (a shared home on a cluster) falls back to /tmp
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f"local_kernel-{key}.so.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            errors.append(f"{folder}: {exc.strerror or exc}")
+            continue
+        os.close(fd)
+        return _compile(cc, cc_id, Path(tmp), folder / f"local_kernel-{key}.so")
+    raise KernelUnavailable(f"no writable kernel cache ({'; '.join(errors)})")
+
+
+def _compile(cc: str, cc_id: str, tmp: Path, lib: Path) -> Path:
+    try:
+        out = subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", tmp], capture_output=True, text=True,
+                             timeout=300, check=False)
+        if out.returncode != 0:
+            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            raise KernelUnavailable(f"{cc_id} could not build the kernel: {last}")
+        os.replace(tmp, lib)  # atomic: a racing process sees no file or a whole one
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise KernelUnavailable(f"building the kernel with {cc} failed: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return lib
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    if lib.lws_abi_version() != _ABI_VERSION:
+        raise KernelUnavailable(f"kernel ABI {lib.lws_abi_version()} is not the expected {_ABI_VERSION}")
+    for suffix in _SUFFIX.values():
+        fwd, bwd = getattr(lib, f"lws_forward_{suffix}"), getattr(lib, f"lws_backward_{suffix}")
+        fwd.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int, _int]
+        bwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int, _int]
+        fwd.restype = bwd.restype = _int
+    return lib
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> ctypes.CDLL | str:
+    """The loaded library, or why there is none (built once per process)."""
+    if os.environ.get(_ENV_SWITCH, "1").strip().lower() in ("0", "off", "false", "no"):
+        return f"switched off by {_ENV_SWITCH}={os.environ[_ENV_SWITCH]}"
+    try:
+        path = build()
+        try:
+            return _declare(ctypes.CDLL(str(path)))
+        except OSError:  # a damaged cached file: rebuild it once
+            path.unlink(missing_ok=True)
+            return _declare(ctypes.CDLL(str(build())))
+    except (KernelUnavailable, OSError, AttributeError) as exc:
+        return f"unavailable: {exc}"
+
+
+def status() -> str:
+    """Which weighting a float32/float64 stride-1 CPU LocalAttention runs: the fused kernel, or why not."""
+    lib = _load()
+    return "fused C kernel" if isinstance(lib, ctypes.CDLL) else f"op-per-pass: fused kernel {lib}"
+
+
+def applies(value: Tensor, stride: int) -> bool:
+    """Whether the fused kernel runs this weighting (and can be loaded)."""
+    return (
+        stride == 1
+        and value.device.type == "cpu"
+        and value.dtype in _SUFFIX
+        and (value.is_contiguous() or value.is_contiguous(memory_format=torch.channels_last))
+        and isinstance(_load(), ctypes.CDLL)
+    )
+
+
+def _nhwc(t: Tensor) -> bool:
+    return not t.is_contiguous()
+
+
+def _call(name: str, dtype: torch.dtype, *args: object) -> None:
+    lib = _load()
+    assert isinstance(lib, ctypes.CDLL), "applies() must be checked first"
+    if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*args) != 0:
+        raise MemoryError(f"the fused local attention kernel ({name}) ran out of scratch memory")
+
+
+def _ptr_of(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def forward(masked: Tensor, value: Tensor, kernel_size: int) -> Tensor:
+    """out (value's shape and layout) = weighted sum of ``value``'s neighbours by ``masked``.
+
+    masked: (B, G, K*K, H*W), zero where a neighbour is outside the image; contiguous.
+    """
+    b, c, h, w = value.shape
+    g = masked.shape[1]
+    out = torch.empty_like(value)
+    record_kernel("local_weighted_sum_fused", [masked, value], [out])
+    _call("lws_forward", value.dtype, masked.data_ptr(), value.data_ptr(), out.data_ptr(), b, g, c // g,
+          h, w, kernel_size, int(_nhwc(value)), torch.get_num_threads())
+    return out
+
+
+def backward(
+    masked: Tensor, value: Tensor, grad_out: Tensor, kernel_size: int, need_attn: bool, need_value: bool
+) -> tuple[Tensor | None, Tensor | None]:
+    """(d/d masked attention, zero outside the image, as (B, G, K*K, H*W); d/d value), as needed.
+
+    ``grad_out`` must have ``value``'s layout.
+    """
+    b, c, h, w = value.shape
+    g, kk = masked.shape[1:3]
+    grad_attn = torch.empty((b, g, kk, h * w), dtype=value.dtype) if need_attn else None
+    grad_value = torch.empty_like(value) if need_value else None
+    written = [t for t in (grad_attn, grad_value) if t is not None]
+    read = [grad_out, *([value] if need_attn else []), *([masked] if need_value else [])]
+    record_kernel("local_weighted_sum_fused_backward", read, written)
+    _call("lws_backward", value.dtype, masked.data_ptr(), value.data_ptr(), grad_out.data_ptr(),
+          _ptr_of(grad_attn), _ptr_of(grad_value), b, g, c // g, h, w, kernel_size, int(_nhwc(value)),
+          torch.get_num_threads())
+    return grad_attn, grad_value
