@@ -1,14 +1,23 @@
-"""Latency of StRA's LocalAttention (fast and unfold weighting) against the 3x3 conv it replaces.
+"""Latency of StRA's LocalAttention against the 3x3 conv it replaces, and where its time goes.
 
-One process, one run: the three layers are timed with ``torch.utils.benchmark.Timer`` at the
+One process, one run: the layers are timed with ``torch.utils.benchmark.Timer`` at the
 StRA-ResNet-50 layer4 shape (C=512, 16x8 maps, batch 32): in train mode forward only (under
 ``no_grad``) and forward+backward (gradients w.r.t. the input and every parameter of a
 random-projection loss), and in eval mode forward only. Prints JSON; ``--out`` also writes it
 to a file. Medians and IQRs are the headline; ``ratios_of_min`` (fastest block) is the better
 estimate on a machine other processes are using (the JSON records the load average).
 
-    python benchmarks/local_attention.py [--threads 2] [--channels-last] [--out result.json]
+    python benchmarks/local_attention.py [--threads 2] [--channels-last] [--parts] [--out result.json]
     python benchmarks/local_attention.py --device cuda --amp bf16 --channels-last
+
+The layers: ``local_attention_fast`` (the block as it runs by default, ``impl="auto"``: on the
+CPU its weighting is the fused C kernel when it can be built, ``machine.local_attention_kernel``
+says which), ``local_attention_shifted`` (the op-per-pass PyTorch weighting), ``local_attention_unfold``
+(the authors' unfold weighting) and ``conv3x3``. ``--parts`` also times the block's three parts
+on their own: ``part_value_conv`` (the grouped 1x1 value projection), ``part_attention`` (the
+softmax weights: the logit branch's grouped 1x1 convs, BN, tanh, omega + nu, softmax) and
+``part_weighting`` (the weighted sum, fixed weights as its parameter), each with its ratio to
+the conv.
 
 ``--device cuda`` times on the GPU (the clock synchronises it before every reading);
 ``--amp bf16`` runs every layer under bf16 autocast, the precision GPU users train in.
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import platform
@@ -44,6 +54,7 @@ from torch.utils.benchmark import Timer
 
 from strabench.env import configure_process, describe_environment
 from strabench.layers._local_kernel import status as local_kernel_status
+from strabench.layers._local_ops import local_weighted_sum
 from strabench.layers.local_attention import LocalAttention
 from strabench.measure.traffic import compulsory_bytes, copy_bandwidth, count_bytes
 
@@ -86,6 +97,39 @@ def _step(model: nn.Module, x: Tensor, mode: str, grad: Tensor, amp: str = "none
 
 
 
+class _Attention(nn.Module):
+    """Part of the block: its attention weights (the logit branch's convs, BN, tanh, omega + nu, softmax)."""
+
+    def __init__(self, block: LocalAttention) -> None:
+        super().__init__()
+        self.block = copy.deepcopy(block)
+        self.block.value = nn.Identity()  # not part of the weights: no parameters without gradients
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.block.attention(x)
+
+
+class _Weighting(nn.Module):
+    """Part of the block: the weighting alone, with fixed softmax weights as its parameter."""
+
+    def __init__(self, block: LocalAttention, x: Tensor) -> None:
+        super().__init__()
+        with torch.no_grad():
+            attn = block.attention(x)
+        self.groups = attn.shape[1]
+        # kept 4-D (B, G*K*K, H, W), so it follows the layers into channels_last
+        self.attn = nn.Parameter(attn.detach().flatten(1, 2).clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return local_weighted_sum(self.attn.unflatten(1, (self.groups, -1)), x, 3, 1)
+
+
+def _parts(block: LocalAttention, x: Tensor) -> dict[str, nn.Module]:
+    """The block's three parts, to time on their own: where its time goes."""
+    return {"part_value_conv": copy.deepcopy(block.value), "part_attention": _Attention(block),
+            "part_weighting": _Weighting(block, x)}
+
+
 def _traffic(fn: Callable[[], object], model: nn.Module, x: Tensor, grad: Tensor, mode: str,
              bandwidth: float, median_s: float) -> dict:
     """Bytes one call moves (op by op, and the floor), and how close the time is to bytes / bandwidth."""
@@ -123,7 +167,7 @@ def _cuda_clock() -> float:
 
 def run(batch: int, channels: int, height: int, width: int, groups: int, threads: int,
         channels_last: bool, min_run_time: float, seed: int, clock: str = "wall",
-        device: str = "cpu", amp: str = "none") -> dict:
+        device: str = "cpu", amp: str = "none", parts: bool = False) -> dict:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -137,6 +181,8 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
         models[name].load_state_dict(models["local_attention_fast"].state_dict())
     x = torch.randn(batch, channels, height, width).to(device, memory_format=fmt).requires_grad_()
     grad = torch.randn(batch, channels, height, width).to(device, memory_format=fmt)
+    if parts:
+        models.update(_parts(models["local_attention_fast"].to(device, memory_format=fmt), x))
     # "cpu" (process CPU time) is for a busy shared box at --threads 1: it does not count the
     # time the OS gives other processes; with several threads it would count spin-waiting
     timer = _cuda_clock if device == "cuda" else time.perf_counter if clock == "wall" else time.process_time
@@ -145,17 +191,25 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
     results = []
     for name, model in models.items():
         model.to(device, memory_format=fmt)
+        with torch.no_grad():
+            shape = model(x).shape
+        # R for a part whose output is not the block's (the attention weights): its own, seeded
+        r = grad if shape == grad.shape else torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
         for mode in ("fwd", "fwd+bwd", "fwd_eval"):
             model.train(mode != "fwd_eval")
-            fn = _step(model, x, mode, grad, amp)
+            fn = _step(model, x, mode, r, amp)
             for _ in range(3):  # warm-up: allocator, oneDNN primitive caches
                 fn()
             m = Timer("fn()", globals={"fn": fn}, num_threads=threads, timer=timer,
                       label=name, description=mode).blocked_autorange(min_run_time=min_run_time)
             results.append({"name": name, "mode": mode, "median_ms": round(m.median * 1e3, 3),
                             "iqr_ms": round(m.iqr * 1e3, 3), "min_ms": round(min(m.times) * 1e3, 3),
-                            "runs": len(m.times), **_traffic(fn, model, x, grad, mode, bandwidth, m.median)})
+                            "runs": len(m.times), **_traffic(fn, model, x, r, mode, bandwidth, m.median)})
     ratios = _ratios({(r["name"], r["mode"]): r["median_ms"] for r in results})
+    if parts:
+        t = {(r["name"], r["mode"]): r["median_ms"] for r in results}
+        for part in ("part_value_conv", "part_attention", "part_weighting"):
+            ratios[f"{part}_vs_conv_fwdbwd"] = round(t[part, "fwd+bwd"] / t["conv3x3", "fwd+bwd"], 3)
     # on a shared box the fastest block is the best estimate of the undisturbed time
     ratios_of_min = _ratios({(r["name"], r["mode"]): r["min_ms"] for r in results})
     machine = _machine(threads, device)
@@ -206,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="wall time (default) or process CPU time (for a shared machine, with --threads 1)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--amp", choices=["none", "bf16"], default="none", help="bf16: every layer under bf16 autocast")
+    p.add_argument("--parts", action="store_true",
+                   help="also time the block's parts alone (value conv, attention weights, weighting)")
     p.add_argument("--out", type=Path, help="also write the JSON here (atomically)")
     a = p.parse_args(argv)
     if a.device == "cuda" and not torch.cuda.is_available():
@@ -214,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         p.exit(2, "local_attention.py: --clock cpu measures host CPU time, not GPU time: use --clock wall with --device cuda\n")
     allocator = configure_process(calm_threads=False)["allocator"]  # as `strabench bench` does on CPU
     result = run(a.batch, a.channels, a.height, a.width, a.groups, a.threads, a.channels_last,
-                 a.min_run_time, a.seed, a.clock, a.device, a.amp)
+                 a.min_run_time, a.seed, a.clock, a.device, a.amp, a.parts)
     result["machine"]["allocator"] = allocator
     text = json.dumps(result, indent=2)
     print(text)

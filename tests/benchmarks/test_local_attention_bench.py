@@ -1,0 +1,37 @@
+"""benchmarks/local_attention.py: every layer and part is timed and its traffic counted (a tiny
+shape: this checks the plumbing, not the speed)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    return importlib.import_module("local_attention")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_layers_and_parts_are_timed(bench, channels_last: bool) -> None:
+    result = bench.run(batch=4, channels=64, height=8, width=8, groups=4, threads=1, channels_last=channels_last,
+                       min_run_time=0.01, seed=0, parts=True)
+    names = {r["name"] for r in result["results"]}
+    assert names == {"local_attention_fast", "local_attention_shifted", "local_attention_unfold", "conv3x3",
+                     "part_value_conv", "part_attention", "part_weighting"}
+    assert all(r["median_ms"] > 0 and r["kernels"] > 0 for r in result["results"])
+    rows = {(r["name"], r["mode"]): r for r in result["results"]}
+    # the fused weighting: the border mask (and in channels_last a copy of the masked weights to
+    # the kernel's layout), then one kernel, counted though it bypasses the dispatcher
+    assert rows["part_weighting", "fwd"]["kernels"] == (3 if channels_last else 2)
+    assert rows["part_weighting", "fwd+bwd"]["mb_moved"] > rows["part_weighting", "fwd"]["mb_moved"]
+    for part in ("part_value_conv", "part_attention", "part_weighting"):
+        assert result["ratios"][f"{part}_vs_conv_fwdbwd"] > 0
+    assert result["ratios"]["fast_vs_shifted_fwdbwd"] > 0
+    assert result["machine"]["local_attention_kernel"]
+    assert result["config"]["memory_format"] == ("channels_last" if channels_last else "contiguous")
