@@ -70,6 +70,8 @@ def _machine(threads: int, device: str = "cpu") -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "git_commit": env["git_commit"],
+        "git_dirty": env["git_dirty"],
     }
 
 

@@ -2,7 +2,9 @@
 
 The model is exported through torch.onnx (StRA's local attention as standard ONNX ops) at
 --batch images of --input size (default: the model's), or with a free batch axis
-(--dynamic-batch). The file must pass onnx.checker and onnxruntime's output must match eager
+(--dynamic-batch). Its weights are random unless --checkpoint gives trained ones (a strabench
+checkpoint or a state_dict, read with weights_only): the model is then built as it was trained
+(input size, blocks, class count) and every tensor must fit. The file must pass onnx.checker and onnxruntime's output must match eager
 PyTorch's on a random input within max|diff| <= 1e-4 + 1e-4 * max|eager|; only then does it
 replace PATH (atomically: on any failure an existing file is left as it was). Needs the onnx
 extra: pip install 'strabench\\[onnx]'.
@@ -26,6 +28,7 @@ def export_command(
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Leave the batch axis free (checked at --batch and --batch + 1).")] = False,
     replace: Annotated[list[str] | None, typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, e.g. 'layer4.*.conv2=stra' (repeatable).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Threads for the onnxruntime check, default: all cores.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="checkpoint.pt of a training run, or a state_dict file (default: random weights).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     from strabench.cli._common import console, parse_replace, parse_size, print_json
@@ -36,12 +39,13 @@ def export_command(
         raise ConfigError(f"--threads must be a positive integer, got {threads!r}")
     size = parse_size(input) if input else None
     result = export_model(model, onnx, input_size=size, batch=batch, dynamic_batch=dynamic_batch,
-                          replace=parse_replace(replace), threads=threads)
+                          replace=parse_replace(replace), threads=threads, checkpoint=checkpoint)
     if as_json:
         print_json(result)
         return
+    weights = f"weights of {result['checkpoint']}" if result["checkpoint"] else "random weights"
     console().print(
-        f"wrote {result['onnx']} ({result['bytes'] / 2**20:.1f} MB, opset {result['opset']}, batch {result['batch']}, "
+        f"wrote {result['onnx']} ({result['bytes'] / 2**20:.1f} MB, {weights}, opset {result['opset']}, batch {result['batch']}, "
         f"input {result['channels']}x{result['input']}); onnxruntime vs eager max|diff| {result['max_abs_diff']:.2g} "
         f"(allowed {result['tolerance']})",
         highlight=False, soft_wrap=True,

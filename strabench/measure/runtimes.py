@@ -321,10 +321,14 @@ def export_model(
     dynamic_batch: bool = False,
     replace: "Mapping[str, str] | None" = None,
     threads: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Export registered model ``name`` to ONNX at ``path``, checked before it is written.
 
-    The model is built for ``input_size`` (default: its own) and exported at ``batch`` images
+    The model is built for ``input_size`` (default: its own) with random weights, or, from a
+    ``checkpoint`` (a strabench checkpoint or a state_dict, read with ``weights_only``), as it
+    was trained (input size, blocks and class count from the checkpoint, every tensor loaded
+    strictly; ``input_size`` and ``replace`` still win). It is exported at ``batch`` images
     (``dynamic_batch``: the batch axis is left free, and checked at ``batch + 1`` too). The
     file passes ``onnx.checker`` and onnxruntime's CPU output is within ``tolerance_text()`` of
     eager PyTorch's on a random input before it atomically replaces ``path``; on any failure
@@ -342,8 +346,15 @@ def export_model(
     if target.is_dir():
         raise ConfigError(f"--onnx {target} is a directory")
     info = model_info(name)
-    size = info.input_size(tuple(input_size) if input_size else None)
-    model = build_for_input(name, size, replace=dict(replace) if replace else None).eval()
+    if checkpoint is not None:
+        from strabench.train.engine import model_from_checkpoint
+
+        model, _, size = model_from_checkpoint(name, Path(checkpoint), tuple(input_size) if input_size else None,
+                                               dict(replace) if replace else None)
+        model.eval()
+    else:
+        size = info.input_size(tuple(input_size) if input_size else None)
+        model = build_for_input(name, size, replace=dict(replace) if replace else None).eval()
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(batch, info.default_input[0], *size, generator=gen)
     data = export_onnx(model, example, name=name, dynamic_batch=dynamic_batch)
@@ -371,4 +382,5 @@ def export_model(
         "max_abs_diff": diff,
         "tolerance": tolerance_text(),
         "replace": dict(replace) if replace else None,
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strabench.errors import CheckpointError, ConfigError
+from strabench.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -152,40 +152,6 @@ def draw_block(block: BlockMaps, picture: "Image.Image", title: str) -> bytes:
     return buffer.getvalue()
 
 
-def load_model(model_name: str, checkpoint: Path, size: tuple[int, int] | None = None) -> tuple["nn.Module", str, tuple[int, int]]:
-    """(model with the checkpoint's weights, task, input size) for inference.
-
-    A strabench checkpoint carries its training config: the model is built as it was trained
-    (task, input size, ``model_overrides``) unless ``size`` overrides the input, and with the
-    checkpoint's number of classes, so every tensor, the classifier included, loads strictly.
-    """
-    from strabench.registry import create_model, model_info
-    from strabench.train.config import config_from_mapping
-    from strabench.train.engine import load_weights_strict, read_weights
-
-    info = model_info(model_name)
-    weights, saved, _ = read_weights(Path(checkpoint))
-    task, overrides = info.default_task, {}
-    trained_size = (info.default_input[1], info.default_input[2])
-    if saved is not None:
-        if saved.get("model") != model_name:
-            raise CheckpointError(f"{checkpoint} is a checkpoint of model {saved.get('model')!r}, not {model_name!r}")
-        trained = config_from_mapping(saved, source=str(checkpoint))
-        task = trained.task or task
-        overrides = dict(trained.model_overrides or {})
-        trained_size = tuple(trained.input_size) if trained.input_size else trained_size
-    size = tuple(size or trained_size)
-    classifier = weights.get("classifier.weight")
-    if classifier is not None:
-        overrides["num_classes"] = int(classifier.shape[0])
-    model = create_model(model_name, task=task, **overrides)
-    if getattr(model, "fixed_input", None) is not None and tuple(model.fixed_input) != size:
-        model = create_model(model_name, task=task, input_size=size, **overrides)
-    model.check_input((1, info.default_input[0], *size))
-    load_weights_strict(model, weights, Path(checkpoint), model_name)
-    return model, task, size
-
-
 def visualise(model_name: str, checkpoint: Path, image: Path, out: Path, *, size: tuple[int, int] | None = None) -> list[Path]:
     """Build ``model_name`` as the checkpoint was trained, write one PNG per attention block into ``out``."""
     from strabench.io import atomic_write_bytes
@@ -193,7 +159,9 @@ def visualise(model_name: str, checkpoint: Path, image: Path, out: Path, *, size
 
     if not Path(image).is_file():  # before reading a large checkpoint
         raise ConfigError(f"image not found: {image}")
-    model, task, size = load_model(model_name, checkpoint, size)
+    from strabench.train.engine import model_from_checkpoint
+
+    model, task, size = model_from_checkpoint(model_name, checkpoint, size)
     tensor, picture = load_image(image, task, size, model_info(model_name).default_input[0])
     blocks = capture_maps(model, tensor)
     out.mkdir(parents=True, exist_ok=True)

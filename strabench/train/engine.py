@@ -791,3 +791,40 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
         "eval_time_s": time.perf_counter() - started,
     })
 
+
+def model_from_checkpoint(
+    model_name: str, checkpoint: Path, size: tuple[int, int] | None = None, blocks: "dict[str, str] | None" = None
+) -> tuple[nn.Module, str, tuple[int, int]]:
+    """(model with the checkpoint's weights, task, input size) for inference.
+
+    A strabench checkpoint carries its training config: the model is built as it was trained
+    (task, input size, ``model_overrides``) unless ``size`` overrides the input, and with the
+    checkpoint's number of classes, so every tensor, the classifier included, loads strictly.
+    ``blocks`` (PATTERN -> BLOCK, as ``--replace``) stand in for the checkpoint's (a plain
+    state_dict of a model trained with ``--replace`` needs them).
+    """
+    from strabench.registry import create_model, model_info
+
+    info = model_info(model_name)
+    weights, saved, _ = read_weights(Path(checkpoint))
+    task, overrides = info.default_task, {}
+    trained_size = (info.default_input[1], info.default_input[2])
+    if saved is not None:
+        if saved.get("model") != model_name:
+            raise CheckpointError(f"{checkpoint} is a checkpoint of model {saved.get('model')!r}, not {model_name!r}")
+        trained = config_from_mapping(saved, source=str(checkpoint))
+        task = trained.task or task
+        overrides = dict(trained.model_overrides or {})
+        trained_size = tuple(trained.input_size) if trained.input_size else trained_size
+    if blocks:
+        overrides["replace"] = dict(blocks)
+    size = tuple(size or trained_size)
+    classifier = weights.get("classifier.weight")
+    if classifier is not None:
+        overrides["num_classes"] = int(classifier.shape[0])
+    model = create_model(model_name, task=task, **overrides)
+    if getattr(model, "fixed_input", None) is not None and tuple(model.fixed_input) != size:
+        model = create_model(model_name, task=task, input_size=size, **overrides)
+    model.check_input((1, info.default_input[0], *size))
+    load_weights_strict(model, weights, Path(checkpoint), model_name)
+    return model, task, size

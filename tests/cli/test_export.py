@@ -75,3 +75,55 @@ def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     result = export("fer_resnet", "--onnx", str(tmp_path / "m.onnx"))
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: strabench export needs the onnx extra: pip install 'strabench[onnx]'"
+
+
+def _trained_weights(tmp_path: Path) -> tuple[Path, "torch.nn.Module"]:
+    import torch
+
+    from strabench.registry import create_model
+
+    torch.manual_seed(7)
+    model = create_model("fer_resnet_stra", num_classes=5).eval()
+    with torch.no_grad():  # weights no fresh model has: running statistics away from 0 / 1
+        for name, t in model.state_dict().items():
+            if name.endswith(("running_mean", "running_var")):
+                t.uniform_(0.5, 1.5)
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    return path, model
+
+
+def test_export_with_a_checkpoint_carries_its_weights(tmp_path: Path):
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    weights, trained = _trained_weights(tmp_path)
+    path = tmp_path / "fer.onnx"
+    result = export("fer_resnet_stra", "--onnx", str(path), "--checkpoint", str(weights), "--threads", "1", "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["checkpoint"] == str(weights)
+    x = torch.randn(1, info["channels"], *(int(n) for n in info["input"].split("x")))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        want = trained(x)
+    assert np.abs(got - want.numpy()).max() <= 1e-4 * max(1.0, float(want.abs().max()))
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(b"not a checkpoint", "weights.pt"), (None, "does not fit fer_resnet")],
+)
+def test_a_bad_checkpoint_is_one_line_and_leaves_the_existing_file(tmp_path: Path, content: bytes | None, needle: str):
+    weights, _ = _trained_weights(tmp_path)  # a state_dict of fer_resnet_stra
+    if content is not None:
+        weights.write_bytes(content)
+    path = tmp_path / "keep.onnx"
+    path.write_bytes(b"previous export")
+    result = export("fer_resnet", "--onnx", str(path), "--checkpoint", str(weights), "--threads", "1")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert path.read_bytes() == b"previous export"

@@ -90,8 +90,8 @@ def test_viz_errors_are_one_line(tmp_path: Path, image: Path) -> None:
 def test_viz_builds_the_model_as_the_checkpoint_was_trained(tmp_path: Path, image: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Input size and model settings come from the checkpoint's config; every tensor, the
     classifier included, loads strictly, so nothing is reported missing or unexpected."""
-    from strabench.report.attention_maps import load_model
     from strabench.train.checkpoint import save_checkpoint
+    from strabench.train.engine import model_from_checkpoint as load_model
 
     overrides = {"layers": [1, 1, 1, 1], "feature_dim": 32}
     trained = create_model("resnet50_stra", num_classes=7, layers=(1, 1, 1, 1), feature_dim=32)
