@@ -72,6 +72,19 @@ def weighted_sum_loops(attn: Tensor, value: Tensor, k: int, s: int) -> Tensor:
     return torch.stack(pixels, dim=-1).reshape(b, c, ho, wo)
 
 
+def gather_neighbours_loops(t: Tensor, k: int, s: int, fill: float) -> Tensor:
+    """out[b, g, n, i, j] = t[b, g, i*s + dy_n, j*s + dx_n], ``fill`` outside the image."""
+    b, g, h, w = t.shape
+    ho, wo = out_size(h, k, s), out_size(w, k, s)
+    out = torch.full((b, g, k * k, ho, wo), fill, dtype=t.dtype)
+    for n, (dy, dx) in enumerate(window(k)):
+        for i, j in itertools.product(range(ho), range(wo)):
+            y, x = i * s + dy, j * s + dx
+            if 0 <= y < h and 0 <= x < w:
+                out[:, :, n, i, j] = t[:, :, y, x]
+    return out
+
+
 def set_random_batch_norm(module: nn.Module, seed: int = 0) -> None:
     """Non-trivial BN parameters and running statistics, so eval mode is not the identity."""
     generator = torch.Generator().manual_seed(seed)
