@@ -10,8 +10,8 @@ op-per-pass path, as does everything when the kernel cannot be built.
 
 Build: the system C compiler (``$CC``, else ``cc``) with ``-O3 -fopenmp``, once per source and
 compiler, into ``<cache>/kernels/`` (``strabench.data.synthetic.cache_root``: ``$STRABENCH_CACHE``,
-else ``~/.cache/strabench``), written atomically so concurrent processes (DDP ranks) can race
-safely. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
+else ``~/.cache/strabench``; a folder under the temp dir when that is read-only), written
+atomically so concurrent processes (DDP ranks) can race safely; a damaged cached file is rebuilt. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
 when torch is), with torch's intra-op thread count. Hot loops are compiled for x86-64-v4, v3
 and baseline and picked at load time, so one cached build serves every node of a
 heterogeneous cluster sharing a home directory.
