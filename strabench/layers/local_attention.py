@@ -81,6 +81,8 @@ class LocalAttention(nn.Module):
             raise ValueError(f"border must be one of {_BORDERS}, got {border!r}")
         if impl not in _IMPLS:
             raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
+        if impl == "fused" and stride != 1:
+            raise ValueError(f"impl='fused' runs stride 1 only, got stride={stride} (impl='auto' picks for you)")
         self.channels = channels
         self.groups = groups
         self.kernel_size = kernel_size

@@ -141,6 +141,8 @@ def test_fused_where_it_does_not_apply_is_refused() -> None:
         local_weighted_sum(attn[..., ::2, ::2].contiguous(), value, 3, 2, kernel="fused")
     with pytest.raises(ValueError, match="kernel must be one of"):
         local_weighted_sum(attn, value, 3, 1, kernel="fast")
+    with pytest.raises(ValueError, match="stride 1 only"):
+        LocalAttention(16, groups=4, stride=2, impl="fused")
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
