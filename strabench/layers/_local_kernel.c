@@ -31,7 +31,8 @@
 #define HOT
 #endif
 
-/* Below this many multiply-adds a call runs on one thread: waking the team costs more. */
+/* Below this many multiply-adds a call runs on one thread: waking the team costs more. With one
+ * thread (torch's setting in DataLoader workers) no OpenMP team is formed at all. */
 #define PARALLEL_MIN_WORK 65536
 /* Channels of one group whose attention gradient is accumulated together (one pass over GA). */
 #define CBLOCK 4
@@ -325,7 +326,7 @@ HOT static void F(backward_nhwc)(const T *restrict A, const T *restrict V, const
 int F(lws_forward)(const T *A, const T *V, T *O, int64_t B, int64_t G, int64_t Cg, int64_t H,
                    int64_t W, int K, int nhwc, int threads) {
     const int64_t N = H * W, KK = (int64_t)K * K, C = G * Cg;
-    const int par = B * C * N * KK >= PARALLEL_MIN_WORK;
+    const int par = threads > 1 && B * C * N * KK >= PARALLEL_MIN_WORK;
     int failed = 0;
     if (!nhwc) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (par) reduction(| : failed)
@@ -344,7 +345,7 @@ int F(lws_forward)(const T *A, const T *V, T *O, int64_t B, int64_t G, int64_t C
 int F(lws_backward)(const T *A, const T *V, const T *GO, T *GA, T *GV, int64_t B, int64_t G,
                     int64_t Cg, int64_t H, int64_t W, int K, int nhwc, int threads) {
     const int64_t N = H * W, KK = (int64_t)K * K, C = G * Cg;
-    const int par = B * C * N * KK >= PARALLEL_MIN_WORK / 2;
+    const int par = threads > 1 && B * C * N * KK >= PARALLEL_MIN_WORK / 2;
     int failed = 0;
     if (!nhwc) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (par) reduction(| : failed)

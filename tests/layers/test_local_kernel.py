@@ -112,6 +112,35 @@ def test_fused_gives_the_same_bits_on_any_thread_count(channels_last: bool) -> N
             assert torch.equal(x, y)
 
 
+def _forward_in_child(queue) -> None:
+    torch.set_num_threads(1)  # as torch does in DataLoader workers
+    attn, value = _inputs(4, 64, 8, 3, 16, 8, torch.float32, False)
+    queue.put(local_weighted_sum(attn, value, 3, 1, kernel="fused").sum().item())
+
+
+def test_a_forked_single_thread_process_can_run_it() -> None:
+    """After the parent ran the kernel on an OpenMP team, a forked child (a DataLoader worker)
+    running one thread must not wait on the parent's team."""
+    import multiprocessing as mp
+
+    attn, value = _inputs(4, 64, 8, 3, 16, 8, torch.float32, False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        want = local_weighted_sum(attn, value, 3, 1, kernel="fused").sum().item()
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_forward_in_child, args=(queue,))
+        child.start()
+        child.join(timeout=120)
+        if child.is_alive():
+            child.kill()
+    finally:
+        torch.set_num_threads(before)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == want
+
+
 def test_empty_batch() -> None:
     attn, value = _inputs(0, 8, 2, 3, 4, 4, torch.float32, False)
     out = local_weighted_sum(attn, value, 3, 1, kernel="fused")
