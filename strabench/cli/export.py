@@ -4,8 +4,9 @@ The model is exported through torch.onnx (StRA's local attention as standard ONN
 --batch images of --input size (default: the model's), or with a free batch axis
 (--dynamic-batch). Its weights are random unless --checkpoint gives trained ones (a strabench
 checkpoint or a state_dict, read with weights_only): the model is then built as it was trained
-(input size, blocks, class count) and every tensor must fit. The file must pass onnx.checker and onnxruntime's output must match eager
-PyTorch's on a random input within max|diff| <= 1e-4 + 1e-4 * max|eager|; only then does it
+(input size, blocks, class count) and every tensor must fit. The file must pass onnx.checker
+and onnxruntime's output must match eager PyTorch's on a random input within
+max|diff| <= 1e-4 + 1e-4 * max|eager|; only then does it
 replace PATH (atomically: on any failure an existing file is left as it was). Needs the onnx
 extra: pip install 'strabench\\[onnx]'.
 """

@@ -11,7 +11,8 @@ op-per-pass path, as does everything when the kernel cannot be built.
 Build: the system C compiler (``$CC``, else ``cc``) with ``-O3 -fopenmp``, once per source and
 compiler, into ``<cache>/kernels/`` (``strabench.data.synthetic.cache_root``: ``$STRABENCH_CACHE``,
 else ``~/.cache/strabench``; a folder under the temp dir when that is read-only), written
-atomically so concurrent processes (DDP ranks) can race safely; a damaged cached file is rebuilt. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
+atomically so concurrent processes (DDP ranks) can race safely; a damaged cached file is
+rebuilt. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
 when torch is), with torch's intra-op thread count. Hot loops are compiled for x86-64-v4, v3
 and baseline and picked at load time, so one cached build serves every node of a
 heterogeneous cluster sharing a home directory.
@@ -84,20 +85,23 @@ def build(cache_dir: Path | None = None) -> Path:
     cc_id = _compiler_id(cc)
     key = hashlib.sha256(b"\0".join([source, cc_id.encode(), " ".join(_FLAGS).encode(),
                                      platform.machine().encode()])).hexdigest()[:16]
-    dirs = [cache_dir] if cache_dir is not None else [_cache_dir(), Path(tempfile.gettempdir()) / f"strabench-kernels-{getattr(os, 'getuid', lambda: 0)()}"]
+    name = f"local_kernel-{key}.so"
+    dirs = [cache_dir] if cache_dir is not None else [
+        _cache_dir(), Path(tempfile.gettempdir()) / f"strabench-kernels-{getattr(os, 'getuid', lambda: 0)()}"
+    ]
     for folder in dirs:
-        if (folder / f"local_kernel-{key}.so").is_file():
-            return folder / f"local_kernel-{key}.so"
+        if (folder / name).is_file():
+            return folder / name
     errors = []
     for folder in dirs:  # a read-only cache (a shared home on a cluster) falls back to /tmp
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f"local_kernel-{key}.so.", suffix=".tmp", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=folder)
         except OSError as exc:
             errors.append(f"{folder}: {exc.strerror or exc}")
             continue
         os.close(fd)
-        return _compile(cc, cc_id, Path(tmp), folder / f"local_kernel-{key}.so")
+        return _compile(cc, cc_id, Path(tmp), folder / name)
     raise KernelUnavailable(f"no writable kernel cache ({'; '.join(errors)})")
 
 

@@ -346,15 +346,16 @@ def export_model(
     if target.is_dir():
         raise ConfigError(f"--onnx {target} is a directory")
     info = model_info(name)
+    requested = tuple(input_size) if input_size else None
+    blocks = dict(replace) if replace else None
     if checkpoint is not None:
         from strabench.train.engine import model_from_checkpoint
 
-        model, _, size = model_from_checkpoint(name, Path(checkpoint), tuple(input_size) if input_size else None,
-                                               dict(replace) if replace else None)
+        model, _, size = model_from_checkpoint(name, Path(checkpoint), requested, blocks)
         model.eval()
     else:
-        size = info.input_size(tuple(input_size) if input_size else None)
-        model = build_for_input(name, size, replace=dict(replace) if replace else None).eval()
+        size = info.input_size(requested)
+        model = build_for_input(name, size, replace=blocks).eval()
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(batch, info.default_input[0], *size, generator=gen)
     data = export_onnx(model, example, name=name, dynamic_batch=dynamic_batch)
@@ -381,6 +382,6 @@ def export_model(
         "exporter": "torch.onnx (TorchScript-based, dynamo=False)",
         "max_abs_diff": diff,
         "tolerance": tolerance_text(),
-        "replace": dict(replace) if replace else None,
+        "replace": blocks,
         "checkpoint": str(checkpoint) if checkpoint is not None else None,
     }
