@@ -11,13 +11,17 @@ estimate on a machine other processes are using (the JSON records the load avera
     python benchmarks/local_attention.py --device cuda --amp bf16 --channels-last
 
 The layers: ``local_attention_fast`` (the block as it runs by default, ``impl="auto"``: on the
-CPU its weighting is the fused C kernel when it can be built, ``machine.local_attention_kernel``
-says which), ``local_attention_shifted`` (the op-per-pass PyTorch weighting), ``local_attention_unfold``
-(the authors' unfold weighting) and ``conv3x3``. ``--parts`` also times the block's three parts
-on their own: ``part_value_conv`` (the grouped 1x1 value projection), ``part_attention`` (the
-softmax weights: the logit branch's grouped 1x1 convs, BN, tanh, omega + nu, softmax) and
-``part_weighting`` (the weighted sum, fixed weights as its parameter), each with its ratio to
-the conv.
+CPU in NCHW the fused block of ``strabench.layers._local_fast``, in channels_last the modules
+with the fused weighting kernel, when the kernels can be built; ``machine.local_attention_kernel``
+says), ``local_attention_shifted`` (the modules with the op-per-pass PyTorch weighting),
+``local_attention_unfold`` (the authors' unfold weighting) and ``conv3x3``. ``--parts`` also
+times the block's three parts on their own, each with its ratio to the conv. Where the fused
+block runs: ``part_projections`` (the value projection and the branch's first grouped 1x1
+conv, one kernel call each way), ``part_branch`` (BN, tanh, the second grouped conv, BN, from a
+fixed first-conv output) and ``part_attention_kernel`` (softmax and weighting from fixed
+logits). Elsewhere: ``part_value_conv`` (the grouped 1x1 value projection), ``part_attention``
+(the softmax weights: the logit branch's grouped 1x1 convs, BN, tanh, omega + nu, softmax) and
+``part_weighting`` (the weighted sum, fixed weights as its parameter).
 
 ``--device cuda`` times on the GPU (the clock synchronises it before every reading);
 ``--amp bf16`` runs every layer under bf16 autocast, the precision GPU users train in.
@@ -53,6 +57,7 @@ from torch import Tensor, nn
 from torch.utils.benchmark import Timer
 
 from strabench.env import configure_process, describe_environment
+from strabench.layers import _local_fast
 from strabench.layers._local_kernel import status as local_kernel_status
 from strabench.layers._local_ops import local_weighted_sum
 from strabench.layers.local_attention import LocalAttention
@@ -93,7 +98,8 @@ def _step(model: nn.Module, x: Tensor, mode: str, grad: Tensor, amp: str = "none
             out = model(x)
         if out.dtype not in grads:
             grads[out.dtype] = grad.to(out.dtype)
-        return torch.autograd.grad(out, inputs, grads[out.dtype])  # = d(sum(out * R))/d(inputs)
+        # = d(sum(out * R))/d(inputs); a part that does not read x has no gradient for it
+        return torch.autograd.grad(out, inputs, grads[out.dtype], allow_unused=True)
 
     return fwdbwd if mode == "fwd+bwd" else fwd
 
@@ -126,8 +132,54 @@ class _Weighting(nn.Module):
         return local_weighted_sum(self.attn.unflatten(1, (self.groups, -1)), x, 3, 1)
 
 
+class _FusedProjections(nn.Module):
+    """Fused part: the value projection and the branch's first conv, one kernel call each way."""
+
+    def __init__(self, block: LocalAttention) -> None:
+        super().__init__()
+        self.groups, self.value, self.first = block.groups, copy.deepcopy(block.value), copy.deepcopy(block.branch[0])
+
+    def forward(self, x: Tensor) -> Tensor:
+        u, _ = _local_fast._Pointwise.apply(x, self.groups, self.value.weight, self.value.bias, self.first.weight,
+                                            self.first.bias)
+        return u  # the branch's output gets a zero gradient here
+
+
+class _FusedBranch(nn.Module):
+    """Fused part: the branch between its first conv and the logits (BN, tanh, conv, BN), from a
+    fixed first-conv output (its parameter)."""
+
+    def __init__(self, block: LocalAttention, x: Tensor) -> None:
+        super().__init__()
+        self.groups, self.rest = block.groups, copy.deepcopy(block.branch[1:])
+        with torch.no_grad():
+            self.h = nn.Parameter(block.branch[0](x.detach()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        bn1, act, second, bn2 = self.rest
+        t = _local_fast._activation(act, _local_fast._batch_norm(bn1, self.h))
+        (logits,) = _local_fast._Pointwise.apply(t, self.groups, second.weight, second.bias)
+        return _local_fast._batch_norm(bn2, logits)
+
+
+class _FusedAttention(nn.Module):
+    """Fused part: the attention kernel (softmax of fixed logits, its parameter, then the weighting of x)."""
+
+    def __init__(self, block: LocalAttention, x: Tensor) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.logits = nn.Parameter(block.branch(x.detach()))
+        self.kernel_size, self.mask = block.kernel_size, block.border == "mask"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _local_fast._Attention.apply(self.logits, x, self.kernel_size, self.mask)
+
+
 def _parts(block: LocalAttention, x: Tensor) -> dict[str, nn.Module]:
-    """The block's three parts, to time on their own: where its time goes."""
+    """The block's parts as it runs here, to time on their own: where its time goes."""
+    if _local_fast.applies(block, x):
+        return {"part_projections": _FusedProjections(block), "part_branch": _FusedBranch(block, x),
+                "part_attention_kernel": _FusedAttention(block, x)}
     return {"part_value_conv": copy.deepcopy(block.value), "part_attention": _Attention(block),
             "part_weighting": _Weighting(block, x)}
 
@@ -210,7 +262,7 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
     ratios = _ratios({(r["name"], r["mode"]): r["median_ms"] for r in results})
     if parts:
         t = {(r["name"], r["mode"]): r["median_ms"] for r in results}
-        for part in ("part_value_conv", "part_attention", "part_weighting"):
+        for part in (name for name in models if name.startswith("part_")):
             ratios[f"{part}_vs_conv_fwdbwd"] = round(t[part, "fwd+bwd"] / t["conv3x3", "fwd+bwd"], 3)
     # on a shared box the fastest block is the best estimate of the undisturbed time
     ratios_of_min = _ratios({(r["name"], r["mode"]): r["min_ms"] for r in results})

@@ -201,7 +201,7 @@ def doctor_checks(results_dir: Path) -> list[tuple[str, str, str]]:
     else:
         rows.append(("cuda", "warn", "no GPU visible: everything runs on CPU (--device cuda will be refused)"))
     kernel = _local_attention_kernel("cpu")
-    rows.append(("local attention kernel", "ok" if kernel == "fused C kernel" else "warn", kernel))
+    rows.append(("local attention kernel", "ok" if kernel.startswith("fused C kernel") else "warn", kernel))
     rows.append(("distributed", "ok" if torch.distributed.is_available() else "warn", f"gloo={torch.distributed.is_gloo_available()} nccl={torch.distributed.is_nccl_available()}"))
     cache = cache_root()
     rows.append(("dataset cache", *_writable(cache)))

@@ -21,6 +21,7 @@
  */
 #ifndef LWS_BODY
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,27 +55,101 @@ static inline int inside(int k, int K, int64_t y, int64_t x, int64_t H, int64_t 
     return y >= 0 && y < H && x >= 0 && x < W;
 }
 
+#define INLINE static inline __attribute__((always_inline))
+
+/* The explicitly blocked loops (the GEMM, the attention gradient) come in two vector widths:
+ * "w", 64-byte vectors (one AVX-512 register), and "n", 32-byte ones (one AVX2 register), so
+ * that their accumulators fit the register file either way. One is picked per process: wide
+ * where the CPU has AVX-512 (lws_vector_bytes). */
+static int vector_bytes = 0;
+
+static int cpu_has_avx512(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+#else
+    return 0;
+#endif
+}
+
+/* The width of the blocked loops' vectors: 64 or 32 bytes; `force` 32 or 64 sets it (tests run
+ * both on one machine), 0 keeps it (picked from the CPU on first call). */
+int lws_vector_bytes(int force) {
+    if (force == 32 || force == 64)
+        vector_bytes = force;
+    else if (vector_bytes == 0)
+        vector_bytes = cpu_has_avx512() ? 64 : 32;
+    return vector_bytes;
+}
+
+static inline int wide(void) { return (vector_bytes ? vector_bytes : lws_vector_bytes(0)) == 64; }
+
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 
+/* exp's constants per type: the integer of T's size, the clamp (2^n stays normal), the Taylor
+ * degree on |r| <= ln2/2 (error below half an ulp), ln2 in two parts (Cephes), the exponent */
 #define LWS_BODY
 #define T float
 #define S f32
+#define I int32_t
+#define EXP_LO (-87.0f)
+#define EXP_DEG 8
+#define LN2_HI 0.693359375f
+#define LN2_LO (-2.12194440e-4f)
+#define MANT 23
+#define BIAS 127
 #include "_local_kernel.c" /* this file, with LWS_BODY defined */
 #undef T
 #undef S
+#undef I
+#undef EXP_LO
+#undef EXP_DEG
+#undef LN2_HI
+#undef LN2_LO
+#undef MANT
+#undef BIAS
 #define T double
 #define S f64
+#define I int64_t
+#define EXP_LO (-708.0)
+#define EXP_DEG 13 /* the only other degree written out in F(expo) */
+#define LN2_HI 6.93145751953125e-1
+#define LN2_LO 1.42860682030941723212e-6
+#define MANT 52
+#define BIAS 1023
 #include "_local_kernel.c" /* this file, with LWS_BODY defined */
 #undef T
 #undef S
+#undef I
+#undef EXP_LO
+#undef EXP_DEG
+#undef LN2_HI
+#undef LN2_LO
+#undef MANT
+#undef BIAS
 
 /* lets the loader check that it talks to the kernels it expects */
-int lws_abi_version(void) { return 1; }
+int lws_abi_version(void) { return 2; }
 
 #else /* LWS_BODY: the kernels for type T, names suffixed with S */
 
 #define F(name) CAT(name, S)
+
+/* vectors of T for the explicitly blocked loops (GCC/clang vector extensions), per width X */
+#define VECTORS(X, BYTES)                                                                                \
+    typedef T F(vec_##X) __attribute__((vector_size(BYTES)));                                         \
+    INLINE F(vec_##X) F(vload_##X)(const T *p) {                                                      \
+        F(vec_##X) v;                                                                                  \
+        memcpy(&v, p, sizeof v);                                                                       \
+        return v;                                                                                      \
+    }                                                                                                  \
+    INLINE void F(vstore_##X)(T *p, F(vec_##X) v) { memcpy(p, &v, sizeof v); }
+VECTORS(w, 64)
+VECTORS(n, 32)
+#undef VECTORS
+#define VL_w ((int64_t)(64 / sizeof(T)))
+#define VL_n ((int64_t)(32 / sizeof(T)))
 
 /* zero the (K*K, H*W) map m where the neighbour is outside the image (the row wraps) */
 static void F(zero_outside)(T *m, int K, int64_t H, int64_t W) {
@@ -154,6 +229,39 @@ static int F(forward_nchw)(const T *A, const T *V, T *O, int64_t Cg, int64_t N, 
     return 0;
 }
 
+/* GA[k][p] = sum_c GO[c][p] * Vp[c][p + off_k] for K = 3, Vp the Cg zero-padded value rows (stride
+ * P): the 9 sums of a run of pixels (one vector) stay in registers over all the group's channels */
+#define ATTN_GRAD9(X)                                                                                     \
+    HOT static void F(attn_grad9_##X)(const T *restrict GO, const T *restrict Vp, T *restrict GA, int64_t Cg, \
+                                      int64_t N, int64_t P, const int64_t *offs) {                        \
+        const int64_t o0 = offs[0], o1 = offs[1], o2 = offs[2], o3 = offs[3], o4 = offs[4], o5 = offs[5],   \
+                      o6 = offs[6], o7 = offs[7], o8 = offs[8];                                           \
+        int64_t p = 0;                                                                                    \
+        for (; p + VL_##X <= N; p += VL_##X) {                                                            \
+            F(vec_##X) s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0}, s6 = {0}, s7 = {0}, s8 = {0}; \
+            for (int64_t c = 0; c < Cg; c++) {                                                            \
+                const F(vec_##X) g = F(vload_##X)(GO + c * N + p);                                        \
+                const T *v = Vp + c * P + p;                                                              \
+                s0 += g * F(vload_##X)(v + o0); s1 += g * F(vload_##X)(v + o1);                           \
+                s2 += g * F(vload_##X)(v + o2); s3 += g * F(vload_##X)(v + o3);                           \
+                s4 += g * F(vload_##X)(v + o4); s5 += g * F(vload_##X)(v + o5);                           \
+                s6 += g * F(vload_##X)(v + o6); s7 += g * F(vload_##X)(v + o7);                           \
+                s8 += g * F(vload_##X)(v + o8);                                                           \
+            }                                                                                             \
+            const F(vec_##X) sums[9] = {s0, s1, s2, s3, s4, s5, s6, s7, s8};                              \
+            for (int k = 0; k < 9; k++) F(vstore_##X)(GA + (int64_t)k * N + p, sums[k]);                  \
+        }                                                                                                 \
+        for (; p < N; p++) /* the pixels past the last full vector */                                     \
+            for (int k = 0; k < 9; k++) {                                                                 \
+                T sum = 0;                                                                                \
+                for (int64_t c = 0; c < Cg; c++) sum += GO[c * N + p] * Vp[c * P + p + offs[k]];          \
+                GA[(int64_t)k * N + p] = sum;                                                             \
+            }                                                                                             \
+    }
+ATTN_GRAD9(w)
+ATTN_GRAD9(n)
+#undef ATTN_GRAD9
+
 static int F(backward_nchw)(const T *A, const T *V, const T *GO, T *GA, T *GV, int64_t Cg, int64_t H,
                             int64_t W, int K) {
     const int KK = K * K;
@@ -180,7 +288,18 @@ static int F(backward_nchw)(const T *A, const T *V, const T *GO, T *GA, T *GV, i
             F(row_gather)(at, gp + R, GV + c * N, N, KK, back);
         }
     }
-    if (GA) {
+    if (GA && KK == 9) {
+        T *vp = F(padded_rows)(Cg, N, R);
+        if (!vp) {
+            free(scratch);
+            free(at);
+            return -1;
+        }
+        for (int64_t c = 0; c < Cg; c++) memcpy(vp + c * P + R, V + c * N, sizeof(T) * (size_t)N);
+        (wide() ? F(attn_grad9_w) : F(attn_grad9_n))(GO, vp + R, GA, Cg, N, P, offs);
+        F(zero_outside)(GA, K, H, W);
+        free(vp);
+    } else if (GA) {
         memset(GA, 0, sizeof(T) * (size_t)(KK * N));
         for (int64_t c = 0; c < Cg; c += CBLOCK) {
             const int cb = (int)imin(CBLOCK, Cg - c);
@@ -368,5 +487,299 @@ int F(lws_backward)(const T *A, const T *V, const T *GO, T *GA, T *GV, int64_t B
     return failed ? -1 : 0;
 }
 
+/* ---- StRA's grouped 1x1 convolutions: a register-blocked GEMM ----------------------------
+ *
+ * Every product below is C (M x Nc) = A (M x R) @ B (R x Nc) with B's and C's rows contiguous
+ * and A read through strides (so W and W^T are the same call). A tile of MR rows x NV vectors
+ * keeps its MR*NV accumulators in registers over the whole reduction: per reduction step it
+ * loads NV vectors of B's row and broadcasts MR entries of A (MR = 6; NV = 4 64-byte vectors, 24
+ * FMAs per 4 loads, or NV = 2 32-byte ones). Columns past the last full vector take a scalar loop. */
+
+/* init: 0 zero, 1 accumulate into C, 2 start from bias[i]; X the vector width */
+#define MICRO(X, MR, NV)                                                                                  \
+    INLINE void F(micro_##X##_##MR##_##NV)(T *C, int64_t ldc, int init, const T *bias, const T *A,           \
+                                           int64_t sai, int64_t sak, const T *B, int64_t sbk, int64_t R) { \
+        F(vec_##X) acc[MR][NV];                                                                           \
+        _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) \
+            acc[i][v] = init == 1 ? F(vload_##X)(C + i * ldc + v * VL_##X)                               \
+                                  : (F(vec_##X)){} + (init == 2 ? bias[i] : (T)0);                        \
+        for (int64_t r = 0; r < R; r++) {                                                                 \
+            F(vec_##X) b[NV];                                                                             \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) b[v] = F(vload_##X)(B + r * sbk + v * VL_##X); \
+            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                        \
+                const T a = A[i * sai + r * sak];                                                         \
+                _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];               \
+            }                                                                                             \
+        }                                                                                                 \
+        _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) \
+            F(vstore_##X)(C + i * ldc + v * VL_##X, acc[i][v]);                                           \
+    }
+
+/* the MR-row tiles of columns [j, j + NV vectors) for rows [0, M) */
+#define ROWS(X, NV)                                                                                       \
+    MICRO(X, 6, NV)                                                                                       \
+    MICRO(X, 4, NV)                                                                                       \
+    MICRO(X, 2, NV)                                                                                       \
+    MICRO(X, 1, NV)                                                                                       \
+    INLINE void F(rows_##X##_##NV)(T *C, int64_t ldc, int64_t M, int init, const T *bias, const T *A,        \
+                                   int64_t sai, int64_t sak, const T *B, int64_t sbk, int64_t R) {         \
+        int64_t i = 0;                                                                                    \
+        for (; i + 6 <= M; i += 6)                                                                        \
+            F(micro_##X##_6_##NV)(C + i * ldc, ldc, init, bias ? bias + i : 0, A + i * sai, sai, sak, B, sbk, R); \
+        if (i + 4 <= M) {                                                                                 \
+            F(micro_##X##_4_##NV)(C + i * ldc, ldc, init, bias ? bias + i : 0, A + i * sai, sai, sak, B, sbk, R); \
+            i += 4;                                                                                       \
+        }                                                                                                 \
+        if (i + 2 <= M) {                                                                                 \
+            F(micro_##X##_2_##NV)(C + i * ldc, ldc, init, bias ? bias + i : 0, A + i * sai, sai, sak, B, sbk, R); \
+            i += 2;                                                                                       \
+        }                                                                                                 \
+        if (i < M)                                                                                        \
+            F(micro_##X##_1_##NV)(C + i * ldc, ldc, init, bias ? bias + i : 0, A + i * sai, sai, sak, B, sbk, R); \
+    }
+
+/* tiles of NV vectors (6 x NV accumulators), then of one vector, then a scalar loop */
+#define GEMM(X, NV)                                                                                       \
+    ROWS(X, NV)                                                                                           \
+    ROWS(X, 1)                                                                                            \
+    HOT static void F(gemm_##X)(T *C, int64_t ldc, int64_t M, int64_t Nc, int init, const T *bias, const T *A, \
+                                int64_t sai, int64_t sak, const T *B, int64_t sbk, int64_t R) {           \
+        int64_t j = 0;                                                                                    \
+        for (; j + NV * VL_##X <= Nc; j += NV * VL_##X)                                                   \
+            F(rows_##X##_##NV)(C + j, ldc, M, init, bias, A, sai, sak, B + j, sbk, R);                    \
+        for (; j + VL_##X <= Nc; j += VL_##X) F(rows_##X##_1)(C + j, ldc, M, init, bias, A, sai, sak, B + j, sbk, R); \
+        for (int64_t i = 0; i < M && j < Nc; i++)                                                         \
+            for (int64_t jj = j; jj < Nc; jj++) {                                                         \
+                T s = init == 1 ? C[i * ldc + jj] : init == 2 ? bias[i] : 0;                              \
+                for (int64_t r = 0; r < R; r++) s += A[i * sai + r * sak] * B[r * sbk + jj];              \
+                C[i * ldc + jj] = s;                                                                      \
+            }                                                                                             \
+    }
+GEMM(w, 4) /* AVX-512: 24 of 32 registers accumulate */
+GEMM(n, 2) /* AVX2: 12 of 16 */
+#undef GEMM
+#undef ROWS
+#undef MICRO
+
+static void F(gemm)(T *C, int64_t ldc, int64_t M, int64_t Nc, int init, const T *bias, const T *A, int64_t sai,
+                    int64_t sak, const T *B, int64_t sbk, int64_t R) {
+    (wide() ? F(gemm_w) : F(gemm_n))(C, ldc, M, Nc, init, bias, A, sai, sak, B, sbk, R);
+}
+
+/* Y[b, g*M + i, n] = bias[g*M + i] + sum_k W[g, i, k] X[b, g*K + k, n]   (bias may be NULL);
+ * X (B, G*K, N), Y (B, G*M, N), W (G, M, K), all contiguous */
+void F(gpw_forward)(const T *W, const T *bias, const T *X, T *Y, int64_t B, int64_t G, int64_t M, int64_t K,
+                    int64_t N, int threads) {
+    const int par = threads > 1 && B * G * M * K * N >= PARALLEL_MIN_WORK;
+#pragma omp parallel for num_threads(threads) schedule(static) if (par)
+    for (int64_t t = 0; t < B * G; t++) {
+        const int64_t g = t % G;
+        F(gemm)(Y + t * M * N, N, M, N, bias ? 2 : 0, bias ? bias + g * M : 0, W + g * M * K, K, 1,
+                X + t * K * N, N, K);
+    }
+}
+
+/* GX[b, g*K + k, n] = sum_i W1[g, i, k] GY1[b, g*M1 + i, n] (+ the same for W2, GY2 when W2) */
+void F(gpw_backward_input)(const T *W1, const T *GY1, int64_t M1, const T *W2, const T *GY2, int64_t M2, T *GX,
+                           int64_t B, int64_t G, int64_t K, int64_t N, int threads) {
+    const int par = threads > 1 && B * G * (M1 + M2) * K * N >= PARALLEL_MIN_WORK;
+#pragma omp parallel for num_threads(threads) schedule(static) if (par)
+    for (int64_t t = 0; t < B * G; t++) {
+        const int64_t g = t % G;
+        F(gemm)(GX + t * K * N, N, K, N, 0, 0, W1 + g * M1 * K, 1, K, GY1 + t * M1 * N, N, M1);
+        if (W2) F(gemm)(GX + t * K * N, N, K, N, 1, 0, W2 + g * M2 * K, 1, K, GY2 + t * M2 * N, N, M2);
+    }
+}
+
+/* XT (B, N, C) = X (B, C, N) transposed per image (channels_last): 16 x 16 blocks go through a
+ * local buffer, so both the reads and the writes are rows */
+HOT void F(nchw_to_nhwc)(const T *X, T *XT, int64_t B, int64_t C, int64_t N, int threads) {
+    const int64_t tiles = (C + 15) / 16;
+    const int par = threads > 1 && B * C * N >= PARALLEL_MIN_WORK;
+#pragma omp parallel for num_threads(threads) schedule(static) if (par)
+    for (int64_t t = 0; t < B * tiles; t++) {
+        const int64_t b = t / tiles, c0 = (t % tiles) * 16, nc = imin(16, C - c0);
+        const T *x = X + b * C * N + c0 * N;
+        T *xt = XT + b * N * C + c0;
+        T buf[16][16];
+        for (int64_t n0 = 0; n0 < N; n0 += 16) {
+            const int64_t nn = imin(16, N - n0);
+            if (nc == 16 && nn == 16) {
+                for (int i = 0; i < 16; i++)
+                    for (int j = 0; j < 16; j++) buf[i][j] = x[i * N + n0 + j];
+                for (int j = 0; j < 16; j++)
+                    for (int i = 0; i < 16; i++) xt[(n0 + j) * C + i] = buf[i][j];
+            } else {
+                for (int64_t i = 0; i < nc; i++)
+                    for (int64_t j = 0; j < nn; j++) xt[(n0 + j) * C + i] = x[i * N + n0 + j];
+            }
+        }
+    }
+}
+
+/* GW[g, i, k] = sum_b sum_n GY[b, g*M + i, n] XT[b, n, g*K + k]; XT is X channels-last (B, N, G*K).
+ * Work items: (group, block of 12 rows); each sums over the batch in order (deterministic). */
+void F(gpw_backward_weight)(const T *GY, const T *XT, T *GW, int64_t B, int64_t G, int64_t M, int64_t K,
+                            int64_t N, int threads) {
+    const int64_t RB = 12, blocks = (M + RB - 1) / RB;
+    const int par = threads > 1 && B * G * M * K * N >= PARALLEL_MIN_WORK;
+    if (B == 0) {
+        memset(GW, 0, sizeof(T) * (size_t)(G * M * K));
+        return;
+    }
+#pragma omp parallel for num_threads(threads) schedule(static) if (par)
+    for (int64_t t = 0; t < G * blocks; t++) {
+        const int64_t g = t / blocks, i0 = (t % blocks) * RB, rows = imin(RB, M - i0);
+        for (int64_t b = 0; b < B; b++)
+            F(gemm)(GW + (g * M + i0) * K, K, rows, K, b > 0, 0, GY + ((b * G + g) * M + i0) * N, N, 1,
+                    XT + b * N * G * K + g * K, G * K, N);
+    }
+}
+
+/* ---- the attention of one (b, g) from its logits, and its backward ------------------------
+ *
+ * L (KK + 1, N): omega_0..omega_{KK-1} and nu, as the logit branch writes them; valid (KK, N):
+ * 1 where neighbour k of pixel p is inside the image. logit_k(p) = omega_k(p) + nu(p + off_k)
+ * inside; outside, omega_k(p) (border "zero": nu's zero padding) or left out (border "mask").
+ * A (KK, N) = softmax over k. */
+
+/* exp(x) for EXP_LO <= x <= 0, in plain arithmetic so that loops over it vectorise: x = n ln2 + r,
+ * exp(r) by its Taylor polynomial, 2^n from the exponent bits. (The caller clamps x at EXP_LO
+ * in a loop of its own, which GCC vectorises where it would not with the clamp in here:
+ * exp(EXP_LO), ~1e-38 / 1e-308, instead of a subnormal or 0 is rounded away by a softmax sum
+ * whose largest term is 1.) */
+INLINE T F(expo)(T x) {
+    const T t = x * (T)1.44269504088896341 + (T)0.5;
+    I n = (I)t;
+    n -= (T)n > t; /* floor */
+    const T r = x - (T)n * LN2_HI - (T)n * LN2_LO;
+    T p = 1; /* Horner: 1 + r (1 + r/2 (1 + r/3 (...))), written out so the caller's loop vectorises */
+#define TERM(k) p = (T)1 + r * p * (T)(1.0 / k)
+#if EXP_DEG > 8
+    TERM(13); TERM(12); TERM(11); TERM(10); TERM(9);
+#endif
+    TERM(8); TERM(7); TERM(6); TERM(5); TERM(4); TERM(3); TERM(2); TERM(1);
+#undef TERM
+    const I bits = (I)((n + BIAS) << MANT);
+    T scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* A (KK, N) = the softmax over k of one (b, g)'s logits; m (N) scratch */
+HOT static void F(softmax_fwd)(const T *restrict L, const T *restrict valid, T *restrict A, T *restrict m, int KK,
+                               int64_t N, const int64_t *offs, int mask) {
+    const T *nu = L + (int64_t)KK * N;
+    for (int k = 0; k < KK; k++) {
+        const int64_t off = offs[k], from = imax(0, -off), to = imin(N, N - off);
+        const T *restrict om = L + (int64_t)k * N, *restrict vk = valid + (int64_t)k * N;
+        T *restrict a = A + (int64_t)k * N;
+        for (int64_t p = 0; p < N; p++) a[p] = om[p];
+        for (int64_t p = from; p < to; p++) a[p] += vk[p] * nu[p + off];
+        if (mask) /* an outside neighbour's weight is 0: exp(-inf) */
+            for (int64_t p = 0; p < N; p++) a[p] = vk[p] != 0 ? a[p] : -INFINITY;
+        if (k == 0)
+            for (int64_t p = 0; p < N; p++) m[p] = a[p];
+        else
+            for (int64_t p = 0; p < N; p++) m[p] = a[p] > m[p] ? a[p] : m[p];
+    }
+    for (int k = 0; k < KK; k++) {
+        T *restrict a = A + (int64_t)k * N;
+        for (int64_t p = 0; p < N; p++) a[p] = a[p] - m[p] < EXP_LO ? EXP_LO : a[p] - m[p];
+        for (int64_t p = 0; p < N; p++) a[p] = F(expo)(a[p]);
+        if (mask) {
+            const T *restrict vk = valid + (int64_t)k * N;
+            for (int64_t p = 0; p < N; p++) a[p] *= vk[p];
+        }
+    }
+    T *restrict s = m; /* m is done with: it holds the sums, then their inverses */
+    for (int64_t p = 0; p < N; p++) s[p] = A[p];
+    for (int k = 1; k < KK; k++) {
+        const T *restrict a = A + (int64_t)k * N;
+        for (int64_t p = 0; p < N; p++) s[p] += a[p];
+    }
+    for (int64_t p = 0; p < N; p++) s[p] = (T)1 / s[p];
+    for (int k = 0; k < KK; k++) {
+        T *restrict a = A + (int64_t)k * N;
+        for (int64_t p = 0; p < N; p++) a[p] *= s[p];
+    }
+}
+
+/* GL (KK + 1, N) from GA (KK, N), the gradient of the masked weights (zero outside); s (N) scratch */
+HOT static void F(softmax_bwd)(const T *restrict A, const T *restrict GA, const T *restrict valid, T *restrict GL,
+                               T *restrict s, int KK, int64_t N, const int64_t *offs) {
+    T *restrict gnu = GL + (int64_t)KK * N;
+    for (int64_t p = 0; p < N; p++) s[p] = 0;
+    for (int k = 0; k < KK; k++) {
+        const T *restrict a = A + (int64_t)k * N, *restrict ga = GA + (int64_t)k * N;
+        for (int64_t p = 0; p < N; p++) s[p] += a[p] * ga[p];
+    }
+    for (int k = 0; k < KK; k++) {
+        const T *restrict a = A + (int64_t)k * N, *restrict ga = GA + (int64_t)k * N;
+        T *restrict gl = GL + (int64_t)k * N;
+        for (int64_t p = 0; p < N; p++) gl[p] = a[p] * (ga[p] - s[p]);
+    }
+    for (int64_t p = 0; p < N; p++) gnu[p] = 0;
+    for (int k = 0; k < KK; k++) {
+        const int64_t off = offs[k], from = imax(0, -off), to = imin(N, N - off);
+        const T *restrict gk = GL + (int64_t)k * N, *restrict vk = valid + (int64_t)k * N;
+        for (int64_t p = from; p < to; p++) gnu[p + off] += vk[p] * gk[p];
+    }
+}
+
+/* Per (b, g): A from the logits L (B, G*(KK+1), N), then O = the weighted sum of V (B, G*Cg, N).
+ * A (B, G, KK, N) is kept for the backward. Returns 0, or -1 when scratch memory ran out. */
+int F(la_forward)(const T *L, const T *valid, const T *V, T *A, T *O, int64_t B, int64_t G, int64_t Cg, int64_t H,
+                  int64_t W, int K, int mask, int threads) {
+    const int KK = K * K;
+    const int64_t N = H * W;
+    const int par = threads > 1 && B * G * Cg * N * KK >= PARALLEL_MIN_WORK;
+    int64_t offs[KK];
+    offsets(K, W, offs);
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) if (par) reduction(| : failed)
+    for (int64_t t = 0; t < B * G; t++) {
+        T *a = A + t * KK * N, *am = (T *)malloc(sizeof(T) * (size_t)((KK + 1) * N));
+        if (!am) {
+            failed = 1;
+            continue;
+        }
+        F(softmax_fwd)(L + t * (KK + 1) * N, valid, a, am + KK * N, KK, N, offs, mask);
+        for (int64_t i = 0; i < KK * N; i++) am[i] = a[i] * valid[i];
+        failed |= F(forward_nchw)(am, V + t * Cg * N, O + t * Cg * N, Cg, N, K, W) != 0;
+        free(am);
+    }
+    return failed ? -1 : 0;
+}
+
+/* GL (B, G*(KK+1), N) and GV (B, G*Cg, N), either may be NULL, from GO and the forward's A */
+int F(la_backward)(const T *A, const T *valid, const T *V, const T *GO, T *GL, T *GV, int64_t B, int64_t G,
+                   int64_t Cg, int64_t H, int64_t W, int K, int threads) {
+    const int KK = K * K;
+    const int64_t N = H * W;
+    const int par = threads > 1 && B * G * Cg * N * KK >= PARALLEL_MIN_WORK / 2;
+    int64_t offs[KK];
+    offsets(K, W, offs);
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) if (par) reduction(| : failed)
+    for (int64_t t = 0; t < B * G; t++) {
+        const T *a = A + t * KK * N;
+        T *am = (T *)malloc(sizeof(T) * (size_t)((2 * KK + 1) * N)), *ga = am + KK * N;
+        if (!am) {
+            failed = 1;
+            continue;
+        }
+        for (int64_t i = 0; i < KK * N; i++) am[i] = a[i] * valid[i];
+        failed |= F(backward_nchw)(am, V + t * Cg * N, GO + t * Cg * N, GL ? ga : 0, GV ? GV + t * Cg * N : 0, Cg, H,
+                                   W, K) != 0;
+        if (GL) F(softmax_bwd)(a, ga, valid, GL + t * (KK + 1) * N, ga + KK * N, KK, N, offs);
+        free(am);
+    }
+    return failed ? -1 : 0;
+}
+
+
+#undef VL_w
+#undef VL_n
 #undef F
 #endif

@@ -38,11 +38,15 @@ from torch import Tensor
 
 from strabench.measure.traffic import record_kernel
 
-__all__ = ["KernelUnavailable", "applies", "backward", "build", "forward", "status"]
+__all__ = [
+    "KernelUnavailable", "applies", "attention_backward", "attention_forward", "available", "backward", "build",
+    "channels_last", "forward", "pointwise_backward_input", "pointwise_backward_weight", "pointwise_forward",
+    "status", "vector_bytes",
+]
 
 _SOURCE = Path(__file__).with_name("_local_kernel.c")
 _FLAGS = ("-O3", "-std=c11", "-ffp-contract=fast", "-fPIC", "-shared", "-fopenmp")
-_ABI_VERSION = 1
+_ABI_VERSION = 2
 _ENV_SWITCH = "STRABENCH_FUSED_KERNEL"
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
@@ -123,11 +127,24 @@ def _compile(cc: str, cc_id: str, tmp: Path, lib: Path) -> Path:
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     if lib.lws_abi_version() != _ABI_VERSION:
         raise KernelUnavailable(f"kernel ABI {lib.lws_abi_version()} is not the expected {_ABI_VERSION}")
+    lib.lws_vector_bytes.argtypes, lib.lws_vector_bytes.restype = [_int], _int
     for suffix in _SUFFIX.values():
         fwd, bwd = getattr(lib, f"lws_forward_{suffix}"), getattr(lib, f"lws_backward_{suffix}")
         fwd.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int, _int]
         bwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int, _int]
         fwd.restype = bwd.restype = _int
+        getattr(lib, f"gpw_forward_{suffix}").argtypes = [_ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int]
+        getattr(lib, f"gpw_backward_input_{suffix}").argtypes = [
+            _ptr, _ptr, _i64, _ptr, _ptr, _i64, _ptr, _i64, _i64, _i64, _i64, _int]
+        getattr(lib, f"gpw_backward_weight_{suffix}").argtypes = [
+            _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int]
+        getattr(lib, f"nchw_to_nhwc_{suffix}").argtypes = [_ptr, _ptr, _i64, _i64, _i64, _int]
+        for name in ("gpw_forward", "gpw_backward_input", "gpw_backward_weight", "nchw_to_nhwc"):
+            getattr(lib, f"{name}_{suffix}").restype = None
+        la_fwd, la_bwd = getattr(lib, f"la_forward_{suffix}"), getattr(lib, f"la_backward_{suffix}")
+        la_fwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int, _int]
+        la_bwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int]
+        la_fwd.restype = la_bwd.restype = _int
     return lib
 
 
@@ -148,9 +165,20 @@ def _load() -> ctypes.CDLL | str:
 
 
 def status() -> str:
-    """Which weighting a float32/float64 stride-1 CPU LocalAttention runs: the fused kernel, or why not."""
+    """Which kernels a float32/float64 stride-1 CPU LocalAttention runs: the fused ones, or why not."""
     lib = _load()
-    return "fused C kernel" if isinstance(lib, ctypes.CDLL) else f"op-per-pass: fused kernel {lib}"
+    if not isinstance(lib, ctypes.CDLL):
+        return f"op-per-pass: fused kernel {lib}"
+    return f"fused C kernel ({lib.lws_vector_bytes(0)}-byte vectors)"
+
+
+def vector_bytes(force: int = 0) -> int:
+    """The blocked loops' vector width, 64 (AVX-512) or 32 bytes, picked from the CPU; ``force``
+    (32 or 64) sets it for the process, so tests run both widths on one machine."""
+    lib = _load()
+    if not isinstance(lib, ctypes.CDLL):
+        raise KernelUnavailable(str(lib))
+    return lib.lws_vector_bytes(force)
 
 
 def applies(value: Tensor, stride: int) -> bool:
@@ -168,10 +196,15 @@ def _nhwc(t: Tensor) -> bool:
     return not t.is_contiguous()
 
 
+def available() -> bool:
+    """Whether the kernels are built and loaded (``status()`` says why not)."""
+    return isinstance(_load(), ctypes.CDLL)
+
+
 def _call(name: str, dtype: torch.dtype, *args: object) -> None:
     lib = _load()
     assert isinstance(lib, ctypes.CDLL), "applies() must be checked first"
-    if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*args) != 0:
+    if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*args):
         raise MemoryError(f"the fused local attention kernel ({name}) ran out of scratch memory")
 
 
@@ -211,3 +244,86 @@ def backward(
           _ptr_of(grad_attn), _ptr_of(grad_value), b, g, c // g, h, w, kernel_size, int(_nhwc(value)),
           torch.get_num_threads())
     return grad_attn, grad_value
+
+
+# ---- the whole block (``_local_fast``): its grouped 1x1 convs and the attention from logits ----
+# Every tensor argument is a contiguous NCHW (or (G, M, K) weight) tensor of one dtype.
+
+
+def pointwise_forward(weight: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:
+    """The grouped 1x1 conv: y[b, g*M + i] = bias[g*M + i] + sum_k weight[g, i, k] x[b, g*K + k]."""
+    b, c, h, w = x.shape
+    g, m, k = weight.shape
+    y = torch.empty((b, g * m, h, w), dtype=x.dtype)
+    record_kernel("grouped_pointwise", [t for t in (weight, bias, x) if t is not None], [y])
+    _call("gpw_forward", x.dtype, weight.data_ptr(), _ptr_of(bias), x.data_ptr(), y.data_ptr(), b, g, m, k,
+          h * w, torch.get_num_threads())
+    return y
+
+
+def pointwise_backward_input(pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """d/dx of the grouped 1x1 convs that read x: sum over (weight (G, M, K), grad_out) pairs (one or two)."""
+    (w1, gy1), *rest = pairs
+    w2, gy2 = rest[0] if rest else (None, None)
+    b, _, h, w = gy1.shape
+    g, _, k = w1.shape
+    gx = torch.empty((b, g * k, h, w), dtype=gy1.dtype)
+    record_kernel("grouped_pointwise_backward_input", [t for pair in pairs for t in pair], [gx])
+    _call("gpw_backward_input", gy1.dtype, w1.data_ptr(), gy1.data_ptr(), w1.shape[1], _ptr_of(w2), _ptr_of(gy2),
+          0 if w2 is None else w2.shape[1], gx.data_ptr(), b, g, k, h * w, torch.get_num_threads())
+    return gx
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """``x.contiguous(memory_format=torch.channels_last)`` for a contiguous NCHW x, in tiles (faster here)."""
+    b, c, h, w = x.shape
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    record_kernel("nchw_to_nhwc", [x], [out])
+    _call("nchw_to_nhwc", x.dtype, x.data_ptr(), out.data_ptr(), b, c, h * w, torch.get_num_threads())
+    return out
+
+
+def pointwise_backward_weight(grad_out: Tensor, x_channels_last: Tensor, groups: int) -> Tensor:
+    """d/dweight (G, M, K) of a grouped 1x1 conv; x in channels_last (contiguous (B, H, W, C) memory)."""
+    b, gm, h, w = grad_out.shape
+    k = x_channels_last.shape[1] // groups
+    gw = torch.empty((groups, gm // groups, k), dtype=grad_out.dtype)
+    record_kernel("grouped_pointwise_backward_weight", [grad_out, x_channels_last], [gw])
+    _call("gpw_backward_weight", grad_out.dtype, grad_out.data_ptr(), x_channels_last.data_ptr(), gw.data_ptr(),
+          b, groups, gm // groups, k, h * w, torch.get_num_threads())
+    return gw
+
+
+def attention_forward(
+    logits: Tensor, valid: Tensor, value: Tensor, kernel_size: int, mask: bool
+) -> tuple[Tensor, Tensor]:
+    """(out, attention): softmax weights from the logit branch's output, then the weighted sum.
+
+    logits (B, G*(K*K + 1), H, W): per group omega_0..omega_{K*K-1}, nu; valid (K*K, H*W) 1/0;
+    value (B, C, H, W). attention: (B, G, K*K, H*W), the softmax (before masking the outside).
+    """
+    b, c, h, w = value.shape
+    kk = kernel_size * kernel_size
+    g = logits.shape[1] // (kk + 1)
+    out = torch.empty_like(value)
+    attn = torch.empty((b, g, kk, h * w), dtype=value.dtype)
+    record_kernel("local_attention_fused", [logits, valid, value], [out, attn])
+    _call("la_forward", value.dtype, logits.data_ptr(), valid.data_ptr(), value.data_ptr(), attn.data_ptr(),
+          out.data_ptr(), b, g, c // g, h, w, kernel_size, int(mask), torch.get_num_threads())
+    return out, attn
+
+
+def attention_backward(
+    attn: Tensor, valid: Tensor, value: Tensor, grad_out: Tensor, kernel_size: int, need_logits: bool,
+    need_value: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """(d/d logits, d/d value) of ``attention_forward``, as needed."""
+    b, c, h, w = value.shape
+    g, kk = attn.shape[1:3]
+    grad_logits = torch.empty((b, g * (kk + 1), h, w), dtype=value.dtype) if need_logits else None
+    grad_value = torch.empty_like(value) if need_value else None
+    record_kernel("local_attention_fused_backward", [attn, valid, value, grad_out],
+                  [t for t in (grad_logits, grad_value) if t is not None])
+    _call("la_backward", value.dtype, attn.data_ptr(), valid.data_ptr(), value.data_ptr(), grad_out.data_ptr(),
+          _ptr_of(grad_logits), _ptr_of(grad_value), b, g, c // g, h, w, kernel_size, torch.get_num_threads())
+    return grad_logits, grad_value

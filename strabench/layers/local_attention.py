@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from strabench.counting import counts_macs
 from strabench.errors import ShapeError
+from strabench.layers import _local_fast
 from strabench.layers._local_ops import (
     LOCAL_WEIGHTED_SUM_OP_NAME,
     local_attention_macs,
@@ -141,6 +142,8 @@ class LocalAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
+        if _local_fast.applies(self, x):
+            return _local_fast.forward(self, x)
         u = pointwise_conv(self.value, x)
         a = self._attention(x).to(u.dtype)
         if self.impl == "unfold":

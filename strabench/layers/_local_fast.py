@@ -1,0 +1,218 @@
+"""LocalAttention on the CPU in three kernel calls plus its BN and tanh: what ``impl="auto"`` runs.
+
+The block as modules is a dozen ops per direction: the grouped 1x1 value projection and logit
+branch (oneDNN / MKL), the neighbour gather of nu, omega + nu, the softmax, masking the
+outside, the weighting. At StRA-ResNet-50's layer4 shape most of its time went to the grouped
+1x1 convs: MKL runs its AVX2 code on AMD CPUs, and oneDNN's grouped conv backward is slow in
+NCHW. Here, with the kernels of ``_local_kernel.c``:
+
+    u, h    = value(x), branch[0](x)        one register-blocked GEMM call (both convs read x)
+    t       = tanh(BN(h))                   BN's batch statistics as two reductions; tanh as 2 sigmoid(2h) - 1
+    logits  = BN(branch[3](t))              a GEMM call, then BN likewise
+    out     = softmax-weighted sum          one call: logits -> softmax -> weighting, per (b, g)
+
+and the backward mirrors it (the input's gradient of both convs in one call). Same parameters,
+state_dict, BN statistics, outputs and gradients as the modules, up to float rounding.
+
+It runs where it can be told apart from the modules by nothing but speed: a contiguous NCHW
+float32/float64 CPU input, stride 1, the block built as ``LocalAttention`` builds it, the
+kernels loaded, and nothing observing the block: no hooks on it or its children (the paper's
+counter and ptflops hook every module), no global hooks, no ``torch.jit`` trace (fvcore),
+``torch.compile`` or ONNX export, no CPU autocast. Everything else takes the modules.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+from torch.nn.modules import module as _module
+
+from strabench.layers import _local_kernel
+from strabench.layers._local_ops import _flat_valid
+
+__all__ = ["applies", "forward"]
+
+
+def _plain_pointwise(conv: nn.Module, groups: int) -> bool:
+    return (
+        type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+        and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == groups
+        and conv.padding_mode == "zeros"
+    )
+
+
+def _hooked(block: nn.Module) -> bool:
+    if (_module._global_forward_hooks or _module._global_forward_pre_hooks
+            or _module._global_backward_hooks or _module._global_backward_pre_hooks):
+        return True
+    return any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in block.modules()
+    )
+
+
+def _capturing() -> bool:
+    return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+            or torch.onnx.is_in_onnx_export())
+
+
+def applies(block: nn.Module, x: Tensor) -> bool:
+    """Whether ``forward(block, x)`` runs ``block`` (a LocalAttention) here (module docstring)."""
+    if block.impl not in ("auto", "fused") or block.stride != 1 or _capturing():
+        return False
+    if type(x) is not Tensor or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return False
+    if x.dim() != 4 or not x.is_contiguous() or x.numel() == 0:
+        return False
+    if torch.is_autocast_enabled("cpu") or _hooked(block):
+        return False
+    branch = block.branch
+    if len(branch) != 5 or not (_plain_pointwise(block.value, block.groups)
+                                and _plain_pointwise(branch[0], block.groups)
+                                and _plain_pointwise(branch[3], block.groups)):
+        return False
+    if any(p.dtype != x.dtype or p.device.type != "cpu" or not p.is_contiguous() for p in block.parameters()):
+        return False
+    return _local_kernel.available()
+
+
+def _grouped(weight: Tensor, groups: int) -> Tensor:
+    """A (G*M, K, 1, 1) conv weight as (G, M, K)."""
+    return weight.view(groups, weight.shape[0] // groups, weight.shape[1])
+
+
+class _Pointwise(torch.autograd.Function):
+    """Grouped 1x1 convs (one or two) of the same input, with their optional biases."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, groups: int, *params: Tensor | None) -> tuple[Tensor, ...]:  # type: ignore[override]
+        ctx.groups = groups
+        ctx.save_for_backward(x, *params)
+        pairs = list(zip(params[::2], params[1::2]))
+        return tuple(_local_kernel.pointwise_forward(_grouped(w, groups), b, x) for w, b in pairs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads: Tensor):  # type: ignore[override]
+        x, *params = ctx.saved_tensors
+        g = ctx.groups
+        weights, biases = params[::2], params[1::2]
+        grads = tuple(t.contiguous() for t in grads)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _local_kernel.pointwise_backward_input([(_grouped(w, g), t) for w, t in zip(weights, grads)])
+        x_cl = None
+        out: list[Tensor | None] = []
+        for i, (w, b, t) in enumerate(zip(weights, biases, grads)):
+            grad_w = grad_b = None
+            if ctx.needs_input_grad[2 + 2 * i]:
+                if x_cl is None:
+                    x_cl = _local_kernel.channels_last(x)
+                grad_w = _local_kernel.pointwise_backward_weight(t, x_cl, g).view_as(w)
+            if b is not None and ctx.needs_input_grad[3 + 2 * i]:
+                grad_b = t.sum((0, 2, 3))
+            out += [grad_w, grad_b]
+        return (grad_x, None, *out)
+
+
+class _BatchNormTrain(torch.autograd.Function):
+    """Training-mode batch norm whose statistics are two plain reductions (mean, then the mean
+    square of x - mean): torch's NCHW statistics kernel is ~4x slower at these shapes (a few
+    pixels per image). Normalising and the backward are torch's own kernels.
+    Returns (y, batch mean, biased batch variance)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, eps: float):  # type: ignore[override]
+        n = x.numel() // x.shape[1]
+        mean = x.sum((0, 2, 3)) / n
+        var = (x - mean.view(1, -1, 1, 1)).square_().sum((0, 2, 3)) / n
+        y = F.batch_norm(x, mean, var, weight, bias, False, 0.0, eps)
+        ctx.eps = eps
+        ctx.save_for_backward(x, weight, mean, torch.rsqrt(var + eps))
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor, _mean: Tensor, _var: Tensor):  # type: ignore[override]
+        x, weight, mean, invstd = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
+        gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
+            grad.contiguous(), x, weight, None, None, mean, invstd, True, ctx.eps, mask
+        )
+        return gx, gw, gb, None
+
+
+def _batch_norm(bn: nn.Module, x: Tensor) -> Tensor:
+    """``bn(x)``: a training BatchNorm2d through ``_BatchNormTrain``, updating its running
+    statistics as ``nn.BatchNorm2d`` does (momentum, or the cumulative average when it is None;
+    the unbiased variance); anything else through the module."""
+    n = x.numel() // x.shape[1]
+    if not (type(bn) is nn.BatchNorm2d and bn.training and bn.affine and bn.track_running_stats
+            and bn.running_mean is not None and bn.num_batches_tracked is not None and n > 1):
+        return bn(x)
+    bn.num_batches_tracked.add_(1)
+    factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    y, mean, var = _BatchNormTrain.apply(x, bn.weight, bn.bias, bn.eps)
+    with torch.no_grad():
+        bn.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+        bn.running_var.mul_(1 - factor).add_(var, alpha=factor * n / (n - 1))
+    return y
+
+
+class _Tanh(torch.autograd.Function):
+    """tanh as 2 sigmoid(2x) - 1: on a CPU torch's tanh kernel is ~10x slower than its sigmoid.
+
+    Within a few ulp of 1 of torch.tanh (absolute: no relative accuracy near 0, where nothing
+    downstream of the branch's BN needs it); the gradient is tanh's own, 1 - y^2.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def _activation(act: nn.Module, x: Tensor) -> Tensor:
+    return _Tanh.apply(x) if type(act) is nn.Tanh else act(x)
+
+
+class _Attention(torch.autograd.Function):
+    """out = sum_k softmax_k(omega_k + nu(p + delta_k)) * value(p + delta_k), from the logits."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, value: Tensor, kernel_size: int, mask: bool) -> Tensor:  # type: ignore[override]
+        h, w = value.shape[-2:]
+        valid = _flat_valid(kernel_size, h, w, value).contiguous()
+        out, attn = _local_kernel.attention_forward(logits.contiguous(), valid, value, kernel_size, mask)
+        ctx.kernel_size = kernel_size
+        ctx.save_for_backward(attn, valid, value)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        attn, valid, value = ctx.saved_tensors
+        grad_logits, grad_value = _local_kernel.attention_backward(
+            attn, valid, value, grad_out.contiguous(), ctx.kernel_size, ctx.needs_input_grad[0],
+            ctx.needs_input_grad[1],
+        )
+        return grad_logits, grad_value, None, None
+
+
+def forward(block: nn.Module, x: Tensor) -> Tensor:
+    """``block(x)`` for a LocalAttention where ``applies(block, x)``."""
+    g = block.groups
+    first, bn1, act, second, bn2 = block.branch
+    u, h = _Pointwise.apply(x, g, block.value.weight, block.value.bias, first.weight, first.bias)
+    (logits,) = _Pointwise.apply(_activation(act, _batch_norm(bn1, h)), g, second.weight, second.bias)
+    return _Attention.apply(_batch_norm(bn2, logits), u, block.kernel_size, block.border == "mask")

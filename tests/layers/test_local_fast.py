@@ -1,0 +1,365 @@
+"""LocalAttention's fused block path (``_local_fast``): the outputs and gradients of the paper's
+equations (float64 pixel loops) and the BatchNorm statistics of ``nn.BatchNorm2d`` where it
+runs, at both vector widths of its kernels; the modules wherever something observes or
+changes the block (hooks, traces, autocast, other layouts, other submodules)."""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import paper_reference
+from strabench.layers import _local_fast, _local_kernel
+from strabench.layers.local_attention import LocalAttention
+from strabench.measure.traffic import count_bytes, tensor_bytes
+
+pytestmark = pytest.mark.skipif(
+    not isinstance(_local_kernel._load(), ctypes.CDLL), reason=f"no fused kernel here: {_local_kernel.status()}"
+)
+
+
+@pytest.fixture(params=[64, 32], ids=["wide", "narrow"])
+def width(request: pytest.FixtureRequest):
+    """Run the test with the kernels' 64-byte (AVX-512) and 32-byte (AVX2) blocked loops."""
+    before = _local_kernel.vector_bytes()
+    _local_kernel.vector_bytes(request.param)
+    yield request.param
+    _local_kernel.vector_bytes(before)
+
+
+@pytest.fixture
+def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times the block took the fused path."""
+    calls: list[int] = []
+    real = _local_fast.forward
+
+    def spy(block, x):
+        calls.append(1)
+        return real(block, x)
+
+    monkeypatch.setattr(_local_fast, "forward", spy)
+    return calls
+
+
+def _block(c: int, g: int, k: int, border: str, dtype: torch.dtype, seed: int = 0, **kw) -> LocalAttention:
+    torch.manual_seed(seed)
+    m = LocalAttention(c, groups=g, kernel_size=k, border=border, **kw).to(dtype)
+    paper_reference.set_random_batch_norm(m, seed)
+    with torch.no_grad():  # biases that matter, so a dropped one shows
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return m
+
+
+def _grads(out: Tensor, proj: Tensor, wrt: list[Tensor]) -> list[Tensor]:
+    return list(torch.autograd.grad(out, wrt, proj))
+
+
+def _assert_close(got: list[Tensor], want: list[Tensor], names: list[str], tol: float) -> None:
+    """Each within ``tol`` of its own scale; a gradient that is 0 in maths (the biases before a
+    train-mode BN) is float noise on both sides, within ``tol`` of the largest one's scale."""
+    top = max(w.abs().max().item() for w in want)
+    for name, g, w in zip(names, got, want):
+        scale = max(1.0, w.abs().max().item() if w.abs().max() > 1e-3 else top)
+        torch.testing.assert_close(g.double(), w, atol=tol * scale, rtol=tol, msg=lambda m, n=name: f"{n}: {m}")
+
+
+CASES = [  # (B, C, G, K, H, W, border)
+    (2, 64, 8, 3, 16, 8, "zero"),  # StRA-ResNet-50's layer4 map, narrower
+    (3, 40, 4, 3, 7, 7, "mask"),  # 49 pixels: vector tails everywhere; 10 channels and 3 hidden per group
+    (2, 24, 8, 5, 5, 3, "zero"),  # K = 5 (the generic attention gradient), 3 channels per group
+    (2, 16, 4, 1, 6, 9, "mask"),  # K = 1
+    (2, 32, 2, 3, 1, 1, "zero"),  # a 1x1 map: every neighbour but the centre is outside
+    (1, 96, 8, 3, 12, 20, "mask"),  # batch 1
+    (4, 8, 1, 3, 3, 33, "zero"),  # one group, a wide row
+]
+
+
+@pytest.mark.parametrize(("b", "c", "g", "k", "h", "w", "border"), CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_block_matches_the_equations(b, c, g, k, h, w, border, dtype, width, fast_calls) -> None:
+    m = _block(c, g, k, border, dtype)
+    x = torch.randn(b, c, h, w, dtype=dtype, requires_grad=True)
+    m64, x64 = copy.deepcopy(m).double(), x.detach().double().requires_grad_()
+    out = m(x)
+    assert fast_calls == [1]
+    ref, _ = paper_reference.local_attention(m64, x64, training=True)
+    proj = torch.randn_like(out)
+    names = ["out", "input", *(n for n, _ in m.named_parameters())]
+    got = [out, *_grads(out, proj, [x, *m.parameters()])]
+    want = [ref, *_grads(ref, proj.double(), [x64, *m64.parameters()])]
+    # float32 against exact float64: a train-mode BN backward in float32 is off by ~5e-5 of the
+    # gradient's scale (as for the modules); the pre-BN biases' exact gradients are 0
+    _assert_close(got, want, names, 1e-10 if dtype == torch.float64 else 1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_eval_mode_matches_the_equations(dtype, width, fast_calls) -> None:
+    m = _block(48, 8, 3, "zero", dtype).eval()
+    x = torch.randn(2, 48, 6, 5, dtype=dtype, requires_grad=True)
+    m64, x64 = copy.deepcopy(m).double(), x.detach().double().requires_grad_()
+    out = m(x)
+    ref, _ = paper_reference.local_attention(m64, x64, training=False)
+    proj = torch.randn_like(out)
+    names = ["out", "input", *(n for n, _ in m.named_parameters())]
+    got = [out, *_grads(out, proj, [x, *m.parameters()])]
+    want = [ref, *_grads(ref, proj.double(), [x64, *m64.parameters()])]
+    _assert_close(got, want, names, 1e-10 if dtype == torch.float64 else 2e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(m(x.detach()), out.detach())
+    assert fast_calls == [1, 1]
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_running_statistics_follow_batch_norm(momentum, fast_calls) -> None:
+    """Momentum or the cumulative average (momentum None), the unbiased running variance, the
+    batch counter: as ``nn.BatchNorm2d`` keeps them (the modules' path is the reference)."""
+    fast = _block(32, 4, 3, "zero", torch.float64)
+    for bn in (fast.branch[1], fast.branch[4]):
+        bn.momentum = momentum
+    modules = copy.deepcopy(fast)
+    modules.impl = "shifted"
+    for step in range(3):
+        x = torch.randn(3, 32, 5, 4, dtype=torch.float64) * (step + 1) + step
+        torch.testing.assert_close(fast(x), modules(x), atol=1e-12, rtol=1e-12)
+    assert len(fast_calls) == 3
+    for (name, a), (_, b) in zip(fast.named_buffers(), modules.named_buffers()):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12, msg=lambda m, n=name: f"{n}: {m}")
+    assert int(fast.branch[1].num_batches_tracked) == 3
+
+
+def test_gradcheck_float64(fast_calls) -> None:
+    m = _block(8, 2, 3, "mask", torch.float64)
+    x = torch.randn(2, 8, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(m, (x,))
+    assert fast_calls
+
+
+@pytest.mark.parametrize(
+    "replace",
+    [lambda m: setattr(m.branch, "2", nn.ReLU()),  # the activation: the module runs
+     lambda m: setattr(m.branch, "1", nn.GroupNorm(4, m.branch[1].num_features).double()),  # not a BatchNorm2d
+     lambda m: m.branch[4].eval()],  # one BN in eval mode
+    ids=["relu", "groupnorm", "bn-eval"],
+)
+def test_other_submodules_run_inside_the_fused_path(replace, fast_calls) -> None:
+    fast = _block(32, 4, 3, "zero", torch.float64)
+    replace(fast)
+    modules = copy.deepcopy(fast)
+    modules.impl = "shifted"
+    x = torch.randn(2, 32, 6, 4, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    out, want = fast(x), modules(x2)
+    torch.testing.assert_close(out, want, atol=1e-12, rtol=1e-12)
+    proj = torch.randn_like(out)
+    _assert_close(_grads(out, proj, [x, *fast.parameters()]), _grads(want, proj, [x2, *modules.parameters()]),
+                  ["input", *(n for n, _ in fast.named_parameters())], 1e-11)
+    assert fast_calls == [1]
+
+
+def _hook_block(m: LocalAttention) -> None:
+    m.register_forward_hook(lambda *_: None)
+
+
+def _hook_child(m: LocalAttention) -> None:
+    m.branch[3].register_forward_pre_hook(lambda *_: None)
+
+
+def _backward_hook(m: LocalAttention) -> None:
+    m.value.register_full_backward_hook(lambda *_: None)
+
+
+def _dense_conv(m: LocalAttention) -> None:
+    m.branch[0] = nn.Conv2d(m.channels, m.branch[0].out_channels, 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "run"),
+    [
+        (_hook_block, None), (_hook_child, None), (_backward_hook, None), (_dense_conv, None),
+        (None, lambda m, x: m(x.contiguous(memory_format=torch.channels_last))),
+        (None, lambda m, x: m(x.transpose(2, 3).contiguous().transpose(2, 3))),  # strided, not channels_last
+        (None, lambda m, x: m.to(torch.bfloat16)(x.bfloat16())),
+        (None, lambda m, x: _autocast(m, x)),
+        (None, lambda m, x: torch.jit.trace(m, x, check_trace=False)(x)),
+        (None, lambda m, x: _global_hook(m, x)),
+    ],
+    ids=["hooked", "hooked-child", "backward-hook", "dense-conv", "channels-last", "strided", "bf16", "autocast",
+         "jit-trace", "global-hook"],
+)
+def test_modules_run_where_the_fused_path_must_not(change, run, fast_calls) -> None:
+    m = _block(16, 4, 3, "zero", torch.float32)
+    if change is not None:
+        change(m)
+    x = torch.randn(2, 16, 5, 6)
+    out = run(m, x) if run is not None else m(x)
+    assert out.shape == (2, 16, 5, 6)
+    assert fast_calls == []
+
+
+def _autocast(m: nn.Module, x: Tensor) -> Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return m(x)
+
+
+def _global_hook(m: nn.Module, x: Tensor) -> Tensor:
+    handle = nn.modules.module.register_module_forward_hook(lambda *_: None)
+    try:
+        return m(x)
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("kw", [{"stride": 2}, {"impl": "shifted"}, {"impl": "unfold"}])
+def test_other_impls_and_strides_run_the_modules(kw, fast_calls) -> None:
+    LocalAttention(16, groups=4, **kw)(torch.randn(2, 16, 6, 6))
+    assert fast_calls == []
+
+
+def test_without_the_kernels_the_modules_run(monkeypatch, fast_calls) -> None:
+    monkeypatch.setattr(_local_kernel, "available", lambda: False)
+    m = LocalAttention(16, groups=4)
+    assert not _local_fast.applies(m, torch.randn(2, 16, 5, 5))
+    m(torch.randn(2, 16, 5, 5))
+    assert fast_calls == []
+
+
+# --- the kernels themselves, against float64 einsums -------------------------------------------
+
+SHAPES = [  # (B, G, M, K, H, W)
+    (2, 8, 64, 64, 16, 8), (2, 3, 7, 5, 3, 11), (1, 2, 13, 70, 4, 4), (3, 1, 1, 1, 1, 1), (2, 8, 10, 16, 7, 7),
+    (1, 4, 80, 3, 2, 40),
+]
+
+
+@pytest.mark.parametrize(("b", "g", "m", "k", "h", "w"), SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grouped_pointwise_kernels_match_einsum(b, g, m, k, h, w, dtype, width) -> None:
+    gen = torch.Generator().manual_seed(b * 1000 + m * 10 + k)
+    x = torch.randn(b, g * k, h, w, generator=gen, dtype=dtype)
+    w1, w2 = torch.randn(g, m, k, generator=gen, dtype=dtype), torch.randn(g, m + 2, k, generator=gen, dtype=dtype)
+    bias = torch.randn(g * m, generator=gen, dtype=dtype)
+    gy1 = torch.randn(b, g * m, h, w, generator=gen, dtype=dtype)
+    gy2 = torch.randn(b, g * (m + 2), h, w, generator=gen, dtype=dtype)
+    x64, xg = x.double(), x.double().view(b, g, k, h, w)
+
+    def conv(weight: Tensor) -> Tensor:
+        return torch.einsum("gmk,bgkhw->bgmhw", weight.double(), xg).reshape(b, -1, h, w)
+
+    def grad_input(weight: Tensor, gy: Tensor) -> Tensor:
+        return torch.einsum("gmk,bgmhw->bgkhw", weight.double(), gy.double().view(b, g, -1, h, w))
+
+    tol = {"atol": 1e-12, "rtol": 1e-12} if dtype == torch.float64 else {"atol": 2e-5, "rtol": 2e-5}
+    cases = {
+        "forward": (_local_kernel.pointwise_forward(w1, None, x), conv(w1)),
+        "forward+bias": (_local_kernel.pointwise_forward(w1, bias, x), conv(w1) + bias.double().view(1, -1, 1, 1)),
+        "d input": (_local_kernel.pointwise_backward_input([(w1, gy1)]), grad_input(w1, gy1).reshape(x.shape)),
+        "d input, two convs": (_local_kernel.pointwise_backward_input([(w1, gy1), (w2, gy2)]),
+                               (grad_input(w1, gy1) + grad_input(w2, gy2)).reshape(x.shape)),
+        "d weight": (_local_kernel.pointwise_backward_weight(gy1, _local_kernel.channels_last(x), g),
+                     torch.einsum("bgmhw,bgkhw->gmk", gy1.double().view(b, g, m, h, w), xg)),
+    }
+    for name, (got, want) in cases.items():
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want, **tol, msg=lambda msg, n=name: f"{n}: {msg}")
+    assert torch.equal(_local_kernel.channels_last(x), x.contiguous(memory_format=torch.channels_last))
+    del x64
+
+
+def _softmax_reference(logits: Tensor, k: int, h: int, w: int, mask: bool) -> Tensor:
+    """float64 softmax over the window, neighbour by neighbour (zero border: nu = 0 outside)."""
+    b, gk1 = logits.shape[:2]
+    kk = k * k
+    g = gk1 // (kk + 1)
+    lg = logits.double().view(b, g, kk + 1, h, w)
+    out = torch.zeros(b, g, kk, h, w, dtype=torch.float64)
+    for y in range(h):
+        for x in range(w):
+            terms, used = [], []
+            for n, (dy, dx) in enumerate(paper_reference.window(k)):
+                inside = 0 <= y + dy < h and 0 <= x + dx < w
+                if not inside and mask:
+                    continue
+                nu = lg[:, :, kk, y + dy, x + dx] if inside else 0.0
+                terms.append(lg[:, :, n, y, x] + nu)
+                used.append(n)
+            for n, a in zip(used, paper_reference.softmax(terms)):
+                out[:, :, n, y, x] = a
+    return out.view(b, g, kk, h * w)
+
+
+@pytest.mark.parametrize("mask", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_attention_kernel_softmax_on_extreme_logits(mask, dtype) -> None:
+    """Logits spread over +-200 around an offset of 1e3, outside neighbours far above the rest:
+    the softmax subtracts the max (of the neighbours it includes), and its exp is accurate to
+    the last bits (and underflows to ~0, not to NaN)."""
+    b, g, k, h, w = 2, 3, 3, 4, 5
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(b, g * 10, h, w, generator=gen, dtype=dtype) * 60 + 1e3
+    logits[:, ::10] += torch.linspace(-200, 200, h * w, dtype=dtype).view(1, 1, h, w)
+    logits[:, ::10, 0, :] += 3000  # offset (-1, -1) of the top row, outside: wins the "zero" softmax, not "mask"'s
+    logits = torch.round(logits * 64) / 64  # omega + nu and the max subtracted are exact in float32 too
+    value = torch.randn(b, g * 2, h, w, generator=gen, dtype=dtype)
+    valid = paper_reference_valid(k, h, w, dtype)
+    _, attn = _local_kernel.attention_forward(logits, valid, value, k, mask)
+    want = _softmax_reference(logits, k, h, w, mask)
+    tol = 1e-14 if dtype == torch.float64 else 2e-7
+    torch.testing.assert_close(attn.double(), want, atol=tol, rtol=0)
+    assert torch.isfinite(attn).all()
+    if mask:
+        assert (attn.view(b, g, 9, h * w)[:, :, valid == 0] == 0).all()
+
+
+def paper_reference_valid(k: int, h: int, w: int, dtype: torch.dtype) -> Tensor:
+    """(K*K, H*W): 1 where neighbour n of pixel p is inside the image."""
+    valid = torch.zeros(k * k, h * w, dtype=dtype)
+    for n, (dy, dx) in enumerate(paper_reference.window(k)):
+        for y in range(h):
+            for x in range(w):
+                valid[n, y * w + x] = float(0 <= y + dy < h and 0 <= x + dx < w)
+    return valid
+
+
+def test_kernels_do_not_depend_on_the_thread_count() -> None:
+    """Every work item sums in a fixed order: 1 and 2 threads give the same bits."""
+    m = _block(64, 8, 3, "zero", torch.float32)
+    x = torch.randn(4, 64, 9, 8)
+
+    def kernels() -> list[Tensor]:
+        w = _local_fast._grouped(m.value.weight, 8)
+        gy = torch.ones(4, 64, 9, 8).cumsum(1) / 64
+        logits = torch.randn(4, 80, 9, 8, generator=torch.Generator().manual_seed(0))
+        valid = paper_reference_valid(3, 9, 8, torch.float32)
+        out, attn = _local_kernel.attention_forward(logits, valid, x, 3, False)
+        return [_local_kernel.pointwise_forward(w, None, x), _local_kernel.pointwise_backward_input([(w, gy)]),
+                _local_kernel.pointwise_backward_weight(gy, _local_kernel.channels_last(x), 8), out, attn,
+                *_local_kernel.attention_backward(attn, valid, x, gy, 3, True, True)]
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = kernels()
+        torch.set_num_threads(2)
+        two = kernels()
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+def test_traffic_counts_the_block_kernels() -> None:
+    """The block's ctypes kernels report what they read and write (nothing goes uncounted)."""
+    m = _block(32, 4, 3, "zero", torch.float32)
+    x = torch.randn(2, 32, 5, 6, requires_grad=True)
+    traffic = count_bytes(lambda: m(x).sum().backward())
+    act = tensor_bytes(x)
+    for name in ("grouped_pointwise", "local_attention_fused", "local_attention_fused_backward",
+                 "grouped_pointwise_backward_input", "grouped_pointwise_backward_weight", "nchw_to_nhwc"):
+        assert traffic.by_op[name] > 0, name
+    # forward of the attention: logits (G*(K*K+1) = 40 maps), valid, value in; out and the softmax written
+    logits, attn, valid = act * 40 // 32, act * 4 * 9 // 32, 9 * 30 * 4
+    assert traffic.by_op["local_attention_fused"] == logits + valid + act + act + attn
