@@ -58,6 +58,13 @@ def _capturing() -> bool:
             or torch.onnx.is_in_onnx_export())
 
 
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
 def applies(block: nn.Module, x: Tensor) -> bool:
     """Whether ``forward(block, x)`` runs ``block`` (a LocalAttention) here (module docstring)."""
     if block.impl not in ("auto", "fused") or block.stride != 1 or _capturing():
@@ -66,7 +73,7 @@ def applies(block: nn.Module, x: Tensor) -> bool:
         return False
     if x.dim() != 4 or not x.is_contiguous() or x.numel() == 0:
         return False
-    if torch.is_autocast_enabled("cpu") or _hooked(block):
+    if _cpu_autocast() or _hooked(block):
         return False
     branch = block.branch
     if len(branch) != 5 or not (_plain_pointwise(block.value, block.groups)

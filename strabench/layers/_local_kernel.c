@@ -16,6 +16,12 @@
  * Work items are spread over OpenMP threads (the process's own runtime: torch's libgomp).
  * The hot loops are compiled for x86-64-v4/v3 and baseline, picked at load time (target_clones).
  *
+ * The rest of the LocalAttention block, NCHW only (strabench/layers/_local_fast.py): its grouped
+ * 1x1 convolutions as a register-blocked GEMM (gpw_*), the channels_last copy their weight
+ * gradient reads (nchw_to_nhwc), and the attention from the logit branch's output (la_*):
+ * omega + nu, the softmax over the window and the weighting above, per (b, g), forward and
+ * backward. Every work item sums in a fixed order, so results do not depend on the thread count.
+ *
  * The kernels are written once for a type T and instantiated for float and double: this file
  * includes itself with LWS_BODY defined.
  */
@@ -87,47 +93,37 @@ static inline int wide(void) { return (vector_bytes ? vector_bytes : lws_vector_
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 
-/* exp's constants per type: the integer of T's size, the clamp (2^n stays normal), the Taylor
- * degree on |r| <= ln2/2 (error below half an ulp), ln2 in two parts (Cephes), the exponent */
+/* exp's constants per type (F(name) picks the type's): the clamp (2^n stays normal), the Taylor
+ * degree on |r| <= ln2/2 (error below half an ulp; 8 and 13 are the degrees F(expo) writes out),
+ * ln2 in two parts (Cephes), the exponent's bits and bias */
+#define EXP_LO_f32 (-87.0f)
+#define EXP_LO_f64 (-708.0)
+#define EXP_DEG_f32 8
+#define EXP_DEG_f64 13
+#define LN2_HI_f32 0.693359375f
+#define LN2_HI_f64 6.93145751953125e-1
+#define LN2_LO_f32 (-2.12194440e-4f)
+#define LN2_LO_f64 1.42860682030941723212e-6
+#define MANT_f32 23
+#define MANT_f64 52
+#define BIAS_f32 127
+#define BIAS_f64 1023
+
 #define LWS_BODY
 #define T float
 #define S f32
-#define I int32_t
-#define EXP_LO (-87.0f)
-#define EXP_DEG 8
-#define LN2_HI 0.693359375f
-#define LN2_LO (-2.12194440e-4f)
-#define MANT 23
-#define BIAS 127
+#define I int32_t /* the integer of T's size */
 #include "_local_kernel.c" /* this file, with LWS_BODY defined */
 #undef T
 #undef S
 #undef I
-#undef EXP_LO
-#undef EXP_DEG
-#undef LN2_HI
-#undef LN2_LO
-#undef MANT
-#undef BIAS
 #define T double
 #define S f64
 #define I int64_t
-#define EXP_LO (-708.0)
-#define EXP_DEG 13 /* the only other degree written out in F(expo) */
-#define LN2_HI 6.93145751953125e-1
-#define LN2_LO 1.42860682030941723212e-6
-#define MANT 52
-#define BIAS 1023
 #include "_local_kernel.c" /* this file, with LWS_BODY defined */
 #undef T
 #undef S
 #undef I
-#undef EXP_LO
-#undef EXP_DEG
-#undef LN2_HI
-#undef LN2_LO
-#undef MANT
-#undef BIAS
 
 /* lets the loader check that it talks to the kernels it expects */
 int lws_abi_version(void) { return 2; }
@@ -643,24 +639,24 @@ void F(gpw_backward_weight)(const T *GY, const T *XT, T *GW, int64_t B, int64_t 
  * inside; outside, omega_k(p) (border "zero": nu's zero padding) or left out (border "mask").
  * A (KK, N) = softmax over k. */
 
-/* exp(x) for EXP_LO <= x <= 0, in plain arithmetic so that loops over it vectorise: x = n ln2 + r,
- * exp(r) by its Taylor polynomial, 2^n from the exponent bits. (The caller clamps x at EXP_LO
+/* exp(x) for F(EXP_LO) <= x <= 0, in plain arithmetic so that loops over it vectorise: x = n ln2 + r,
+ * exp(r) by its Taylor polynomial, 2^n from the exponent bits. (The caller clamps x at F(EXP_LO)
  * in a loop of its own, which GCC vectorises where it would not with the clamp in here:
- * exp(EXP_LO), ~1e-38 / 1e-308, instead of a subnormal or 0 is rounded away by a softmax sum
+ * exp(F(EXP_LO)), ~1e-38 / 1e-308, instead of a subnormal or 0 is rounded away by a softmax sum
  * whose largest term is 1.) */
 INLINE T F(expo)(T x) {
     const T t = x * (T)1.44269504088896341 + (T)0.5;
     I n = (I)t;
     n -= (T)n > t; /* floor */
-    const T r = x - (T)n * LN2_HI - (T)n * LN2_LO;
+    const T r = x - (T)n * F(LN2_HI) - (T)n * F(LN2_LO);
     T p = 1; /* Horner: 1 + r (1 + r/2 (1 + r/3 (...))), written out so the caller's loop vectorises */
 #define TERM(k) p = (T)1 + r * p * (T)(1.0 / k)
-#if EXP_DEG > 8
+#if F(EXP_DEG) > 8
     TERM(13); TERM(12); TERM(11); TERM(10); TERM(9);
 #endif
     TERM(8); TERM(7); TERM(6); TERM(5); TERM(4); TERM(3); TERM(2); TERM(1);
 #undef TERM
-    const I bits = (I)((n + BIAS) << MANT);
+    const I bits = (I)((n + F(BIAS)) << F(MANT));
     T scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -685,7 +681,7 @@ HOT static void F(softmax_fwd)(const T *restrict L, const T *restrict valid, T *
     }
     for (int k = 0; k < KK; k++) {
         T *restrict a = A + (int64_t)k * N;
-        for (int64_t p = 0; p < N; p++) a[p] = a[p] - m[p] < EXP_LO ? EXP_LO : a[p] - m[p];
+        for (int64_t p = 0; p < N; p++) a[p] = a[p] - m[p] < F(EXP_LO) ? F(EXP_LO) : a[p] - m[p];
         for (int64_t p = 0; p < N; p++) a[p] = F(expo)(a[p]);
         if (mask) {
             const T *restrict vk = valid + (int64_t)k * N;

@@ -1,12 +1,21 @@
-"""The fused CPU kernel of the local weighted sum: built from ``_local_kernel.c`` on first use.
+"""StRA's fused CPU kernels, built from ``_local_kernel.c`` on first use.
 
-The op-per-pass weighting in ``_local_ops`` makes K*K passes over the value tensor in each
-direction (plus a multiply and a reduction per offset for the attention's gradient), so on a
-CPU it runs at the memory bandwidth of ~30 passes over the activation. The C kernel does each
-direction in one pass, with a group's channel rows in cache, so its traffic is the inputs and
-outputs once. It covers what StRA-ResNet runs on a CPU: float32/float64, stride 1, NCHW or
-channels_last. Everything else (CUDA, bf16/fp16, stride > 1, other layouts) takes the
-op-per-pass path, as does everything when the kernel cannot be built.
+The local weighted sum: the op-per-pass weighting in ``_local_ops`` makes K*K passes over the
+value tensor in each direction (plus a multiply and a reduction per offset for the attention's
+gradient), so on a CPU it runs at the memory bandwidth of ~30 passes over the activation. The
+C kernel does each direction in one pass, with a group's channel rows in cache, so its traffic
+is the inputs and outputs once (float32/float64, stride 1, NCHW or channels_last).
+
+The whole LocalAttention block (``_local_fast``, NCHW): the grouped 1x1 convolutions as a
+register-blocked GEMM (``pointwise_*``: MKL runs its AVX2 code on AMD CPUs and oneDNN's grouped
+backward is slow in NCHW; these tiles keep 6 x 4 vectors of accumulators in registers), the
+channels_last copy the weight gradient reads (``channels_last``), and the attention from the
+logits: omega + nu, the softmax and the weighting of one (image, group) in one pass
+(``attention_*``). The blocked loops come in 64-byte (AVX-512) and 32-byte (AVX2) vectors, one
+picked per process from the CPU (``vector_bytes``).
+
+Everything else (CUDA, bf16/fp16, stride > 1, other layouts) takes the op-per-pass path, as
+does everything when the kernels cannot be built.
 
 Build: the system C compiler (``$CC``, else ``cc``) with ``-O3 -fopenmp``, once per source and
 compiler, into ``<cache>/kernels/`` (``strabench.data.synthetic.cache_root``: ``$STRABENCH_CACHE``,
@@ -17,8 +26,9 @@ when torch is), with torch's intra-op thread count. Hot loops are compiled for x
 and baseline and picked at load time, so one cached build serves every node of a
 heterogeneous cluster sharing a home directory.
 
-``STRABENCH_FUSED_KERNEL=0`` turns the kernel off (the op-per-pass path runs); ``status()`` says
-which path runs and why, and every run's environment record carries it.
+``STRABENCH_FUSED_KERNEL=0`` turns the kernels off (the modules and the op-per-pass weighting
+run); ``status()`` says which path runs and why, and every run's environment record carries it.
+Every kernel reports the bytes it reads and writes to ``strabench.measure.traffic``.
 """
 
 from __future__ import annotations
@@ -128,6 +138,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     if lib.lws_abi_version() != _ABI_VERSION:
         raise KernelUnavailable(f"kernel ABI {lib.lws_abi_version()} is not the expected {_ABI_VERSION}")
     lib.lws_vector_bytes.argtypes, lib.lws_vector_bytes.restype = [_int], _int
+    lib.lws_vector_bytes(0)  # picked now, before any kernel's threads ask for it
     for suffix in _SUFFIX.values():
         fwd, bwd = getattr(lib, f"lws_forward_{suffix}"), getattr(lib, f"lws_backward_{suffix}")
         fwd.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int, _int]

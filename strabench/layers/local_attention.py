@@ -56,7 +56,9 @@ class LocalAttention(nn.Module):
     ``border="mask"`` leaves them out of the softmax. The weighting: ``impl="auto"`` runs the
     fused C kernel where it applies (CPU, float32/64, stride 1) and the op-per-pass PyTorch
     version elsewhere; ``"fused"`` and ``"shifted"`` force one of the two (``local_weighted_sum``);
-    ``"unfold"`` is the authors' straightforward (slow) weighting, kept for comparison.
+    ``"unfold"`` is the authors' straightforward (slow) weighting, kept for comparison. With
+    ``"auto"`` or ``"fused"`` a contiguous NCHW CPU input that nothing observes runs the whole
+    block fused (``_local_fast``: same outputs, gradients and BN statistics).
     """
 
     def __init__(

@@ -68,6 +68,20 @@ def _assert_close(got: list[Tensor], want: list[Tensor], names: list[str], tol: 
         torch.testing.assert_close(g.double(), w, atol=tol * scale, rtol=tol, msg=lambda m, n=name: f"{n}: {m}")
 
 
+def _check_against_equations(m: LocalAttention, x: Tensor, tol: float) -> Tensor:
+    """m(x) and its gradients (input, every parameter) against the float64 pixel loops; the output."""
+    m64, x64 = copy.deepcopy(m).double(), x.double().requires_grad_()
+    x = x.clone().requires_grad_()
+    out = m(x)
+    ref, _ = paper_reference.local_attention(m64, x64, training=m.training)
+    proj = torch.randn_like(out)
+    names = ["out", "input", *(n for n, _ in m.named_parameters())]
+    got = [out, *_grads(out, proj, [x, *m.parameters()])]
+    want = [ref, *_grads(ref, proj.double(), [x64, *m64.parameters()])]
+    _assert_close(got, want, names, tol)
+    return out.detach()
+
+
 CASES = [  # (B, C, G, K, H, W, border)
     (2, 64, 8, 3, 16, 8, "zero"),  # StRA-ResNet-50's layer4 map, narrower
     (3, 40, 4, 3, 7, 7, "mask"),  # 49 pixels: vector tails everywhere; 10 channels and 3 hidden per group
@@ -82,35 +96,20 @@ CASES = [  # (B, C, G, K, H, W, border)
 @pytest.mark.parametrize(("b", "c", "g", "k", "h", "w", "border"), CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_block_matches_the_equations(b, c, g, k, h, w, border, dtype, width, fast_calls) -> None:
-    m = _block(c, g, k, border, dtype)
-    x = torch.randn(b, c, h, w, dtype=dtype, requires_grad=True)
-    m64, x64 = copy.deepcopy(m).double(), x.detach().double().requires_grad_()
-    out = m(x)
-    assert fast_calls == [1]
-    ref, _ = paper_reference.local_attention(m64, x64, training=True)
-    proj = torch.randn_like(out)
-    names = ["out", "input", *(n for n, _ in m.named_parameters())]
-    got = [out, *_grads(out, proj, [x, *m.parameters()])]
-    want = [ref, *_grads(ref, proj.double(), [x64, *m64.parameters()])]
     # float32 against exact float64: a train-mode BN backward in float32 is off by ~5e-5 of the
     # gradient's scale (as for the modules); the pre-BN biases' exact gradients are 0
-    _assert_close(got, want, names, 1e-10 if dtype == torch.float64 else 1e-4)
+    m = _block(c, g, k, border, dtype)
+    _check_against_equations(m, torch.randn(b, c, h, w, dtype=dtype), 1e-10 if dtype == torch.float64 else 1e-4)
+    assert fast_calls == [1]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_eval_mode_matches_the_equations(dtype, width, fast_calls) -> None:
     m = _block(48, 8, 3, "zero", dtype).eval()
-    x = torch.randn(2, 48, 6, 5, dtype=dtype, requires_grad=True)
-    m64, x64 = copy.deepcopy(m).double(), x.detach().double().requires_grad_()
-    out = m(x)
-    ref, _ = paper_reference.local_attention(m64, x64, training=False)
-    proj = torch.randn_like(out)
-    names = ["out", "input", *(n for n, _ in m.named_parameters())]
-    got = [out, *_grads(out, proj, [x, *m.parameters()])]
-    want = [ref, *_grads(ref, proj.double(), [x64, *m64.parameters()])]
-    _assert_close(got, want, names, 1e-10 if dtype == torch.float64 else 2e-5)
+    x = torch.randn(2, 48, 6, 5, dtype=dtype)
+    out = _check_against_equations(m, x, 1e-10 if dtype == torch.float64 else 2e-5)
     with torch.inference_mode():
-        torch.testing.assert_close(m(x.detach()), out.detach())
+        torch.testing.assert_close(m(x), out)
     assert fast_calls == [1, 1]
 
 
