@@ -52,6 +52,16 @@ def test_plan_has_one_step_per_batch_and_runtime(deploy) -> None:
     assert flags["onnxruntime"][flags["onnxruntime"].index("--runtime") + 1] == "onnxruntime"
 
 
+def test_rounds_and_seconds_per_batch(deploy) -> None:
+    steps = deploy.plan(("resnet50", "resnet50_stra"), (1, 32), rounds=deploy.ROUNDS, min_run_time=deploy.MIN_RUN_TIME,
+                        threads=2, input_size=None, timeout_s=9)
+    for step in steps:
+        batch = int(step.argv[step.argv.index("--batch") + 1])
+        assert step.argv[step.argv.index("--rounds") + 1] == str(deploy.ROUNDS[batch])
+        assert step.argv[step.argv.index("--min-run-time") + 1] == str(deploy.MIN_RUN_TIME[batch])
+    assert deploy.ROUNDS[1] > deploy.ROUNDS[32]  # the tight batch-1 targets get the longer median
+
+
 def test_targets_follow_the_rows(deploy) -> None:
     rows = {
         # batch 1 eager: 0.87 <= 0.88 met; 0.87 / 0.86 = 1.012 <= 1.03 met
