@@ -140,8 +140,7 @@ class _FusedProjections(nn.Module):
         self.groups, self.value, self.first = block.groups, copy.deepcopy(block.value), copy.deepcopy(block.branch[0])
 
     def forward(self, x: Tensor) -> Tensor:
-        u, _ = _local_fast._Pointwise.apply(x, self.groups, self.value.weight, self.value.bias, self.first.weight,
-                                            self.first.bias)
+        u, _ = _local_fast.projections(self.value, self.first, self.groups, x)
         return u  # the branch's output gets a zero gradient here
 
 
@@ -156,10 +155,7 @@ class _FusedBranch(nn.Module):
             self.h = nn.Parameter(block.branch[0](x.detach()))
 
     def forward(self, x: Tensor) -> Tensor:
-        bn1, act, second, bn2 = self.rest
-        t = _local_fast._activation(act, _local_fast._batch_norm(bn1, self.h))
-        (logits,) = _local_fast._Pointwise.apply(t, self.groups, second.weight, second.bias)
-        return _local_fast._batch_norm(bn2, logits)
+        return _local_fast.logits(self.rest, self.groups, self.h)
 
 
 class _FusedAttention(nn.Module):
@@ -169,10 +165,10 @@ class _FusedAttention(nn.Module):
         super().__init__()
         with torch.no_grad():
             self.logits = nn.Parameter(block.branch(x.detach()))
-        self.kernel_size, self.mask = block.kernel_size, block.border == "mask"
+        self.kernel_size, self.border = block.kernel_size, block.border
 
     def forward(self, x: Tensor) -> Tensor:
-        return _local_fast._Attention.apply(self.logits, x, self.kernel_size, self.mask)
+        return _local_fast.attention(self, self.logits, x)
 
 
 def _parts(block: LocalAttention, x: Tensor) -> dict[str, nn.Module]:

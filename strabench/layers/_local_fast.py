@@ -32,7 +32,7 @@ from torch.nn.modules import module as _module
 from strabench.layers import _local_kernel
 from strabench.layers._local_ops import _flat_valid
 
-__all__ = ["applies", "forward"]
+__all__ = ["applies", "attention", "forward", "logits", "projections"]
 
 
 def _plain_pointwise(conv: nn.Module, groups: int) -> bool:
@@ -216,10 +216,24 @@ class _Attention(torch.autograd.Function):
         return grad_logits, grad_value, None, None
 
 
+def projections(value: nn.Conv2d, first: nn.Conv2d, groups: int, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(value(x), first(x)): the two grouped 1x1 convs that read x, one kernel call each way."""
+    return _Pointwise.apply(x, groups, value.weight, value.bias, first.weight, first.bias)
+
+
+def logits(rest: nn.Sequential, groups: int, h: Tensor) -> Tensor:
+    """The branch after its first conv (BN, activation, grouped 1x1 conv, BN) applied to h."""
+    bn1, act, second, bn2 = rest
+    (out,) = _Pointwise.apply(_activation(act, _batch_norm(bn1, h)), groups, second.weight, second.bias)
+    return _batch_norm(bn2, out)
+
+
+def attention(block: nn.Module, logits: Tensor, value: Tensor) -> Tensor:
+    """The weighted sum of ``value`` by the softmax of ``logits`` (omega + nu), one kernel call each way."""
+    return _Attention.apply(logits, value, block.kernel_size, block.border == "mask")
+
+
 def forward(block: nn.Module, x: Tensor) -> Tensor:
     """``block(x)`` for a LocalAttention where ``applies(block, x)``."""
-    g = block.groups
-    first, bn1, act, second, bn2 = block.branch
-    u, h = _Pointwise.apply(x, g, block.value.weight, block.value.bias, first.weight, first.bias)
-    (logits,) = _Pointwise.apply(_activation(act, _batch_norm(bn1, h)), g, second.weight, second.bias)
-    return _Attention.apply(_batch_norm(bn2, logits), u, block.kernel_size, block.border == "mask")
+    u, h = projections(block.value, block.branch[0], block.groups, x)
+    return attention(block, logits(block.branch[1:], block.groups, h), u)
