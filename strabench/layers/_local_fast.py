@@ -31,6 +31,7 @@ from torch.nn.modules import module as _module
 
 from strabench.layers import _local_kernel
 from strabench.layers._local_ops import _flat_valid
+from strabench.layers._pointwise import capturing
 
 __all__ = ["applies", "attention", "forward", "logits", "projections"]
 
@@ -53,11 +54,6 @@ def _hooked(block: nn.Module) -> bool:
     )
 
 
-def _capturing() -> bool:
-    return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
-            or torch.onnx.is_in_onnx_export())
-
-
 def _cpu_autocast() -> bool:
     try:
         return torch.is_autocast_enabled("cpu")
@@ -67,7 +63,7 @@ def _cpu_autocast() -> bool:
 
 def applies(block: nn.Module, x: Tensor) -> bool:
     """Whether ``forward(block, x)`` runs ``block`` (a LocalAttention) here (module docstring)."""
-    if block.impl not in ("auto", "fused") or block.stride != 1 or _capturing():
+    if block.impl not in ("auto", "fused") or block.stride != 1 or capturing():
         return False
     if type(x) is not Tensor or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return False

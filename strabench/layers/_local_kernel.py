@@ -186,10 +186,9 @@ def status() -> str:
 def vector_bytes(force: int = 0) -> int:
     """The blocked loops' vector width, 64 (AVX-512) or 32 bytes, picked from the CPU; ``force``
     (32 or 64) sets it for the process, so tests run both widths on one machine."""
-    lib = _load()
-    if not isinstance(lib, ctypes.CDLL):
-        raise KernelUnavailable(str(lib))
-    return lib.lws_vector_bytes(force)
+    if not available():
+        raise KernelUnavailable(str(_load()))
+    return _load().lws_vector_bytes(force)
 
 
 def applies(value: Tensor, stride: int) -> bool:
@@ -199,7 +198,7 @@ def applies(value: Tensor, stride: int) -> bool:
         and value.device.type == "cpu"
         and value.dtype in _SUFFIX
         and (value.is_contiguous() or value.is_contiguous(memory_format=torch.channels_last))
-        and isinstance(_load(), ctypes.CDLL)
+        and available()
     )
 
 

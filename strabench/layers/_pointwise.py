@@ -23,15 +23,21 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
-__all__ = ["pointwise_conv", "run_branch"]
+__all__ = ["capturing", "pointwise_conv", "run_branch"]
+
+
+def capturing() -> bool:
+    """Whether a ``torch.jit`` trace or script, ``torch.compile`` / ``torch.export`` or an ONNX
+    export is recording this call: they must see the stock modules."""
+    return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+            or torch.onnx.is_in_onnx_export())
 
 
 def _observed(conv: nn.Conv2d) -> bool:
     return bool(
         conv._forward_hooks or conv._forward_pre_hooks
         or _module._global_forward_hooks or _module._global_forward_pre_hooks
-        or torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
-        or torch.onnx.is_in_onnx_export()
+        or capturing()
     )
 
 
