@@ -14,6 +14,12 @@ NCHW. Here, with the kernels of ``_local_kernel.c``:
 and the backward mirrors it (the input's gradient of both convs in one call). Same parameters,
 state_dict, BN statistics, outputs and gradients as the modules, up to float rounding.
 
+In inference (the branch's BNs on their running statistics, its activation tanh, and no
+gradient to record: ``torch.no_grad`` / ``inference_mode``, or nothing requiring one) the whole
+block is one kernel call instead (``la_infer``): per (image, group) both convs, the BNs and
+tanh, the second conv, the softmax and the weighting. At batch 1 the autograd path's dozen
+Python-level calls cost more than its arithmetic.
+
 It runs where it can be told apart from the modules by nothing but speed: a contiguous NCHW
 float32/float64 CPU input, stride 1, the block built as ``LocalAttention`` builds it, the
 kernels loaded, and nothing observing the block: no hooks on it or its children (the paper's
@@ -44,14 +50,14 @@ def _plain_pointwise(conv: nn.Module, groups: int) -> bool:
     )
 
 
-def _hooked(block: nn.Module) -> bool:
-    if (_module._global_forward_hooks or _module._global_forward_pre_hooks
-            or _module._global_backward_hooks or _module._global_backward_pre_hooks):
-        return True
-    return any(
-        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-        for m in block.modules()
-    )
+def _tree(block: nn.Module) -> list[nn.Module]:
+    """``block`` and its descendants, walking ``_modules`` (``Module.modules()`` and
+    ``parameters()`` cost tens of microseconds per call, a batch-1 block's whole budget)."""
+    tree = [block]
+    for m in tree:  # a list being extended while iterated: the appended modules are visited too
+        if m._modules:
+            tree += [c for c in m._modules.values() if c is not None]
+    return tree
 
 
 def _cpu_autocast() -> bool:
@@ -61,22 +67,75 @@ def _cpu_autocast() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
+def input_fits(x: Tensor) -> bool:
+    """A fused path's input: a plain contiguous NCHW float32/float64 CPU tensor, not empty, with
+    no trace, script, compile or ONNX export recording the call and no CPU autocast."""
+    return (
+        not capturing() and type(x) is Tensor and x.is_cpu and x.dtype in (torch.float32, torch.float64)
+        and x.dim() == 4 and x.is_contiguous() and x.numel() > 0 and not _cpu_autocast()
+    )
+
+
+def unobserved(tree: list[nn.Module], x: Tensor) -> bool:
+    """No hooks on the modules of ``tree`` nor global ones (the paper's counter and ptflops hook
+    every module), and every parameter and floating buffer of them on the CPU, contiguous, of
+    ``x``'s dtype."""
+    if (_module._global_forward_hooks or _module._global_forward_pre_hooks
+            or _module._global_backward_hooks or _module._global_backward_pre_hooks):
+        return False
+    dtype = x.dtype
+    for m in tree:
+        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
+            return False
+        for t in m._parameters.values():
+            if t is not None and (t.dtype != dtype or not t.is_cpu or not t.is_contiguous()):
+                return False
+        for t in m._buffers.values():
+            if t is not None and (not t.is_cpu or not t.is_contiguous() or (t.dtype != dtype and t.is_floating_point())):
+                return False
+    return True
+
+
+def records_grad(tree: list[nn.Module], x: Tensor) -> bool:
+    """Whether autograd would record a graph through these modules (grad mode on and x or a
+    parameter requiring a gradient): the inference kernels have no backward."""
+    if not torch.is_grad_enabled():
+        return False
+    return x.requires_grad or any(t is not None and t.requires_grad for m in tree for t in m._parameters.values())
+
+
+def eval_norm(bn: nn.Module) -> bool:
+    """A BatchNorm2d that normalises with its running statistics (what the inference kernels apply)."""
+    return (
+        type(bn) is nn.BatchNorm2d and not bn.training and bn.track_running_stats
+        and bn._buffers.get("running_mean") is not None and bn._buffers.get("running_var") is not None
+    )
+
+
+# The inference paths read submodules, parameters and buffers from the ``_modules`` /
+# ``_parameters`` / ``_buffers`` dicts: ``nn.Module.__getattr__`` and ``nn.Sequential.__getitem__``
+# cost about a microsecond each, and a batch-1 call is a few tens of microseconds of kernel.
+
+
+def conv_args(conv: nn.Module) -> _local_kernel.Conv:
+    return conv._parameters["weight"], conv._parameters.get("bias")
+
+
+def norm_args(bn: nn.Module) -> _local_kernel.Norm:
+    buffers = bn._buffers
+    return bn._parameters.get("weight"), bn._parameters.get("bias"), buffers["running_mean"], buffers["running_var"], bn.eps
+
+
 def applies(block: nn.Module, x: Tensor) -> bool:
     """Whether ``forward(block, x)`` runs ``block`` (a LocalAttention) here (module docstring)."""
-    if block.impl not in ("auto", "fused") or block.stride != 1 or capturing():
-        return False
-    if type(x) is not Tensor or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        return False
-    if x.dim() != 4 or not x.is_contiguous() or x.numel() == 0:
-        return False
-    if _cpu_autocast() or _hooked(block):
+    if block.impl not in ("auto", "fused") or block.stride != 1 or not input_fits(x):
         return False
     branch = block.branch
     if len(branch) != 5 or not (_plain_pointwise(block.value, block.groups)
                                 and _plain_pointwise(branch[0], block.groups)
                                 and _plain_pointwise(branch[3], block.groups)):
         return False
-    if any(p.dtype != x.dtype or p.device.type != "cpu" or not p.is_contiguous() for p in block.parameters()):
+    if not unobserved(_tree(block), x):
         return False
     return _local_kernel.available()
 
@@ -229,7 +288,27 @@ def attention(block: nn.Module, logits: Tensor, value: Tensor) -> Tensor:
     return _Attention.apply(logits, value, block.kernel_size, block.border == "mask")
 
 
+def _infer(block: nn.Module, x: Tensor) -> Tensor | None:
+    """The block in one kernel call where its branch is BN (eval) -> tanh -> conv -> BN (eval) and
+    nothing records a gradient (inference); None elsewhere."""
+    mods = block._modules
+    branch = list(mods["branch"]._modules.values())
+    if not (type(branch[2]) is nn.Tanh and eval_norm(branch[1]) and eval_norm(branch[4])):
+        return None
+    if records_grad(_tree(block), x):
+        return None
+    k = block.kernel_size
+    valid = _flat_valid(k, x.shape[2], x.shape[3], x).contiguous()
+    return _local_kernel.local_attention_infer(
+        x, block.groups, k, block.border == "mask", conv_args(mods["value"]), conv_args(branch[0]),
+        conv_args(branch[3]), [norm_args(branch[1]), norm_args(branch[4])], valid,
+    )
+
+
 def forward(block: nn.Module, x: Tensor) -> Tensor:
     """``block(x)`` for a LocalAttention where ``applies(block, x)``."""
+    out = _infer(block, x)
+    if out is not None:
+        return out
     u, h = projections(block.value, block.branch[0], block.groups, x)
     return attention(block, logits(block.branch[1:], block.groups, h), u)

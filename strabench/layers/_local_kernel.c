@@ -22,6 +22,10 @@
  * omega + nu, the softmax over the window and the weighting above, per (b, g), forward and
  * backward. Every work item sums in a fixed order, so results do not depend on the thread count.
  *
+ * Inference, NCHW, every batch norm on its running statistics: the whole LocalAttention block per
+ * (b, g) in one call (la_infer), and StRA's mode attention in one call (ma_forward, for
+ * strabench/layers/_mode_fast.py).
+ *
  * The kernels are written once for a type T and instantiated for float and double: this file
  * includes itself with LWS_BODY defined.
  */
@@ -126,7 +130,7 @@ static inline int wide(void) { return (vector_bytes ? vector_bytes : lws_vector_
 #undef I
 
 /* lets the loader check that it talks to the kernels it expects */
-int lws_abi_version(void) { return 2; }
+int lws_abi_version(void) { return 3; }
 
 #else /* LWS_BODY: the kernels for type T, names suffixed with S */
 
@@ -771,6 +775,247 @@ int F(la_backward)(const T *A, const T *valid, const T *V, const T *GO, T *GL, T
         if (GL) F(softmax_bwd)(a, ga, valid, GL + t * (KK + 1) * N, ga + KK * N, KK, N, offs);
         free(am);
     }
+    return failed ? -1 : 0;
+}
+
+/* ---- inference: eval-mode batch norms, tanh, sigmoid -----------------------------------------
+ *
+ * Both inference kernels below take a batch norm as its weight, bias (either NULL: 1, 0), running
+ * mean and variance, and eps, and apply it as x * scale + shift with scale = weight /
+ * sqrt(var + eps), shift = bias - mean * scale, as torch's CPU eval-mode kernel does. */
+
+typedef struct {
+    const T *weight, *bias, *mean, *var;
+    double eps;
+} F(bn_t);
+
+INLINE void F(bn_fold)(const F(bn_t) *bn, int64_t i, T *scale, T *shift) {
+    const T s = (bn->weight ? bn->weight[i] : (T)1) / (T)sqrt((double)bn->var[i] + bn->eps);
+    *scale = s;
+    *shift = (bn->bias ? bn->bias[i] : (T)0) - bn->mean[i] * s;
+}
+
+static void F(bn_unpack)(F(bn_t) *out, int count, const T *const *bn, const double *eps) {
+    for (int i = 0; i < count; i++)
+        out[i] = (F(bn_t)){bn[4 * i], bn[4 * i + 1], bn[4 * i + 2], bn[4 * i + 3], eps[i]};
+}
+
+/* e[p] = exp(-factor |u[p]|) (clamped at exp's lower limit), the one exp sigmoid and tanh need */
+INLINE void F(exp_neg_abs)(const T *restrict u, T *restrict e, int64_t n, T factor) {
+    for (int64_t p = 0; p < n; p++) {
+        const T a = u[p] < 0 ? u[p] * factor : -u[p] * factor;
+        e[p] = a < F(EXP_LO) ? F(EXP_LO) : a;
+    }
+    for (int64_t p = 0; p < n; p++) e[p] = F(expo)(e[p]);
+}
+
+/* y[p] = sigmoid(u[p]): 1 / (1 + e) for u >= 0, e / (1 + e) below, e = exp(-|u|); e scratch */
+HOT static void F(sigmoid)(const T *restrict u, T *restrict y, T *restrict e, int64_t n) {
+    F(exp_neg_abs)(u, e, n, 1);
+    for (int64_t p = 0; p < n; p++) y[p] = (u[p] >= 0 ? (T)1 : e[p]) / ((T)1 + e[p]);
+}
+
+/* rows [0, M) of Y (M x N): y = BN(y) with the norm's channels c0 + i, then tanh when act:
+ * sign(y) (1 - e) / (1 + e), e = exp(-2|y|), within a few ulp of 1 of tanh in absolute terms
+ * (a grouped conv, a BN and a softmax follow). e: scratch of N. */
+HOT static void F(bn_rows)(T *restrict Y, int64_t M, int64_t N, const F(bn_t) *bn, int64_t c0, int act,
+                           T *restrict e) {
+    for (int64_t i = 0; i < M; i++) {
+        T scale, shift;
+        F(bn_fold)(bn, c0 + i, &scale, &shift);
+        T *restrict y = Y + i * N;
+        for (int64_t p = 0; p < N; p++) y[p] = y[p] * scale + shift;
+        if (!act) continue;
+        F(exp_neg_abs)(y, e, N, 2);
+        for (int64_t p = 0; p < N; p++) {
+            const T t = ((T)1 - e[p]) / ((T)1 + e[p]);
+            y[p] = y[p] < 0 ? -t : t;
+        }
+    }
+}
+
+INLINE T F(dot)(const T *restrict a, const T *restrict b, int64_t n) {
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t p = 0; p < n; p++) s += a[p] * b[p];
+    return s;
+}
+
+/* ---- LocalAttention in inference (strabench/layers/_local_fast.py) -------------------------------
+ *
+ * Per (b, g), everything of one group at once: u = Wv_g x_g (+ bias), h = tanh(BN(W1_g x_g (+ bias))),
+ * L = BN(W2_g h (+ bias)) (omega_0..omega_{KK-1}, nu), then the softmax and the weighting of la_forward.
+ * X, O (B, G*Cg, N); Wv (G, Cg, Cg), W1 (G, M1, Cg), W2 (G, KK + 1, M1), biases per output channel or
+ * NULL; bn: the branch's two BNs as 4 pointers each (weight, bias, mean, var), eps theirs. Returns 0,
+ * or -1 when scratch memory ran out. */
+int F(la_infer)(const T *X, const T *valid, T *O, int64_t B, int64_t G, int64_t Cg, int64_t H, int64_t W, int K,
+                int mask, const T *Wv, const T *bv, const T *W1, const T *b1, int64_t M1, const T *W2, const T *b2,
+                const T *const *bn, const double *eps, int threads) {
+    const int KK = K * K;
+    const int64_t N = H * W, M2 = KK + 1;
+    const int par = threads > 1 && B * G * Cg * N * (Cg + M1) >= PARALLEL_MIN_WORK;
+    F(bn_t) norms[2];
+    F(bn_unpack)(norms, 2, bn, eps);
+    int64_t offs[KK];
+    offsets(K, W, offs);
+    int failed = 0;
+#pragma omp parallel num_threads(threads) if (par) reduction(| : failed)
+    {
+        T *u = (T *)malloc(sizeof(T) * (size_t)((Cg + M1 + M2 + 2 * KK + 2) * N));
+        T *h = u + Cg * N, *L = h + M1 * N, *A = L + M2 * N, *am = A + KK * N, *m = am + KK * N, *e = m + N;
+        failed = !u;
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < B * G; t++) {
+            const int64_t g = t % G;
+            const T *x = X + t * Cg * N;
+            if (!u) continue;
+            F(gemm)(u, N, Cg, N, bv ? 2 : 0, bv ? bv + g * Cg : 0, Wv + g * Cg * Cg, Cg, 1, x, N, Cg);
+            F(gemm)(h, N, M1, N, b1 ? 2 : 0, b1 ? b1 + g * M1 : 0, W1 + g * M1 * Cg, Cg, 1, x, N, Cg);
+            F(bn_rows)(h, M1, N, &norms[0], g * M1, 1, e);
+            F(gemm)(L, N, M2, N, b2 ? 2 : 0, b2 ? b2 + g * M2 : 0, W2 + g * M2 * M1, M1, 1, h, N, M1);
+            F(bn_rows)(L, M2, N, &norms[1], g * M2, 0, e);
+            F(softmax_fwd)(L, valid, A, m, KK, N, offs, mask);
+            for (int64_t i = 0; i < KK * N; i++) am[i] = A[i] * valid[i];
+            failed |= F(forward_nchw)(am, u, O + t * Cg * N, Cg, N, K, W) != 0;
+        }
+        free(u);
+    }
+    return failed ? -1 : 0;
+}
+
+/* ---- mode attention in inference (strabench/layers/_mode_fast.py) -----------------------------
+ *
+ * One call per batch, NCHW X (B, G*Cg, N), every batch norm in eval mode (running statistics):
+ *
+ *   phase 1, per (b, g): h = tanh(BN(W1_g x_g)) (Mh x N), l = BN(w2_g . h), M = softmax over the
+ *            N pixels, z = x_g M (Cg), r(p) = sigmoid(BN(<z, x_g(p)>)); without interaction
+ *            out_g = x_g + r z^T here;
+ *   phase 2, per b: S = Z Z^T (G x G), rows L2-normalised, P = softmax_j(sqrt(G) S), z2 = P Z;
+ *   phase 3, per (b, g): s(p) = sigmoid(BN(<z2, x_g(p)> + r(p) <z2, z>)), which is <z2, y_g(p)>
+ *            for y = x + r z^T, and out_g = x_g + r z^T + s z2^T.
+ *
+ * Each work item sums in a fixed order. */
+
+/* phase 1 for one (b, g): z (Cg) and r (N); out (Cg, N) too when out. buf: (Mh + 2) * N. */
+HOT static void F(ma_mode)(const T *restrict x, int64_t g, int64_t Cg, int64_t N, const T *W1, const T *b1,
+                           int64_t Mh, const T *W2, const T *b2, const F(bn_t) *norms, T *restrict z,
+                           T *restrict r, T *restrict out, T *restrict buf) {
+    T *restrict h = buf, *restrict l = buf + Mh * N, *restrict e = l + N;
+    F(gemm)(h, N, Mh, N, b1 ? 2 : 0, b1 ? b1 + g * Mh : 0, W1 + g * Mh * Cg, Cg, 1, x, N, Cg);
+    F(bn_rows)(h, Mh, N, &norms[0], g * Mh, 1, e);
+    /* the mask's logits and their BN, then the softmax over pixels (max subtracted, as torch does) */
+    F(gemm)(l, N, 1, N, b2 ? 2 : 0, b2 ? b2 + g : 0, W2 + g * Mh, Mh, 1, h, N, Mh);
+    F(bn_rows)(l, 1, N, &norms[1], g, 0, e);
+    T m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int64_t p = 0; p < N; p++) m = l[p] > m ? l[p] : m;
+    for (int64_t p = 0; p < N; p++) l[p] = l[p] - m < F(EXP_LO) ? F(EXP_LO) : l[p] - m;
+    for (int64_t p = 0; p < N; p++) l[p] = F(expo)(l[p]);
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t p = 0; p < N; p++) sum += l[p];
+    const T inv = (T)1 / sum;
+    for (int64_t p = 0; p < N; p++) l[p] *= inv;
+    for (int64_t c = 0; c < Cg; c++) z[c] = F(dot)(x + c * N, l, N);
+    /* the first gate */
+    F(gemm)(l, N, 1, N, 0, 0, z, Cg, 1, x, N, Cg);
+    F(bn_rows)(l, 1, N, &norms[2], g, 0, e);
+    F(sigmoid)(l, r, e, N);
+    if (out)
+        for (int64_t c = 0; c < Cg; c++) {
+            const T zc = z[c];
+            const T *restrict xc = x + c * N;
+            T *restrict oc = out + c * N;
+            for (int64_t p = 0; p < N; p++) oc[p] = xc[p] + r[p] * zc;
+        }
+}
+
+/* phase 2 for one image: z2 (G, Cg) from z (G, Cg); s scratch (G) */
+static void F(ma_mix)(const T *z, T *z2, int64_t G, int64_t Cg, T *s) {
+    const T root = (T)sqrt((double)G);
+    for (int64_t g = 0; g < G; g++) {
+        T norm = 0, m = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < G; j++) {
+            s[j] = F(dot)(z + g * Cg, z + j * Cg, Cg);
+            norm += s[j] * s[j];
+        }
+        norm = (T)sqrt((double)norm);
+        norm = norm < (T)1e-12 ? (T)1e-12 : norm;
+        for (int64_t j = 0; j < G; j++) {
+            s[j] = root * (s[j] / norm);
+            m = s[j] > m ? s[j] : m;
+        }
+        for (int64_t j = 0; j < G; j++) sum += s[j] = (T)exp((double)(s[j] - m));
+        T *restrict out = z2 + g * Cg;
+        for (int64_t c = 0; c < Cg; c++) out[c] = 0;
+        for (int64_t j = 0; j < G; j++) {
+            const T w = s[j] / sum;
+            const T *restrict zj = z + j * Cg;
+            for (int64_t c = 0; c < Cg; c++) out[c] += w * zj[c];
+        }
+    }
+}
+
+/* phase 3 for one (b, g); buf: 3 * N */
+HOT static void F(ma_interact)(const T *restrict x, int64_t g, int64_t Cg, int64_t N, const T *restrict z,
+                               const T *restrict z2, const T *restrict r, const F(bn_t) *gate, T *restrict out,
+                               T *restrict buf) {
+    T *restrict u = buf, *restrict s = buf + N, *restrict e = buf + 2 * N;
+    F(gemm)(u, N, 1, N, 0, 0, z2, Cg, 1, x, N, Cg);
+    const T zz = F(dot)(z2, z, Cg);
+    T scale, shift;
+    F(bn_fold)(gate, g, &scale, &shift);
+    for (int64_t p = 0; p < N; p++) u[p] = (u[p] + r[p] * zz) * scale + shift;
+    F(sigmoid)(u, s, e, N);
+    for (int64_t c = 0; c < Cg; c++) {
+        const T zc = z[c], z2c = z2[c];
+        const T *restrict xc = x + c * N;
+        T *restrict oc = out + c * N;
+        for (int64_t p = 0; p < N; p++) oc[p] = xc[p] + r[p] * zc + s[p] * z2c;
+    }
+}
+
+/* O = mode attention of X (B, G*Cg, N); W1 (G, Mh, Cg) and b1 (G*Mh) or NULL, the mask branch's
+ * first conv; W2 (G, Mh) and b2 (G) or NULL its second; the BNs as 4 pointers each (weight, bias,
+ * mean, var) in `bn`: the branch's two, the first gate's, the second gate's (only read when
+ * interaction), their eps in `eps`. Returns 0, or -1 when scratch memory ran out. */
+int F(ma_forward)(const T *X, T *O, int64_t B, int64_t G, int64_t Cg, int64_t N, const T *W1, const T *b1,
+                  int64_t Mh, const T *W2, const T *b2, const T *const *bn, const double *eps, int interaction,
+                  int threads) {
+    F(bn_t) norms[4];
+    F(bn_unpack)(norms, interaction ? 4 : 3, bn, eps);
+    const int64_t C = G * Cg;
+    const int par = threads > 1 && B * C * N * (Mh + 3) >= PARALLEL_MIN_WORK;
+    if (B * C * N == 0) return 0;
+    T *shared = (T *)malloc(sizeof(T) * (size_t)(B * G * (2 * Cg + N)));
+    if (!shared) return -1;
+    T *z = shared, *z2 = z + B * C, *r = z2 + B * C;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) if (par)
+    {
+        T *buf = (T *)malloc(sizeof(T) * (size_t)(imax(Mh + 2, 3) * N + G));
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < B * G; t++)
+            if (buf)
+                F(ma_mode)(X + t * Cg * N, t % G, Cg, N, W1, b1, Mh, W2, b2, norms, z + t * Cg, r + t * N,
+                           interaction ? 0 : O + t * Cg * N, buf);
+        if (interaction) {
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < B; b++)
+                if (buf) F(ma_mix)(z + b * C, z2 + b * C, G, Cg, buf);
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < B * G; t++)
+                if (buf)
+                    F(ma_interact)(X + t * Cg * N, t % G, Cg, N, z + t * Cg, z2 + t * Cg, r + t * N, &norms[3],
+                                   O + t * Cg * N, buf);
+        }
+        free(buf);
+    }
+    free(shared);
     return failed ? -1 : 0;
 }
 

@@ -14,6 +14,10 @@ logits: omega + nu, the softmax and the weighting of one (image, group) in one p
 (``attention_*``). The blocked loops come in 64-byte (AVX-512) and 32-byte (AVX2) vectors, one
 picked per process from the CPU (``vector_bytes``).
 
+Inference (eval-mode batch norms, no autograd), NCHW: the whole LocalAttention block in one call
+(``local_attention_infer``) and the whole mode attention in one call (``mode_attention_forward``,
+for ``_mode_fast``), which at batch 1 replace dozens of small ops each.
+
 Everything else (CUDA, bf16/fp16, stride > 1, other layouts) takes the op-per-pass path, as
 does everything when the kernels cannot be built.
 
@@ -46,17 +50,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from strabench.measure.traffic import record_kernel
+from strabench.measure.traffic import counting, record_kernel
 
 __all__ = [
     "KernelUnavailable", "applies", "attention_backward", "attention_forward", "available", "backward", "build",
-    "channels_last", "forward", "pointwise_backward_input", "pointwise_backward_weight", "pointwise_forward",
-    "status", "vector_bytes",
+    "channels_last", "forward", "local_attention_infer", "mode_attention_forward", "pointwise_backward_input",
+    "pointwise_backward_weight", "pointwise_forward", "status", "vector_bytes",
 ]
 
 _SOURCE = Path(__file__).with_name("_local_kernel.c")
 _FLAGS = ("-O3", "-std=c11", "-ffp-contract=fast", "-fPIC", "-shared", "-fopenmp")
-_ABI_VERSION = 2
+_ABI_VERSION = 3
 _ENV_SWITCH = "STRABENCH_FUSED_KERNEL"
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
@@ -156,6 +160,11 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         la_fwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int, _int]
         la_bwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int]
         la_fwd.restype = la_bwd.restype = _int
+        ma_fwd, la_inf = getattr(lib, f"ma_forward_{suffix}"), getattr(lib, f"la_infer_{suffix}")
+        ma_fwd.argtypes = [_ptr, _ptr, _i64, _i64, _i64, _i64, _ptr, _ptr, _i64, _ptr, _ptr, _ptr, _ptr, _int, _int]
+        la_inf.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int, _ptr, _ptr, _ptr, _ptr, _i64,
+                           _ptr, _ptr, _ptr, _ptr, _int]
+        ma_fwd.restype = la_inf.restype = _int
     return lib
 
 
@@ -215,7 +224,7 @@ def _call(name: str, dtype: torch.dtype, *args: object) -> None:
     lib = _load()
     assert isinstance(lib, ctypes.CDLL), "applies() must be checked first"
     if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*args):
-        raise MemoryError(f"the fused local attention kernel ({name}) ran out of scratch memory")
+        raise MemoryError(f"the fused kernel {name} ran out of scratch memory")
 
 
 def _ptr_of(t: Tensor | None) -> int | None:
@@ -337,3 +346,59 @@ def attention_backward(
     _call("la_backward", value.dtype, attn.data_ptr(), valid.data_ptr(), value.data_ptr(), grad_out.data_ptr(),
           _ptr_of(grad_logits), _ptr_of(grad_value), b, g, c // g, h, w, kernel_size, torch.get_num_threads())
     return grad_logits, grad_value
+
+
+# ---- inference (eval-mode batch norms, no autograd): the LocalAttention block and mode attention ----
+# A conv is (weight, bias or None); a batch norm (weight or None, bias or None, running mean, running
+# var, eps).
+
+Conv = tuple[Tensor, Tensor | None]
+Norm = tuple[Tensor | None, Tensor | None, Tensor, Tensor, float]
+
+
+def _record(name: str, x: Tensor, convs: list[Conv], norms: list[Norm], extra: list[Tensor], out: Tensor) -> None:
+    if counting():  # gathering the list is most of a batch-1 call's Python time otherwise
+        read = [x, *extra, *(t for conv in convs for t in conv if t is not None),
+                *(t for norm in norms for t in norm[:4] if t is not None)]
+        record_kernel(name, read, [out])
+
+
+def _norm_args(norms: list[Norm]) -> tuple[ctypes.Array, ctypes.Array]:
+    """The C side's batch norms: 4 pointers each (NULL for an absent weight or bias), and the eps."""
+    return (_ptr * (4 * len(norms)))(*(_ptr_of(t) for norm in norms for t in norm[:4])), \
+        (ctypes.c_double * len(norms))(*(norm[4] for norm in norms))
+
+
+def local_attention_infer(x: Tensor, groups: int, kernel_size: int, mask: bool, value: Conv, first: Conv,
+                          second: Conv, norms: list[Norm], valid: Tensor) -> Tensor:
+    """The LocalAttention block of a contiguous NCHW x, its branch's two BNs in eval mode and its
+    activation tanh: value (C, C/G), first (G*M1, C/G) and second (G*(K*K + 1), M1) are the grouped 1x1
+    convs (value projection, branch), norms the branch's two BNs; valid (K*K, H*W) 1/0."""
+    b, c, h, w = x.shape
+    out = torch.empty_like(x)
+    _record("local_attention_infer", x, [value, first, second], norms, [valid], out)
+    pointers, eps = _norm_args(norms)
+    (wv, bv), (w1, b1), (w2, b2) = value, first, second
+    _call("la_infer", x.dtype, x.data_ptr(), valid.data_ptr(), out.data_ptr(), b, groups, c // groups, h, w,
+          kernel_size, int(mask), wv.data_ptr(), _ptr_of(bv), w1.data_ptr(), _ptr_of(b1), w1.shape[0] // groups,
+          w2.data_ptr(), _ptr_of(b2), pointers, eps, torch.get_num_threads())
+    return out
+
+
+def mode_attention_forward(x: Tensor, groups: int, first: Conv, second: Conv, norms: list[Norm],
+                           interaction: bool) -> Tensor:
+    """Mode attention of a contiguous NCHW x with every batch norm in eval mode.
+
+    first: the mask branch's first grouped 1x1 conv (G*Mh, C/G); second: its second (G, Mh); norms:
+    the branch's two BNs, the first gate's and the second gate's (the last only read with
+    interaction: pass the first gate's again without).
+    """
+    b, c, h, w = x.shape
+    (w1, b1), (w2, b2) = first, second
+    out = torch.empty_like(x)
+    _record("mode_attention_fused", x, [first, second], norms[:4 if interaction else 3], [], out)
+    pointers, eps = _norm_args(norms)
+    _call("ma_forward", x.dtype, x.data_ptr(), out.data_ptr(), b, groups, c // groups, h * w, w1.data_ptr(),
+          _ptr_of(b1), w1.shape[0] // groups, w2.data_ptr(), _ptr_of(b2), pointers, eps, int(interaction),
+          torch.get_num_threads())
+    return out

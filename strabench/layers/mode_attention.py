@@ -9,6 +9,9 @@ a second gate adds them: out_g(p) = y_g(p) + sigmoid(BN(<z'_g, y_g(p)>)) z'_g.
 The diversity loss L_d = G - sum_p max_g M_g(p) (0 for disjoint modes, G-1 for identical ones)
 is computed in training mode only and handed back through ``pop_aux_losses()``, which the
 owning model calls right after its forward; nothing is kept in globals.
+
+In inference on the CPU (eval mode, no gradient recorded, a contiguous NCHW float32/float64
+input, nothing hooking or tracing the block) the forward is one C kernel call (``_mode_fast``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import Tensor, nn
 
 from strabench.counting import counts_macs
 from strabench.errors import ShapeError
+from strabench.layers import _mode_fast
 from strabench.layers._local_ops import _memory_format
 from strabench.layers._pointwise import run_branch
 
@@ -107,6 +111,10 @@ class ModeAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ShapeError(f"ModeAttention expects (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        if _mode_fast.applies(self, x):  # eval, no gradient, NCHW on the CPU: one kernel call
+            return _mode_fast.forward(self, x)
+        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+            x = x.contiguous()  # a strided view (a slice, a transpose): the grouped views below need a layout
         b, c, h, w = x.shape
         g = self.groups
         masks = self.masks(x).view(b, g, h * w)

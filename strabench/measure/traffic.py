@@ -30,7 +30,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["Traffic", "compulsory_bytes", "copy_bandwidth", "count_bytes", "record_kernel", "tensor_bytes"]
+__all__ = ["Traffic", "compulsory_bytes", "copy_bandwidth", "count_bytes", "counting", "record_kernel", "tensor_bytes"]
 
 
 def tensor_bytes(t: torch.Tensor) -> int:
@@ -95,6 +95,11 @@ class _ByteCounter(TorchDispatchMode):
 
 #: the counters of the ``count_bytes`` calls in progress (innermost last)
 _active: list[_ByteCounter] = []
+
+
+def counting() -> bool:
+    """Whether a ``count_bytes`` is active (a hot path can skip gathering what ``record_kernel`` takes)."""
+    return bool(_active)
 
 
 def record_kernel(name: str, reads: list[torch.Tensor], writes: list[torch.Tensor]) -> None:

@@ -33,7 +33,8 @@ def batch_norm(x: Tensor, bn: nn.BatchNorm2d, training: bool) -> Tensor:
     else:
         mean, var = bn.running_mean, bn.running_var
     shape = (1, -1, 1, 1)
-    return (x - mean.view(shape)) / torch.sqrt(var.view(shape) + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
+    y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + bn.eps)
+    return y if bn.weight is None else y * bn.weight.view(shape) + bn.bias.view(shape)
 
 
 def softmax(values: list[Tensor]) -> list[Tensor]:
@@ -112,7 +113,7 @@ def local_attention(m: nn.Module, x: Tensor, *, training: bool) -> tuple[Tensor,
     b, c, h, w = x.shape
     g, k, s = m.groups, m.kernel_size, m.stride
     kk, cg = k * k, c // g
-    u = conv1x1(x, m.value.weight, None, g)
+    u = conv1x1(x, m.value.weight, m.value.bias, g)
     first, first_bn, _, second, second_bn = m.branch
     hidden = torch.tanh(batch_norm(conv1x1(x, first.weight, first.bias, g), first_bn, training))
     logits = batch_norm(conv1x1(hidden, second.weight, second.bias, g), second_bn, training)

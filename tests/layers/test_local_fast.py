@@ -113,6 +113,68 @@ def test_eval_mode_matches_the_equations(dtype, width, fast_calls) -> None:
     assert fast_calls == [1, 1]
 
 
+@pytest.fixture
+def infer_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times the block ran as the one-call inference kernel."""
+    calls: list[int] = []
+    real = _local_kernel.local_attention_infer
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_local_kernel, "local_attention_infer", spy)
+    return calls
+
+
+def _inference_reference(m: LocalAttention, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        return paper_reference.local_attention(copy.deepcopy(m).double(), x.double(), training=False)[0]
+
+
+@pytest.mark.parametrize(("b", "c", "g", "k", "h", "w", "border"), CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_kernel_matches_the_equations(b, c, g, k, h, w, border, dtype, width, infer_calls) -> None:
+    """Eval mode with no gradient recorded: the whole block in one kernel call."""
+    m = _block(c, g, k, border, dtype).eval()
+    x = torch.randn(b, c, h, w, dtype=dtype)
+    with torch.no_grad():
+        out = m(x)
+    assert infer_calls == [1]
+    _assert_close([out], [_inference_reference(m, x)], ["out"], 1e-10 if dtype == torch.float64 else 2e-6)
+
+
+def test_inference_kernel_with_a_value_bias_and_frozen_parameters(infer_calls) -> None:
+    m = _block(32, 4, 3, "zero", torch.float32).eval()
+    m.value = nn.Conv2d(32, 32, 1, groups=4, bias=True)
+    m.requires_grad_(False)  # a deployed model: eval, nothing requires a gradient
+    x = torch.randn(2, 32, 5, 6)
+    out = m(x)
+    assert infer_calls == [1]
+    _assert_close([out], [_inference_reference(m, x)], ["out"], 2e-6)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda m: m.train(), lambda m: m.branch[4].train(), lambda m: setattr(m.branch, "2", nn.ReLU()),
+     lambda m: setattr(m.branch, "1", nn.BatchNorm2d(m.branch[1].num_features, track_running_stats=False)),
+     lambda m: m.requires_grad_(True)],
+    ids=["train", "one-bn-training", "relu", "batch-statistics", "grad"],
+)
+def test_otherwise_the_fused_block_runs(change, infer_calls, fast_calls) -> None:
+    """Training, a BN on batch statistics, another activation, or a gradient to record: the
+    autograd path of the fused block (or its modules inside it), not the inference kernel."""
+    m = _block(32, 4, 3, "zero", torch.float32).eval()
+    change(m)
+    x = torch.randn(2, 32, 5, 6)
+    with torch.set_grad_enabled(any(p.requires_grad for p in m.parameters())):
+        want = copy.deepcopy(m)
+        want.impl = "shifted"
+        out, ref = m(x), want(x)
+    assert fast_calls == [1] and infer_calls == []
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=2e-5)
+
+
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_running_statistics_follow_batch_norm(momentum, fast_calls) -> None:
     """Momentum or the cumulative average (momentum None), the unbiased running variance, the
@@ -362,3 +424,29 @@ def test_traffic_counts_the_block_kernels() -> None:
     # forward of the attention: logits (G*(K*K+1) = 40 maps), valid, value in; out and the softmax written
     logits, attn, valid = act * 40 // 32, act * 4 * 9 // 32, 9 * 30 * 4
     assert traffic.by_op["local_attention_fused"] == logits + valid + act + act + attn
+
+
+def test_inference_kernel_does_not_depend_on_the_thread_count() -> None:
+    m = _block(64, 8, 3, "zero", torch.float32).eval()
+    x = torch.randn(4, 64, 9, 8)
+    threads = torch.get_num_threads()
+    try:
+        with torch.no_grad():
+            torch.set_num_threads(1)
+            one = m(x)
+            torch.set_num_threads(2)
+            two = m(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+
+
+def test_traffic_counts_the_inference_kernel() -> None:
+    m = _block(32, 4, 3, "zero", torch.float32).eval()
+    x = torch.randn(2, 32, 5, 6)
+    with torch.no_grad():
+        traffic = count_bytes(lambda: m(x))
+    params = sum(tensor_bytes(p) for p in m.parameters())
+    stats = sum(tensor_bytes(t) for n, t in m.named_buffers() if "running" in n)
+    valid = 9 * 30 * 4
+    assert traffic.by_op == {"local_attention_infer": 2 * tensor_bytes(x) + params + stats + valid}

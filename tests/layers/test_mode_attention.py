@@ -92,3 +92,13 @@ def test_channels_last_matches_reference_and_keeps_layout(interaction, training)
     fast = block.to(memory_format=torch.channels_last)(x)
     assert fast.is_contiguous(memory_format=torch.channels_last) and not fast.is_contiguous()
     _assert_matches(fast, slow, [x, *block.parameters()])
+
+
+def test_strided_input_matches_contiguous():
+    """A transposed or sliced view (neither NCHW- nor channels_last-contiguous) gives the same output."""
+    block = ModeAttention(16, groups=4).double()
+    paper_reference.set_random_batch_norm(block, 3)
+    x = torch.randn(2, 16, 6, 5, dtype=torch.float64)
+    strided = x.transpose(2, 3).contiguous().transpose(2, 3)
+    assert not strided.is_contiguous() and not strided.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(block(strided), block(x), atol=1e-12, rtol=1e-12)
