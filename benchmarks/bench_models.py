@@ -174,32 +174,35 @@ def _copies(run) -> list[dict]:
 
 
 def _module_times(layer4, run) -> dict[str, float]:
-    """Inclusive forward ms of layer4's parts, summed over its blocks (``conv2.local.branch`` ...)."""
+    """Inclusive forward ms of layer4's parts, summed over its blocks (``conv2.local`` ...).
+
+    Each part's ``forward`` is wrapped in a ``record_function`` for the pass (an instance
+    attribute, removed afterwards), not hooked: a hooked block runs its stock modules instead of
+    its fused CPU path (``strabench.layers._local_fast``, ``_mode_fast``), so hooks would time
+    another implementation. Parts not called on the fused path (``conv2.local.value``) are not
+    labelled.
+    """
     from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
 
-    # not conv2.local.value / .branch: a hooked grouped 1x1 conv runs as a stock Conv2d (see
-    # strabench.layers._pointwise), so labelling it would time another implementation
     wanted = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "downsample", "conv2.local", "conv2.mode")  # fmt: skip
-    handles, stack = [], []
+    wrapped = []
     for path, module in layer4.named_modules():
         label = path.split(".", 1)[-1] if "." in path else ""
         if label not in wanted:
             continue
 
-        def pre(_m, _i, label=label) -> None:
-            stack.append(record_function(f"layer4.{label}"))
-            stack[-1].__enter__()
+        def labelled(*args, _forward=module.forward, _label=f"layer4.{label}", **kwargs):
+            with record_function(_label):
+                return _forward(*args, **kwargs)
 
-        def post(_m, _i, _o) -> None:
-            stack.pop().__exit__(None, None, None)
-
-        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        module.forward = labelled
+        wrapped.append(module)
     try:
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             run()
     finally:
-        for handle in handles:
-            handle.remove()
+        for module in wrapped:
+            del module.forward
     return {e.key[len("layer4."):]: e.cpu_time_total / 1e3 for e in prof.key_averages() if e.key.startswith("layer4.")}
 
 
