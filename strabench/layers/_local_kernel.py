@@ -221,9 +221,17 @@ def available() -> bool:
 
 
 def _call(name: str, dtype: torch.dtype, *args: object) -> None:
+    """Run kernel ``name`` for ``dtype``; under torch.profiler it shows as the op ``strabench::<name>``
+    (a ctypes call is invisible to the profiler otherwise, and its time would go uncounted)."""
     lib = _load()
     assert isinstance(lib, ctypes.CDLL), "applies() must be checked first"
-    if getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*args):
+    kernel = getattr(lib, f"{name}_{_SUFFIX[dtype]}")
+    if torch._C._autograd._profiler_enabled():
+        with torch.profiler.record_function(f"strabench::{name}"):
+            failed = kernel(*args)
+    else:
+        failed = kernel(*args)
+    if failed:
         raise MemoryError(f"the fused kernel {name} ran out of scratch memory")
 
 

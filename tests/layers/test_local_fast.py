@@ -450,3 +450,20 @@ def test_traffic_counts_the_inference_kernel() -> None:
     stats = sum(tensor_bytes(t) for n, t in m.named_buffers() if "running" in n)
     valid = 9 * 30 * 4
     assert traffic.by_op == {"local_attention_infer": 2 * tensor_bytes(x) + params + stats + valid}
+
+
+def test_kernels_show_under_the_profiler() -> None:
+    """A ctypes call is no op to torch.profiler: each kernel is recorded as ``strabench::<name>``,
+    so a per-op profile does not leave the block's time out."""
+    from torch.profiler import profile
+
+    m = _block(32, 4, 3, "zero", torch.float32)
+    x = torch.randn(2, 32, 5, 6, requires_grad=True)
+    with profile() as prof:
+        m(x).sum().backward()
+        with torch.no_grad():
+            m.eval()(x)
+    names = {e.key for e in prof.key_averages()}
+    for kernel in ("gpw_forward", "la_forward", "la_backward", "gpw_backward_input", "gpw_backward_weight",
+                   "nchw_to_nhwc", "la_infer"):
+        assert f"strabench::{kernel}" in names, kernel

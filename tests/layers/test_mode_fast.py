@@ -250,3 +250,12 @@ def test_without_the_kernels_the_modules_run(monkeypatch, fast_calls) -> None:
     assert not _mode_fast.applies(m, x)
     _no_grad(m, x)
     assert fast_calls == []
+
+
+def test_kernel_shows_under_the_profiler() -> None:
+    from torch.profiler import profile
+
+    m = _block(16, 4, True)
+    with profile() as prof, torch.no_grad():
+        m(torch.randn(1, 16, 4, 4))
+    assert "strabench::ma_forward" in {e.key for e in prof.key_averages()}
