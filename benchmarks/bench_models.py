@@ -20,6 +20,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -41,12 +42,13 @@ TARGETS = {"infer": 0.90, "train": 0.95}  # resnet50_stra / resnet50, from the p
 
 
 def _machine() -> dict:
-    import torch
-
-    from strabench.env import describe_environment
+    from strabench.env import describe_environment, git_commit
 
     info = describe_environment()
-    return {key: info[key] for key in ("cpu", "cpu_count", "platform", "python", "torch", "allocator", "omp_wait_policy")}
+    keys = ("cpu", "cpu_count", "platform", "python", "torch", "allocator", "omp_wait_policy")
+    return {key: info[key] for key in keys} | {
+        "git_commit": git_commit(), "command": shlex.join(["python", "benchmarks/bench_models.py", *sys.argv[1:]]),
+    }
 
 
 def run(args: argparse.Namespace) -> dict:
