@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 import paper_reference
+from kernel_checks import at_one_and_two_threads, spy_calls
 from strabench.layers import _local_fast, _local_kernel
 from strabench.layers.local_attention import LocalAttention
 from strabench.measure.traffic import count_bytes, tensor_bytes
@@ -22,27 +23,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(params=[64, 32], ids=["wide", "narrow"])
-def width(request: pytest.FixtureRequest):
-    """Run the test with the kernels' 64-byte (AVX-512) and 32-byte (AVX2) blocked loops."""
-    before = _local_kernel.vector_bytes()
-    _local_kernel.vector_bytes(request.param)
-    yield request.param
-    _local_kernel.vector_bytes(before)
-
-
 @pytest.fixture
 def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times the block took the fused path."""
-    calls: list[int] = []
-    real = _local_fast.forward
-
-    def spy(block, x):
-        calls.append(1)
-        return real(block, x)
-
-    monkeypatch.setattr(_local_fast, "forward", spy)
-    return calls
+    return spy_calls(monkeypatch, _local_fast, "forward")
 
 
 def _block(c: int, g: int, k: int, border: str, dtype: torch.dtype, seed: int = 0, **kw) -> LocalAttention:
@@ -116,15 +100,7 @@ def test_eval_mode_matches_the_equations(dtype, width, fast_calls) -> None:
 @pytest.fixture
 def infer_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times the block ran as the one-call inference kernel."""
-    calls: list[int] = []
-    real = _local_kernel.local_attention_infer
-
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_local_kernel, "local_attention_infer", spy)
-    return calls
+    return spy_calls(monkeypatch, _local_kernel, "local_attention_infer")
 
 
 def _inference_reference(m: LocalAttention, x: Tensor) -> Tensor:
@@ -401,14 +377,7 @@ def test_kernels_do_not_depend_on_the_thread_count() -> None:
                 _local_kernel.pointwise_backward_weight(gy, _local_kernel.channels_last(x), 8), out, attn,
                 *_local_kernel.attention_backward(attn, valid, x, gy, 3, True, True)]
 
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = kernels()
-        torch.set_num_threads(2)
-        two = kernels()
-    finally:
-        torch.set_num_threads(threads)
+    one, two = at_one_and_two_threads(kernels)
     assert all(torch.equal(a, b) for a, b in zip(one, two))
 
 
@@ -429,15 +398,8 @@ def test_traffic_counts_the_block_kernels() -> None:
 def test_inference_kernel_does_not_depend_on_the_thread_count() -> None:
     m = _block(64, 8, 3, "zero", torch.float32).eval()
     x = torch.randn(4, 64, 9, 8)
-    threads = torch.get_num_threads()
-    try:
-        with torch.no_grad():
-            torch.set_num_threads(1)
-            one = m(x)
-            torch.set_num_threads(2)
-            two = m(x)
-    finally:
-        torch.set_num_threads(threads)
+    with torch.no_grad():
+        one, two = at_one_and_two_threads(lambda: m(x))
     assert torch.equal(one, two)
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 import paper_reference
+from kernel_checks import at_one_and_two_threads, spy_calls
 from strabench.layers import _local_kernel, _mode_fast
 from strabench.layers.mode_attention import ModeAttention
 from strabench.measure.traffic import count_bytes, tensor_bytes
@@ -21,27 +22,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(params=[64, 32], ids=["wide", "narrow"])
-def width(request: pytest.FixtureRequest):
-    """Run the test with the kernels' 64-byte (AVX-512) and 32-byte (AVX2) blocked loops."""
-    before = _local_kernel.vector_bytes()
-    _local_kernel.vector_bytes(request.param)
-    yield request.param
-    _local_kernel.vector_bytes(before)
-
-
 @pytest.fixture
 def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times the block took the kernel."""
-    calls: list[int] = []
-    real = _mode_fast.forward
-
-    def spy(block, x):
-        calls.append(1)
-        return real(block, x)
-
-    monkeypatch.setattr(_mode_fast, "forward", spy)
-    return calls
+    return spy_calls(monkeypatch, _mode_fast, "forward")
 
 
 def _block(c: int, g: int, interaction: bool, dtype: torch.dtype = torch.float32, seed: int = 0) -> ModeAttention:
@@ -152,15 +136,8 @@ def test_kernel_does_not_depend_on_the_thread_count() -> None:
     """Every work item sums in a fixed order: 1 and 2 threads give the same bits."""
     m = _block(64, 8, True)
     x = torch.randn(4, 64, 9, 8)
-    threads = torch.get_num_threads()
-    try:
-        with torch.no_grad():
-            torch.set_num_threads(1)
-            one = m(x)
-            torch.set_num_threads(2)
-            two = m(x)
-    finally:
-        torch.set_num_threads(threads)
+    with torch.no_grad():
+        one, two = at_one_and_two_threads(lambda: m(x))
     assert torch.equal(one, two)
 
 
