@@ -963,9 +963,8 @@ HOT static void F(ma_interact)(const T *restrict x, int64_t g, int64_t Cg, int64
     T *restrict u = buf, *restrict s = buf + N, *restrict e = buf + 2 * N;
     F(gemm)(u, N, 1, N, 0, 0, z2, Cg, 1, x, N, Cg);
     const T zz = F(dot)(z2, z, Cg);
-    T scale, shift;
-    F(bn_fold)(gate, g, &scale, &shift);
-    for (int64_t p = 0; p < N; p++) u[p] = (u[p] + r[p] * zz) * scale + shift;
+    for (int64_t p = 0; p < N; p++) u[p] += r[p] * zz;
+    F(bn_rows)(u, 1, N, gate, g, 0, e);
     F(sigmoid)(u, s, e, N);
     for (int64_t c = 0; c < Cg; c++) {
         const T zc = z[c], z2c = z2[c];
@@ -991,13 +990,10 @@ int F(ma_forward)(const T *X, T *O, int64_t B, int64_t G, int64_t Cg, int64_t N,
     if (!shared) return -1;
     T *z = shared, *z2 = z + B * C, *r = z2 + B * C;
     int failed = 0;
-#pragma omp parallel num_threads(threads) if (par)
+#pragma omp parallel num_threads(threads) if (par) reduction(| : failed)
     {
         T *buf = (T *)malloc(sizeof(T) * (size_t)(imax(Mh + 2, 3) * N + G));
-        if (!buf) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        failed = !buf; /* the others still pass every barrier below */
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < B * G; t++)
             if (buf)
