@@ -96,12 +96,14 @@ def unobserved(tree: list[nn.Module], x: Tensor) -> bool:
     return True
 
 
-def records_grad(tree: list[nn.Module], x: Tensor) -> bool:
-    """Whether autograd would record a graph through these modules (grad mode on and x or a
-    parameter requiring a gradient): the inference kernels have no backward."""
+def records_grad(block: nn.Module, x: Tensor) -> bool:
+    """Whether autograd would record a graph through ``block`` (grad mode on and x or a parameter
+    requiring a gradient): the inference kernels have no backward. Walks the block only in grad mode."""
     if not torch.is_grad_enabled():
         return False
-    return x.requires_grad or any(t is not None and t.requires_grad for m in tree for t in m._parameters.values())
+    return x.requires_grad or any(
+        t is not None and t.requires_grad for m in _tree(block) for t in m._parameters.values()
+    )
 
 
 def eval_norm(bn: nn.Module) -> bool:
@@ -295,7 +297,7 @@ def _infer(block: nn.Module, x: Tensor) -> Tensor | None:
     branch = list(mods["branch"]._modules.values())
     if not (type(branch[2]) is nn.Tanh and eval_norm(branch[1]) and eval_norm(branch[4])):
         return None
-    if records_grad(_tree(block), x):
+    if records_grad(block, x):
         return None
     k = block.kernel_size
     valid = _flat_valid(k, x.shape[2], x.shape[3], x).contiguous()

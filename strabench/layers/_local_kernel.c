@@ -727,6 +727,16 @@ HOT static void F(softmax_bwd)(const T *restrict A, const T *restrict GA, const 
     }
 }
 
+/* One (b, g): A (KK, N) = the softmax of its logits L (KK + 1, N), then O (Cg, N) = the weighted sum
+ * of V (Cg, N) by A, masked outside the image; am: scratch of (KK + 1) * N. 0, or -1 out of memory. */
+static int F(attend)(const T *L, const T *valid, const T *V, T *A, T *O, T *am, int64_t Cg, int64_t N, int K,
+                     int64_t W, const int64_t *offs, int mask) {
+    const int KK = K * K;
+    F(softmax_fwd)(L, valid, A, am + KK * N, KK, N, offs, mask);
+    for (int64_t i = 0; i < KK * N; i++) am[i] = A[i] * valid[i];
+    return F(forward_nchw)(am, V, O, Cg, N, K, W);
+}
+
 /* Per (b, g): A from the logits L (B, G*(KK+1), N), then O = the weighted sum of V (B, G*Cg, N).
  * A (B, G, KK, N) is kept for the backward. Returns 0, or -1 when scratch memory ran out. */
 int F(la_forward)(const T *L, const T *valid, const T *V, T *A, T *O, int64_t B, int64_t G, int64_t Cg, int64_t H,
@@ -744,9 +754,8 @@ int F(la_forward)(const T *L, const T *valid, const T *V, T *A, T *O, int64_t B,
             failed = 1;
             continue;
         }
-        F(softmax_fwd)(L + t * (KK + 1) * N, valid, a, am + KK * N, KK, N, offs, mask);
-        for (int64_t i = 0; i < KK * N; i++) am[i] = a[i] * valid[i];
-        failed |= F(forward_nchw)(am, V + t * Cg * N, O + t * Cg * N, Cg, N, K, W) != 0;
+        failed |= F(attend)(L + t * (KK + 1) * N, valid, V + t * Cg * N, a, O + t * Cg * N, am, Cg, N, K, W, offs,
+                            mask) != 0;
         free(am);
     }
     return failed ? -1 : 0;
@@ -844,7 +853,7 @@ INLINE T F(dot)(const T *restrict a, const T *restrict b, int64_t n) {
 /* ---- LocalAttention in inference (strabench/layers/_local_fast.py) -------------------------------
  *
  * Per (b, g), everything of one group at once: u = Wv_g x_g (+ bias), h = tanh(BN(W1_g x_g (+ bias))),
- * L = BN(W2_g h (+ bias)) (omega_0..omega_{KK-1}, nu), then the softmax and the weighting of la_forward.
+ * L = BN(W2_g h (+ bias)) (omega_0..omega_{KK-1}, nu), then the softmax and the weighting (attend).
  * X, O (B, G*Cg, N); Wv (G, Cg, Cg), W1 (G, M1, Cg), W2 (G, KK + 1, M1), biases per output channel or
  * NULL; bn: the branch's two BNs as 4 pointers each (weight, bias, mean, var), eps theirs. Returns 0,
  * or -1 when scratch memory ran out. */
@@ -862,7 +871,7 @@ int F(la_infer)(const T *X, const T *valid, T *O, int64_t B, int64_t G, int64_t 
 #pragma omp parallel num_threads(threads) if (par) reduction(| : failed)
     {
         T *u = (T *)malloc(sizeof(T) * (size_t)((Cg + M1 + M2 + 2 * KK + 2) * N));
-        T *h = u + Cg * N, *L = h + M1 * N, *A = L + M2 * N, *am = A + KK * N, *m = am + KK * N, *e = m + N;
+        T *h = u + Cg * N, *L = h + M1 * N, *A = L + M2 * N, *am = A + KK * N, *e = am + (KK + 1) * N;
         failed = !u;
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < B * G; t++) {
@@ -874,9 +883,7 @@ int F(la_infer)(const T *X, const T *valid, T *O, int64_t B, int64_t G, int64_t 
             F(bn_rows)(h, M1, N, &norms[0], g * M1, 1, e);
             F(gemm)(L, N, M2, N, b2 ? 2 : 0, b2 ? b2 + g * M2 : 0, W2 + g * M2 * M1, M1, 1, h, N, M1);
             F(bn_rows)(L, M2, N, &norms[1], g * M2, 0, e);
-            F(softmax_fwd)(L, valid, A, m, KK, N, offs, mask);
-            for (int64_t i = 0; i < KK * N; i++) am[i] = A[i] * valid[i];
-            failed |= F(forward_nchw)(am, u, O + t * Cg * N, Cg, N, K, W) != 0;
+            failed |= F(attend)(L, valid, u, A, O + t * Cg * N, am, Cg, N, K, W, offs, mask) != 0;
         }
         free(u);
     }

@@ -51,8 +51,7 @@ def applies(block: nn.Module, x: Tensor) -> bool:
         return False
     if not all(eval_norm(bn) for bn in norms):
         return False
-    tree = _tree(block)
-    return unobserved(tree, x) and not records_grad(tree, x) and _local_kernel.available()
+    return unobserved(_tree(block), x) and not records_grad(block, x) and _local_kernel.available()
 
 
 def forward(block: nn.Module, x: Tensor) -> Tensor:
