@@ -10,89 +10,27 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from strabench.errors import ConfigError, UnknownModelError
+from strabench.models.info import REGISTERED as _REGISTRY
+from strabench.models.info import ModelInfo, register_model
+from strabench.models.sources import resolve_reference
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from strabench.paper import PaperRef
+__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the registry knows about a model before it is built."""
-
-    name: str
-    builder: Callable[..., "nn.Module"]
-    tasks: tuple[str, ...]
-    default_input: tuple[int, int | None, int | None]  # (channels, height, width); H, W None: none known
-    block: str  # what replaces / augments the backbone's blocks, e.g. "StRA (local+mode)"
-    family: str  # "resnet50-reid", "mobilenetv2-reid", "resnet50-face", "resnet-fer"
-    description: str = ""
-    paper: "PaperRef | None" = None
-    tags: tuple[str, ...] = field(default_factory=tuple)
-    source: str = "registry"  # or "torchvision", "timm", "callable" (see strabench.models.sources)
-    feature_builder: Callable[..., "nn.Module"] | None = None  # non-registry: the feature extractor
-
-    @property
-    def default_task(self) -> str:
-        return self.tasks[0]
-
-    def input_size(self, size: tuple[int, int] | None = None) -> tuple[int, int]:
-        """``size`` if given, else the model's default (H, W); a model without one needs ``--input``."""
-        if size is not None:
-            return (int(size[0]), int(size[1]))
-        _, h, w = self.default_input
-        if h is None or w is None:
-            raise ConfigError(f"model {self.name!r} has no default input size; pass --input HEIGHTxWIDTH (e.g. 224x224)")
-        return (h, w)
-
-
-_REGISTRY: dict[str, ModelInfo] = {}
 _ZOO_LOADED = False
-
-
-def register_model(
-    *,
-    tasks: tuple[str, ...],
-    default_input: tuple[int, int, int],
-    block: str,
-    family: str,
-    paper: "PaperRef | None" = None,
-    name: str | None = None,
-    tags: tuple[str, ...] = (),
-) -> Callable[[Callable[..., "nn.Module"]], Callable[..., "nn.Module"]]:
-    """Decorator that registers a model builder under its function name (or ``name``)."""
-
-    def decorator(builder: Callable[..., "nn.Module"]) -> Callable[..., "nn.Module"]:
-        key = name or builder.__name__
-        if key in _REGISTRY:
-            raise ValueError(f"model {key!r} is already registered (by {_REGISTRY[key].builder.__module__})")
-        doc = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY[key] = ModelInfo(
-            name=key,
-            builder=builder,
-            tasks=tuple(tasks),
-            default_input=tuple(default_input),  # type: ignore[arg-type]
-            block=block,
-            family=family,
-            description=doc[0] if doc else "",
-            paper=paper,
-            tags=tuple(tags),
-        )
-        return builder
-
-    return decorator
 
 
 def _ensure_zoo() -> None:
     global _ZOO_LOADED
     if not _ZOO_LOADED:
         _ZOO_LOADED = True
-        import strabench.models.zoo  # noqa: F401  (registers the models)
+        import strabench.models.zoo  # noqa: F401  (registers the models; on first use, not at import)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -110,8 +48,6 @@ def model_info(name: str) -> ModelInfo:
     if not isinstance(name, str):
         raise UnknownModelError(f"a model is named by a string, got {type(name).__name__}")
     if ":" in name:
-        from strabench.models.sources import resolve_reference
-
         return resolve_reference(name)
     _ensure_zoo()
     try:
@@ -162,11 +98,11 @@ def create_model(
         # a block refusing a setting (groups=7 for 64 channels, a negative width, 10**30)
         raise ConfigError(f"model {name!r} rejects the settings {overrides}: {' '.join(str(exc).split())}") from None
     if replace:
-        from strabench.models.replace import apply_replacements
+        from strabench.models.replace import apply_replacements  # torch: not at import (CLI start-up)
 
         apply_replacements(model, replace, (info.default_input[0], *info.input_size(kwargs.get("input_size"))))
     if pretrained is not None:
-        from strabench.models.pretrained import load_pretrained
+        from strabench.models.pretrained import load_pretrained  # torch: not at import (CLI start-up)
 
         load_pretrained(model, pretrained)
     return model
@@ -190,15 +126,15 @@ def _create_external(
         h, w = info.input_size(size) if size is not None or info.default_input[1] is not None else (64, 64)
         shape = (info.default_input[0], h, w)
     if replace:
-        from strabench.models.replace import apply_replacements
+        from strabench.models.replace import apply_replacements  # torch: not at import (CLI start-up)
 
         apply_replacements(model, replace, shape)  # type: ignore[arg-type]
     if num_classes is not None:
-        from strabench.models.external import FeatureModel
+        from strabench.models.external import FeatureModel  # torch: not at import (CLI start-up)
 
         model = FeatureModel(model, name=info.name, num_classes=num_classes, probe_size=shape[1:], in_chans=shape[0])  # type: ignore[index]
     if pretrained is not None:
-        from strabench.models.pretrained import load_pretrained
+        from strabench.models.pretrained import load_pretrained  # torch: not at import (CLI start-up)
 
         load_pretrained(model, pretrained)
     return model

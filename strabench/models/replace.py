@@ -39,7 +39,7 @@ def block_class(ref: str) -> Callable[..., nn.Module]:
     """The block class named ``ref``: a ``BLOCKS`` name or ``package.module:Class``."""
     import difflib
 
-    from strabench.models.sources import _import_from_cwd
+    from strabench.models.imports import import_from_cwd
 
     path = BLOCKS.get(ref, ref)
     module_name, _, attr = path.partition(":")
@@ -47,7 +47,7 @@ def block_class(ref: str) -> Callable[..., nn.Module]:
         close = difflib.get_close_matches(ref, list(BLOCKS), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else f"blocks are {', '.join(BLOCKS)} or package.module:Class"
         raise ConfigError(f"replace: unknown block {ref!r}; {hint}")
-    cls = getattr(_import_from_cwd(module_name), attr, None)
+    cls = getattr(import_from_cwd(module_name), attr, None)
     if not callable(cls):
         raise ConfigError(f"replace: {path!r} names no class in {module_name}")
     return cls

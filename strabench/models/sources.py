@@ -23,16 +23,14 @@ output (B, D), (B, D, H, W) (averaged over H, W) or (B, N, D) tokens (averaged o
 from __future__ import annotations
 
 import difflib
-import importlib
-import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 from strabench.errors import ConfigError, UnknownModelError
+from strabench.models.imports import import_from_cwd
+from strabench.models.info import ModelInfo
 
 if TYPE_CHECKING:
     from torch import nn
-
-    from strabench.registry import ModelInfo
 
 #: Tasks a non-registry model can be trained for: the 3-channel ones (FER data is grey).
 EXTERNAL_TASKS = ("reid", "face")
@@ -47,9 +45,7 @@ def _unknown(ref: str, name: str, known: list[str], where: str) -> UnknownModelE
 def _info(
     ref: str, builder: Callable[..., "nn.Module"], default_input: tuple, family: str, description: str,
     features: Callable[..., "nn.Module"],
-) -> "ModelInfo":
-    from strabench.registry import ModelInfo
-
+) -> ModelInfo:
     return ModelInfo(
         name=ref, builder=builder, tasks=EXTERNAL_TASKS, default_input=default_input, block="(external)",
         family=family, description=description, source=family, feature_builder=features,
@@ -68,7 +64,7 @@ def _without_last_linear(model: "nn.Module") -> "nn.Module":
     return model
 
 
-def _torchvision(ref: str, name: str) -> "ModelInfo":
+def _torchvision(ref: str, name: str) -> ModelInfo:
     from torchvision import models
 
     known = models.list_models()
@@ -92,7 +88,7 @@ def _torchvision(ref: str, name: str) -> "ModelInfo":
     return _info(ref, build, (3, *size), "torchvision", f"torchvision.models.{name} (random init)", features)
 
 
-def _timm(ref: str, name: str) -> "ModelInfo":
+def _timm(ref: str, name: str) -> ModelInfo:
     try:
         import timm
     except ImportError:
@@ -112,22 +108,8 @@ def _timm(ref: str, name: str) -> "ModelInfo":
     return _info(ref, build, size, "timm", f"timm {name} (random init)", features)
 
 
-def _import_from_cwd(module: str) -> Any:
-    """Import ``module`` with the working directory searchable (a console script's path lacks it)."""
-    added = "" not in sys.path and "." not in sys.path
-    if added:
-        sys.path.insert(0, "")
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"cannot import {module!r} ({exc}); it must be importable from the working directory or PYTHONPATH") from None
-    finally:
-        if added:
-            sys.path.remove("")
-
-
-def _callable(ref: str, module_name: str, attr: str) -> "ModelInfo":
-    module = _import_from_cwd(module_name)
+def _callable(ref: str, module_name: str, attr: str) -> ModelInfo:
+    module = import_from_cwd(module_name)
     target = getattr(module, attr, None)
     if not callable(target):
         known = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
@@ -147,10 +129,10 @@ def _callable(ref: str, module_name: str, attr: str) -> "ModelInfo":
     return _info(ref, build, size, "callable", doc[0] if doc else f"{ref} (user code)", build)
 
 
-SOURCES: dict[str, Callable[[str, str], "ModelInfo"]] = {"torchvision": _torchvision, "timm": _timm}
+SOURCES: dict[str, Callable[[str, str], ModelInfo]] = {"torchvision": _torchvision, "timm": _timm}
 
 
-def resolve_reference(ref: str) -> "ModelInfo":
+def resolve_reference(ref: str) -> ModelInfo:
     """The ``ModelInfo`` of a ``source:NAME`` reference (see the module docstring)."""
     prefix, _, name = ref.partition(":")
     if not name:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from strabench.paper import PAPER
-from strabench.registry import register_model
+from strabench.models.info import register_model
 
 REID = {"tasks": ("reid",), "default_input": (3, 256, 128), "family": "resnet50-reid"}
 MNV2 = {"tasks": ("reid",), "default_input": (3, 256, 128), "family": "mobilenetv2-reid"}
