@@ -19,7 +19,10 @@ def parse_size(text: str, *, option: str = "--input") -> tuple[int, int]:
 
 
 def parse_replace(items: list[str] | None, *, option: str = "--replace") -> dict[str, str] | None:
-    """['layer4.*.conv2=stra'] -> {'layer4.*.conv2': 'stra'}; anything else is a one-line ConfigError."""
+    """['layer4.*.conv2=stra(groups=4)'] -> {'layer4.*.conv2': 'stra(groups=4)'}, the block in its
+    canonical text (``strabench.models.blocks``); anything else is a one-line ConfigError."""
+    from strabench.models.blocks import canonical_block
+
     if not items:
         return None
     out: dict[str, str] = {}
@@ -27,7 +30,10 @@ def parse_replace(items: list[str] | None, *, option: str = "--replace") -> dict
         pattern, sep, block = item.partition("=")
         if not sep or not pattern.strip() or not block.strip():
             raise ConfigError(f"{option} must look like PATTERN=BLOCK (e.g. 'layer4.*.conv2=stra'), got {item!r}")
-        out[pattern.strip()] = block.strip()
+        try:
+            out[pattern.strip()] = canonical_block(block)
+        except ConfigError as exc:
+            raise ConfigError(f"{option} {item!r}: {exc}") from None
     return out
 
 

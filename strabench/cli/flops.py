@@ -22,7 +22,7 @@ def flops_command(
     task: Annotated[str | None, typer.Option("--task", help="Task the model is built for (reid, face, fer).")] = None,
     counter: Annotated[str, typer.Option("--counter", help="paper, fvcore, ptflops or all.")] = "all",
     by_module: Annotated[bool, typer.Option("--by-module", help="Also break MACs down by module.")] = False,
-    replace: Annotated[list[str] | None, typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, e.g. 'layer4.*.conv2=stra' (repeatable).")] = None,
+    replace: Annotated[list[str] | None, typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, or after them for a gate (se, eca, mode), e.g. 'layer4.*.conv2=stra' or 'layer4.*.conv2=stra(groups=4)' (repeatable; docs/blocks.md).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     from strabench.cli._common import parse_replace, parse_size, print_json

@@ -126,7 +126,7 @@ def train_command(
     eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N epochs (0: only at the end).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
     assignments: Annotated[Optional[list[str]], typer.Option("--set", help="Any config field, KEY=VALUE (TOML value), e.g. --set milestones=[8,12].")] = None,
-    replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, e.g. 'layer4.*.conv2=stra' (repeatable).")] = None,
+    replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, or after them for a gate (se, eca, mode), e.g. 'layer4.*.conv2=stra' or 'layer4.*.conv2=stra(groups=4)' (repeatable; docs/blocks.md).")] = None,
     keep_checkpoints: Annotated[str, typer.Option("--keep-checkpoints", help="What a finished run keeps: last (checkpoint.pt), best (checkpoint.best.pt, best evaluated epoch) or none. While it runs, the last two are kept for resuming.")] = "last",
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a table.")] = False,
 ) -> None:

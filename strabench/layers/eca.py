@@ -40,6 +40,8 @@ def _own_macs(m: "ECA", x: Tensor, out: Tensor) -> int:
 class ECA(nn.Module):
     """ECA channel attention: x * sigmoid(conv1d_k(avgpool(x))) with k from C (Eq. 12) unless given."""
 
+    block_kind = "insert"  # follows a module, which stays (strabench.models.blocks)
+
     def __init__(self, channels: int, *, kernel_size: int | None = None, gamma: int = 2, b: int = 1) -> None:
         super().__init__()
         k = kernel_size if kernel_size is not None else eca_kernel_size(channels, gamma=gamma, b=b)

@@ -61,6 +61,8 @@ class LocalAttention(nn.Module):
     block fused (``_local_fast``: same outputs, gradients and BN statistics).
     """
 
+    block_kind = "replace"  # takes a convolution's place (strabench.models.blocks)
+
     def __init__(
         self,
         channels: int,

@@ -85,6 +85,8 @@ class ModeAttention(nn.Module):
         mask_hidden: hidden width per group of the mask branch (8 in the authors' model).
     """
 
+    block_kind = "insert"  # follows a module, which stays (strabench.models.blocks)
+
     def __init__(self, channels: int, *, groups: int = 8, interaction: bool = True, mask_hidden: int = 8) -> None:
         super().__init__()
         if channels % groups:

@@ -27,6 +27,8 @@ def _own_macs(m: "NonLocal", x: Tensor, out: Tensor) -> int:
 class NonLocal(nn.Module):
     """Embedded-Gaussian non-local block with a residual connection (an add-on block)."""
 
+    block_kind = "insert"  # follows a module, which stays (strabench.models.blocks)
+
     def __init__(self, channels: int, *, reduction: int = 2, subsample: bool = True) -> None:
         super().__init__()
         inner = max(1, channels // reduction)

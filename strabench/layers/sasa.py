@@ -40,6 +40,8 @@ class SASA(nn.Module):
         stride: 1 or 2 (2 = attention then 2x2 average pooling).
     """
 
+    block_kind = "replace"  # takes a convolution's place (strabench.models.blocks)
+
     def __init__(self, channels: int, *, heads: int = 8, kernel_size: int = 7, stride: int = 1,
                  max_dense_positions: int = 4096) -> None:
         super().__init__()

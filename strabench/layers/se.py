@@ -18,6 +18,8 @@ def _own_macs(m: "SqueezeExcite", x: Tensor, out: Tensor) -> int:
 class SqueezeExcite(nn.Module):
     """x * sigmoid(W2 relu(W1 avgpool(x))), reduction ``reduction`` (16 in the SE paper)."""
 
+    block_kind = "insert"  # follows a module, which stays (strabench.models.blocks)
+
     def __init__(self, channels: int, *, reduction: int = 16) -> None:
         super().__init__()
         hidden = max(1, channels // reduction)

@@ -29,6 +29,8 @@ class StRA(nn.Module):
         border: local attention borders, "zero" (the paper's) or "mask".
     """
 
+    block_kind = "replace"  # takes a convolution's place (strabench.models.blocks)
+
     def __init__(
         self,
         channels: int,

@@ -37,7 +37,9 @@ Layout of a suite file::
     name = "stra"                        # label; run directories are <name>-s<seed>-<hash>
     model = "resnet50_stra"              # registry name
     overrides = { groups = 8 }           # model builder overrides
-    replace = { "layer4.*.conv2" = "stra" }   # put blocks into the model (strabench.models.replace)
+    replace = { "layer4.*.conv2" = "stra" }   # put blocks into the model (strabench.models.replace);
+                                         # with settings: "stra(groups=4)", or a table:
+                                         # [variants.replace."layer4.*.conv2"]  block = "stra"  groups = 4
     train = { lr = 1e-4 }                # per-variant TrainConfig overrides
 
 ``replace`` reaches training and measuring as the ``replace`` key of the run's
@@ -470,20 +472,37 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
 
 
 def _check_replace(check: _Checker, value: Any, key: str) -> dict[str, str]:
-    """``{ "layer4.*.conv2" = "stra" }``: module patterns to known blocks (fit is checked at plan time)."""
-    from strabench.models.replace import block_class
+    """``{ "layer4.*.conv2" = "stra" }``: module patterns to known blocks (fit is checked at plan time).
+
+    A block is a name with optional settings, ``"stra(groups=4)"``, or a table with its name and
+    settings, ``{ block = "stra", groups = 4 }``; both are kept as the canonical text, so the two
+    forms give a run the same identity (``strabench.models.blocks.format_block``).
+    """
+    from strabench.models.blocks import block_from_table, canonical_block, resolve_block
 
     table = check.table(value, key)
+    out: dict[str, str] = {}
     for pattern, block in table.items():
         where = key_path(key, pattern)
         if not pattern.strip() or any(c.isspace() for c in pattern):
             check.fail(where, "expected a module pattern such as \"layer4.*.conv2\"")
-        block = check.string(block, where)
+        if isinstance(block, dict):
+            try:
+                text = block_from_table(block, where)
+            except StrabenchError as exc:  # names its key: <where>.groups
+                raise ConfigError(f"{check.path}: {exc}") from None
+        else:
+            block = check.string(block, where)
+            try:
+                text = canonical_block(block)
+            except StrabenchError as exc:
+                check.fail(where, str(exc))
         try:
-            block_class(block)
+            resolve_block(text)
         except StrabenchError as exc:
-            check.fail(where, str(exc).removeprefix("replace: "))
-    return dict(table)
+            check.fail(where, str(exc))
+        out[pattern] = text
+    return out
 
 
 def data_task_of(data: str, check: _Checker | None = None, key: str = "data") -> str:

@@ -167,6 +167,10 @@ def test_train_and_eval_a_torchvision_model_with_a_block_put_in(tmp_path):
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["status"] == "finished"
     assert 'model_overrides = {"replace" = {"layer4.*.conv2" = "eca"}}' in (out / "config.toml").read_text()
+    from strabench.train.checkpoint import load_checkpoint
+
+    weights = load_checkpoint(out / "checkpoint.pt")["model"]  # ECA is a gate: it follows the 3x3 conv, which stays
+    assert {"backbone.layer4.1.conv2.original.weight", "backbone.layer4.1.conv2.inserted.conv.weight"} <= set(weights)
     checkpoint = str(out / "checkpoint.pt")
     result = run("eval", "torchvision:resnet18", "--checkpoint", checkpoint, "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output

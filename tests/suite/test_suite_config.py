@@ -63,7 +63,7 @@ BAD_SUITES = [
     pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = { "layer4.*.conv2" = 3 }'), "variants[0].replace.'layer4.*.conv2': expected a string", id="replace-block-type"),
     pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = "stra"'), "variants[0].replace: expected a table", id="replace-not-a-table"),
     pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = { "layer9.*" = "stra" }'), "variants[0].replace: 'layer9.*' matches no module of the model", id="replace-matches-nothing"),
-    pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = { "layer4.0.conv1" = "se" }'), "variants[0].replace: se maps layer4.0.conv1's input", id="replace-shape-misfit"),
+    pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = { "layer4.0.conv1" = "stra" }'), "variants[0].replace: layer4.0.conv1: stra keeps the channel count (C -> C), and the module it would replace maps 1024 -> 512 channels", id="replace-shape-misfit"),
     pytest.param(edit('model = "resnet50"', 'model = "resnet50"\noverrides = { replace = "stra" }'), "variants[0].overrides.replace: use the variant's `replace` table", id="replace-in-overrides"),
 ]
 
