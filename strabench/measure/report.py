@@ -7,21 +7,25 @@ from typing import Iterable
 from strabench.errors import ConfigError
 
 
-def build_for_input(name: str, size: tuple[int, int], *, task: str | None = None, replace: dict | None = None):
-    """Create ``name`` for inputs of ``size`` (rebuilding heads sized for the input), checking it fits."""
+def build_for_input(
+    name: str, size: tuple[int, int], *, task: str | None = None, replace: dict | None = None, overrides: dict | None = None
+):
+    """Create ``name`` for inputs of ``size`` (rebuilding heads sized for the input), checking it fits.
+
+    ``overrides`` go to the builder (``create_model``'s keywords, as a suite variant's)."""
     import torch
 
     from strabench.measure.memory import check_fits_in_memory
     from strabench.registry import create_model, model_info
 
     info = model_info(name)
-    extra = {} if info.source == "registry" else {"input_size": tuple(size)}
+    kwargs = {**(overrides or {}), **({} if info.source == "registry" else {"input_size": tuple(size)})}
 
     def build():  # noqa: ANN202 - an nn.Module
-        model = create_model(name, task=task, replace=replace, **extra)
+        model = create_model(name, task=task, replace=replace, **kwargs)
         fixed = getattr(model, "fixed_input", None)
         if fixed is not None and tuple(fixed) != tuple(size):
-            model = create_model(name, task=task, replace=replace, input_size=tuple(size))
+            model = create_model(name, task=task, replace=replace, **{**kwargs, "input_size": tuple(size)})
         return model
 
     shape = (1, info.default_input[0], *size)

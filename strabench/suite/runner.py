@@ -289,18 +289,31 @@ def measure_model(spec: RunSpec) -> dict[str, Any]:
 
 
 def latency_settings(plan: RunPlan) -> dict[str, Any] | None:
-    """What a suite's latency measurement depends on (None when the suite times nothing)."""
+    """What a suite's latency measurement depends on (None when the suite times nothing).
+
+    ``variant_overrides`` (present only when a variant has overrides or ``replace`` blocks, so a
+    suite without any keeps the settings, and its ``latency.json``, it always had): each such
+    variant's ``model_overrides``, which the timed module is built with."""
     lat = plan.suite.measure.latency
     if lat is None:
         return None
     variants = [v for v in plan.suite.variants if any(r.variant == v.name for r in plan.runs)]
-    return {
+    settings = {
         **lat.as_dict(),
         "rounds": max(lat.rounds, MIN_LATENCY_ROUNDS),
         "measure_input": list(plan.suite.measure.input) if plan.suite.measure.input else None,
         "baseline": plan.suite.baseline,
         "variants": {v.name: v.model for v in variants},
     }
+    overridden = {v.name: _plain_overrides(v.model_overrides()) for v in variants if v.model_overrides()}
+    if overridden:
+        settings["variant_overrides"] = overridden
+    return settings
+
+
+def _plain_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """JSON's view of ``model_overrides`` (tuples as lists), so settings compare equal to their file."""
+    return json.loads(json.dumps(overrides))
 
 
 # Fewer rounds give no spread of the ratio; rounds are cheap at the suite's usual batch 1.
@@ -314,31 +327,34 @@ def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
     each variant (B v1 B v2 ... B) in every round; a variant's ratio is the median over rounds
     of its time over the mean of the two baseline times around it, and ``ratio_rounds`` keeps
     each round's ratio (the spread). Milliseconds are machine- and load-dependent: compare
-    ratios. Variant ``overrides`` and ``replace`` blocks are not applied to the timed models (noted per row).
+    ratios.
+
+    Each variant is timed as its runs train it: a variant with ``overrides`` or ``replace``
+    blocks is built with them (``timed_models``) and gets its own row, even when it shares the
+    registered model of another variant or of the baseline.
     """
     from strabench.measure.latency import benchmark_models
 
     settings = latency_settings(plan)
     assert settings is not None
     variants: dict[str, str] = settings["variants"]
-    baseline_model = variants[plan.suite.baseline]
-    models = list(dict.fromkeys(variants.values()))
     size = tuple(settings["input"] or settings["measure_input"] or ()) or None
+    items, of_variant, size = timed_models(plan, settings, size)
     rows = benchmark_models(
-        models, baseline=baseline_model, mode=settings["mode"], batch=settings["batch"], input_size=size,
-        device="cpu", threads=settings["threads"], min_run_time=settings["min_run_time"], rounds=settings["rounds"],
+        items, baseline=items[of_variant[plan.suite.baseline]], mode=settings["mode"], batch=settings["batch"],
+        input_size=size, device="cpu", threads=settings["threads"], min_run_time=settings["min_run_time"],
+        rounds=settings["rounds"],
     )
-    by_model = {row["model"]: row for row in rows}
+    if len(rows) != len(items):  # one row per distinct item, in order (the baseline is among them)
+        raise RuntimeError(f"benchmark_models returned {len(rows)} rows for {len(items)} models")
     keep = ("median_ms", "iqr_ms", "samples", "images_per_s", "ratio_to_baseline", "ratio_rounds", "noisy",
             "noise", "batch", "input", "mode", "threads", "peak_mem_mb", "note")
-    overrides = {v.name: v.model_overrides() for v in plan.suite.variants}  # replace included: not timed either
+    overridden = settings.get("variant_overrides", {})
     measured: dict[str, Any] = {}
     for name, model in variants.items():
-        row = {k: by_model[model].get(k) for k in keep}
-        if overrides.get(name):
-            note = f"timed without the variant's overrides {overrides[name]}"
-            row["note"] = f"{row['note']}; {note}" if row.get("note") else note
-        measured[name] = {"model": model, **row}
+        row = rows[of_variant[name]]
+        measured[name] = {"model": model, **({"model_overrides": overridden[name]} if name in overridden else {}),
+                          **{k: row.get(k) for k in keep}}
     first = rows[0]
     return {
         "settings": settings,
@@ -347,6 +363,46 @@ def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
         "environment": {**{k: first.get(k) for k in ("cpu", "cpu_count", "torch_version", "allocator", "load_avg", "busy_cores", "timestamp")},
                         **dict(zip(("git_commit", "git_dirty"), git_state()))},
     }
+
+
+def timed_models(
+    plan: RunPlan, settings: dict[str, Any], size: tuple[int, int] | None
+) -> tuple[list[Any], dict[str, int], tuple[int, int] | None]:
+    """(what to time, variant -> its index there, the input size): a variant without overrides is
+    timed by its registered name (as ever); one with them by the module its runs train, built with
+    its ``model_overrides`` (``replace`` blocks included) for the timing input. A module has no
+    default input, so then ``size`` falls back to the variants' common default."""
+    from strabench.measure.report import build_for_input
+    from strabench.registry import model_info
+    from strabench.suite.checks import model_key
+
+    overridden: dict[str, dict[str, Any]] = settings.get("variant_overrides", {})
+    if overridden and size is None:
+        defaults = {model_info(model).input_size() for model in settings["variants"].values()}
+        if len(defaults) != 1:
+            raise ConfigError(
+                f"{plan.suite.path}: measure.latency: variants with overrides are timed as built modules, which need "
+                f"one input size; the variants' defaults differ ({', '.join(f'{h}x{w}' for h, w in sorted(defaults))}): "
+                f"set measure.input or measure.latency.input"
+            )
+        (size,) = defaults
+    items: list[Any] = []
+    index: dict[str, int] = {}
+    of_variant: dict[str, int] = {}
+    for name, model in settings["variants"].items():
+        overrides = overridden.get(name)
+        key = model_key(model, overrides or {})
+        if key not in index:
+            if overrides:
+                kwargs = _tuples(dict(overrides))
+                replace = kwargs.pop("replace", None)
+                assert size is not None
+                items.append(build_for_input(model, size, task=plan.suite.task, replace=replace, overrides=kwargs))
+            else:
+                items.append(model)
+            index[key] = len(items) - 1
+        of_variant[name] = index[key]
+    return items, of_variant, size
 
 
 # --- environment --------------------------------------------------------------------------------
