@@ -64,3 +64,24 @@ def test_readme_demo_block_matches_the_committed_demo_run() -> None:
     block = module.demo_block()
     assert "resnet50" in block and "stra" in block and "untrained" in block
     assert block in readme, "README.md's demo block is stale: run `make readme-demo`"
+
+
+def test_readme_demo_table_has_the_papers_and_our_counts() -> None:
+    """Independent of the report code: the complexity columns hold the paper's printed Table 1
+    numbers and ours as counted by hand (the design notes' 24.56M / 4.054 G and 17.62M / 3.166 G
+    at 256x128); the accuracy paper columns are empty only because the data is synthetic."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- DEMO-OUTPUT -->", 1)[1].split("<!-- /DEMO-OUTPUT -->", 1)[0]
+    lines = [line for line in block.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = {cells[0]: dict(zip(header, cells)) for cells in
+            ([cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:4])}
+    expected = {"resnet50": (24.56, 24.6, 4.054, 4.05), "stra": (17.62, 17.6, 3.166, 3.17)}
+    for variant, (params, params_paper, gmacs, gmacs_paper) in expected.items():
+        row = rows[variant]
+        assert float(row["params (M)"]) == params and float(row["params paper (M)"]) == params_paper
+        assert float(row["Δ params (M)"]) == pytest.approx(params - params_paper, abs=1e-9)
+        assert float(row["GMACs (paper conv.)"]) == gmacs and float(row["GMACs paper"]) == gmacs_paper
+        assert float(row["Δ GMACs"]) == pytest.approx(gmacs - gmacs_paper, abs=1e-9)
+        assert row["mAP paper"] == row["rank1 paper"] == "—"
+    assert "— here because: data synthetic_reid, not Market-1501" in " ".join(block.split())
