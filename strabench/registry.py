@@ -102,9 +102,7 @@ def create_model(
 
         apply_replacements(model, replace, (info.default_input[0], *info.input_size(kwargs.get("input_size"))))
     if pretrained is not None:
-        from strabench.models.pretrained import load_pretrained  # torch: not at import (CLI start-up)
-
-        load_pretrained(model, pretrained)
+        _load_pretrained(model, pretrained)
     return model
 
 
@@ -134,7 +132,13 @@ def _create_external(
 
         model = FeatureModel(model, name=info.name, num_classes=num_classes, probe_size=shape[1:], in_chans=shape[0])  # type: ignore[index]
     if pretrained is not None:
-        from strabench.models.pretrained import load_pretrained  # torch: not at import (CLI start-up)
-
-        load_pretrained(model, pretrained)
+        _load_pretrained(model, pretrained)
     return model
+
+
+def _load_pretrained(model: "nn.Module", path: str) -> None:
+    """Every tensor of ``path`` that fits by name and shape; the rest reported, never silently
+    (``model.pretrained_report``, and a logged warning)."""
+    from strabench.models.weights import load_state  # torch: not at import (CLI start-up)
+
+    model.pretrained_report = load_state(path, model, strict=False)  # type: ignore[attr-defined]

@@ -35,7 +35,6 @@ at a time (the run directory is locked with ``strabench.io.acquire_lock``).
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import random
@@ -43,7 +42,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strabench.errors import CheckpointError, WriteError, clip
+from strabench.errors import CheckpointError, WriteError
 from strabench.io import (
     atomic_write_json,
     describe_os_error,
@@ -51,6 +50,16 @@ from strabench.io import (
     replace_file,
     sha256_file,
     write_temp_sibling,
+)
+from strabench.models.weights import (  # reading weights files safely, shared with pretrained= and eval
+    FORMAT_KEY,
+    CorruptCheckpointError,
+    error_line,
+    load_state,
+    read_sidecar,
+    safe_load,
+    sidecar_path,
+    verify_sidecar,
 )
 
 if TYPE_CHECKING:
@@ -72,30 +81,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT_KEY = "strabench_checkpoint"
 FORMAT_VERSION = 1
-_MAX_LISTED_KEYS = 5
 _KEY_TYPES = frozenset({str, int, float, bool, type(None)})
-
-
-class CorruptCheckpointError(CheckpointError):
-    """A checkpoint file that is damaged, truncated, foreign or unsafe: try an older one.
-
-    Distinguished from other ``CheckpointError``s (e.g. a config-hash mismatch) because only
-    this kind makes ``load_latest_good`` fall back to the previous checkpoint.
-    """
 
 
 def previous_path(path: str | os.PathLike[str]) -> Path:
     """Where the checkpoint before ``path`` is kept: ``checkpoint.pt`` -> ``checkpoint.prev.pt``."""
     p = Path(path)
     return p.with_name(f"{p.stem}.prev{p.suffix}")
-
-
-def sidecar_path(path: str | os.PathLike[str]) -> Path:
-    """The checksum file of a checkpoint: ``<path>.sha256``."""
-    p = Path(path)
-    return p.with_name(p.name + ".sha256")
 
 
 # --- what may be stored -----------------------------------------------------------------------
@@ -153,42 +146,6 @@ def _sidecar_record(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "size": path.stat().st_size}
 
 
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    """The sidecar record of checkpoint ``path``; None if there is no sidecar."""
-    side = sidecar_path(path)
-    try:
-        record = json.loads(side.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        raise CorruptCheckpointError(f"checksum file {side} is unreadable ({err})") from err
-    if (
-        not isinstance(record, dict)
-        or not isinstance(record.get("sha256"), str)
-        or not isinstance(record.get("size"), int)
-    ):
-        raise CorruptCheckpointError(f"checksum file {side} is malformed: {clip(repr(record), 120)}")
-    return record
-
-
-def _verify(path: Path) -> bool:
-    """Check ``path`` against its sidecar; True if verified, False if there is no sidecar.
-
-    Raises ``CorruptCheckpointError`` on a mismatch. The size is compared first: a truncated
-    file is caught without hashing it.
-    """
-    record = _read_sidecar(path)
-    if record is None:
-        return False
-    size = path.stat().st_size
-    if size != record["size"] or sha256_file(path) != record["sha256"]:
-        raise CorruptCheckpointError(
-            f"checkpoint {path} is corrupt (sha256 mismatch; {size} bytes, "
-            f"{sidecar_path(path).name} expects {record['size']})"
-        )
-    return True
-
-
 def _remove_stale_temps(path: Path) -> None:
     """Delete temp files a killed save of this checkpoint left behind (they can be large)."""
     for pattern in (f".{path.name}.*.tmp", f".{previous_path(path).name}.sha256.*.tmp"):
@@ -231,7 +188,7 @@ def save_checkpoint(
     try:
         new_record = _sidecar_record(tmp)
         if target.exists() and _current_is_verified(target):
-            atomic_write_json(sidecar_path(previous), _read_sidecar(target))
+            atomic_write_json(sidecar_path(previous), read_sidecar(target))
             os.replace(target, previous)
             fsync_dir(target.parent)
         replace_file(tmp, target)
@@ -251,7 +208,7 @@ def save_checkpoint(
 def _current_is_verified(target: Path) -> bool:
     """Whether the current checkpoint may become the fallback (see the module doc)."""
     try:
-        verified = _verify(target)
+        verified = verify_sidecar(target)
     except CorruptCheckpointError as err:
         log.warning("%s; not rotating it over %s", err, previous_path(target).name)
         return False
@@ -266,32 +223,6 @@ def _current_is_verified(target: Path) -> bool:
 
 
 # --- loading ----------------------------------------------------------------------------------
-
-
-def _first_line(err: BaseException, limit: int = 160) -> str:
-    text = str(err).strip().splitlines()
-    line = text[0] if text else ""
-    return f"{type(err).__name__}: {clip(line, limit)}"
-
-
-def _safe_torch_load(path: Path, map_location: Any) -> Any:
-    """``torch.load(weights_only=True)``; every failure becomes a one-line CheckpointError.
-
-    Unpickling untrusted bytes fails in many ways (UnpicklingError for forbidden globals,
-    RuntimeError for a broken zip, EOFError, ...); all mean "not a checkpoint we can use".
-    """
-    import torch
-
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except MemoryError:
-        raise
-    except Exception as err:  # noqa: BLE001 - wrapped and re-raised, never swallowed
-        raise CorruptCheckpointError(
-            f"{path} is not a valid strabench checkpoint or unsafe to load ({_first_line(err)})"
-        ) from err
 
 
 def load_checkpoint(
@@ -310,8 +241,8 @@ def load_checkpoint(
     target = Path(path)
     if not target.is_file():
         raise CheckpointError(f"checkpoint {target} does not exist")
-    _verify(target)
-    payload = _safe_torch_load(target, map_location)
+    verify_sidecar(target)
+    payload = safe_load(target, map_location)
     if not isinstance(payload, dict) or FORMAT_KEY not in payload:
         raise CorruptCheckpointError(
             f"{target} is not a valid strabench checkpoint (no '{FORMAT_KEY}' marker; plain "
@@ -375,78 +306,20 @@ def load_latest_good(
 # --- model weights ----------------------------------------------------------------------------
 
 
-def _listed(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_MAX_LISTED_KEYS])
-    more = len(keys) - _MAX_LISTED_KEYS
-    return shown + (f", ... ({more} more)" if more > 0 else "")
-
-
 def load_model_weights(
     model: torch.nn.Module, path: str | os.PathLike[str], *, strict: bool = True
 ) -> tuple[list[str], list[str]]:
     """Load weights into ``model`` from a plain state_dict file or a strabench checkpoint.
 
-    Accepts a torchvision-style ``state_dict`` file or our checkpoint's ``"model"`` entry, both
-    with ``weights_only=True``. With ``strict=True`` any missing/unexpected key or shape
-    mismatch raises ``CheckpointError`` listing a few of each (typically a checkpoint of
-    another model). With ``strict=False`` the fitting tensors are loaded and
-    ``(missing, unexpected)`` is returned and logged: a shape-mismatched key is skipped and
-    appears in both lists (e.g. a classifier with another number of classes).
+    ``strabench.models.weights.load_state`` (the one loader: ``weights_only``, the sidecar,
+    names and shapes checked), with the ``(missing, unexpected)`` lists this module has always
+    returned. With ``strict=True`` any missing/unexpected key or shape mismatch raises
+    ``CheckpointError`` listing a few of each. With ``strict=False`` the fitting tensors are
+    loaded and ``(missing, unexpected)`` is returned and logged: a shape-mismatched key is
+    skipped and appears in both lists (e.g. a classifier with another number of classes).
     """
-    import torch
-
-    target = Path(path)
-    if not target.is_file():
-        raise CheckpointError(f"weights file {target} does not exist")
-    _verify(target)
-    obj = _safe_torch_load(target, "cpu")
-    if isinstance(obj, dict) and FORMAT_KEY in obj:
-        state = obj.get("state")
-        if not isinstance(state, dict) or "model" not in state:
-            raise CheckpointError(f"checkpoint {target} has no 'model' entry to load weights from")
-        weights = state["model"]
-    else:
-        weights = obj
-    if not isinstance(weights, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
-    ):
-        raise CheckpointError(
-            f"{target} does not hold a state_dict (a mapping of parameter names to tensors)"
-        )
-
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    mismatched = [k for k in own if k in weights and weights[k].shape != own[k].shape]
-    if strict and (missing or unexpected or mismatched):
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys ({_listed(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys ({_listed(unexpected)})")
-        if mismatched:
-            shapes = [
-                f"{k}: file {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
-                for k in mismatched
-            ]
-            parts.append(f"{len(mismatched)} shape mismatches ({_listed(shapes)})")
-        hint = "checkpoint of another model?"
-        if unexpected and all(k.startswith("module.") for k in unexpected):
-            hint = "keys start with 'module.': saved from DataParallel?"
-        raise CheckpointError(
-            f"{target} does not fit {type(model).__name__}: {'; '.join(parts)} ({hint})"
-        )
-    fitting = {k: v for k, v in weights.items() if k not in mismatched}
-    model.load_state_dict(fitting, strict=strict)
-    missing = missing + mismatched
-    unexpected = unexpected + mismatched
-    if missing or unexpected:
-        log.warning(
-            "loaded %s into %s non-strictly: %d missing (%s), %d unexpected (%s)",
-            target, type(model).__name__,
-            len(missing), _listed(missing), len(unexpected), _listed(unexpected),
-        )
-    return missing, unexpected
+    report = load_state(path, model, strict=strict)
+    return list(report.missing + report.mismatched), list(report.unexpected + report.mismatched)
 
 
 # --- RNG state --------------------------------------------------------------------------------
@@ -504,7 +377,7 @@ def restore_rng_state(state: Mapping[str, Any]) -> list[str]:
         torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
         cuda_states = list(state.get("torch_cuda", []))
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint RNG state is malformed ({_first_line(err)})") from err
+        raise CheckpointError(f"checkpoint RNG state is malformed ({error_line(err)})") from err
     if cuda_states:
         available = torch.cuda.device_count() if torch.cuda.is_available() else 0
         usable = min(available, len(cuda_states))

@@ -49,6 +49,7 @@ from strabench.amp import amp_dtype, autocast_factory
 from strabench.env import describe_environment
 from strabench.errors import CheckpointError, ConfigError, NumericalError, clip
 from strabench.io import acquire_lock, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, remove_stale_temps
+from strabench.models.weights import load_state, read_state
 from strabench.train import recipes
 from strabench.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -691,7 +692,6 @@ def _result(
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
     """(state_dict, the training config if the file is a strabench checkpoint, other info): how
     ``eval`` and ``viz`` read saved weights (a checksum failure of our checkpoint never falls back)."""
-    from strabench.models.pretrained import read_state_dict
     from strabench.train.checkpoint import CorruptCheckpointError
 
     if not path.is_file():
@@ -701,27 +701,12 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | 
     except CorruptCheckpointError:
         if sidecar_path(path).exists():
             raise  # a strabench checkpoint that fails its checksum: never fall back
-        return read_state_dict(path), None, {}
+        return read_state(path), None, {}
     weights = state.get("model")
     if not isinstance(weights, dict):
         raise CheckpointError(f"checkpoint {path} has no model weights")
     saved = state.get("config") if isinstance(state.get("config"), dict) else None
     return weights, saved, {"epoch": state.get("epoch"), "config_hash": state.get("config_hash")}
-
-
-def load_weights_strict(model: nn.Module, weights: dict[str, torch.Tensor], path: Path, name: str | None = None) -> None:
-    """Every tensor must fit, the classifier included (build the model with the file's class count)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    mismatched = [k for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or mismatched:
-        first = (missing or unexpected or mismatched)[0]
-        raise CheckpointError(
-            f"{path} does not fit {name or type(model).__name__}: {len(missing)} missing, {len(unexpected)} unexpected, "
-            f"{len(mismatched)} mismatched tensors (first: {first}); checkpoint of another model?"
-        )
-    model.load_state_dict(weights)
 
 
 def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_dir: Path | str | None = None) -> dict[str, Any]:
@@ -765,7 +750,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
         kwargs["input_size"] = tuple(cfg.input_size)
     model = create_model(cfg.model, task=cfg.task, num_classes=num_classes, **kwargs)
     model.check_input((2, model_info(cfg.model).default_input[0], *cfg.input_size))
-    load_weights_strict(model, weights, path)
+    load_state(path, model, strict=True, state=weights)  # every tensor must fit, the classifier included
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -826,5 +811,5 @@ def model_from_checkpoint(
     if getattr(model, "fixed_input", None) is not None and tuple(model.fixed_input) != size:
         model = create_model(model_name, task=task, input_size=size, **overrides)
     model.check_input((1, info.default_input[0], *size))
-    load_weights_strict(model, weights, Path(checkpoint), model_name)
+    load_state(checkpoint, model, strict=True, state=weights, name=model_name)
     return model, task, size

@@ -33,7 +33,7 @@ def test_torchvision_weights_fill_the_backbone_and_report_the_rest(torchvision_w
 def test_plain_resnet_loads_everything_but_the_head(torchvision_weights):
     report = create_model("resnet50", pretrained=str(torchvision_weights)).pretrained_report
     assert {k.split(".")[0] for k in report.missing} == {"head", "classifier"}
-    assert report.unexpected == ("fc.bias", "fc.weight")
+    assert set(report.unexpected) == {"fc.bias", "fc.weight"}
 
 
 def test_bad_files_are_refused(tmp_path):
@@ -45,7 +45,7 @@ def test_bad_files_are_refused(tmp_path):
     torch.save(torch.nn.Linear(3, 2).state_dict(), other)
     with pytest.raises(CheckpointError, match="another model"):
         create_model("resnet50", pretrained=str(other))
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         create_model("resnet50", pretrained=str(tmp_path / "missing.pth"))
 
 

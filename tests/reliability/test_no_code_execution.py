@@ -162,17 +162,17 @@ def _load_model_weights(path: Path) -> object:
     return load_model_weights(torch.nn.Linear(2, 2), path)
 
 
-def _read_state_dict(path: Path) -> object:
-    from strabench.models.pretrained import read_state_dict
+def _read_state(path: Path) -> object:
+    from strabench.models.weights import read_state
 
-    return read_state_dict(path)
+    return read_state(path)
 
 
 LIBRARY_LOADERS: dict[str, Callable[[Path], object]] = {
     "load_checkpoint": _load_checkpoint,
     "load_latest_good": _load_latest_good,
     "load_model_weights": _load_model_weights,
-    "read_state_dict": _read_state_dict,
+    "read_state": _read_state,
 }
 
 
