@@ -98,7 +98,10 @@ def print_plan(out: "Console", config: "SuiteConfig", plan: "RunPlan", design: "
                only: Sequence[str]) -> None:
     """The dry run's statement: seeds each undecided comparison needs, and what they cost."""
     from strabench.report.planning import plan_lines
+    from strabench.suite.adaptive import check_design
 
+    if design is not None:
+        check_design(plan.out_dir, design)
     lines = plan_lines(config, plan.out_dir, design=report_design(design) if design else None, variants=list(only) or None)
     if lines:
         out.print("seeds needed (docs/statistics.md):")
@@ -111,8 +114,9 @@ def run_rounds(out: "Console", config: "SuiteConfig", outdir: str, design: "Adap
                max_minutes: float | None, resume: str, keep_checkpoints: str = "last") -> int:
     """Run the rounds, print how they ended and the verdict lines; the exit code."""
     from strabench.report.sequential import describe_design
-    from strabench.suite.adaptive import run_until_decided
+    from strabench.suite.adaptive import check_design, run_until_decided
 
+    check_design(Path(outdir) / config.name, design)
     out.print(f"run until decided: {describe_design(report_design(design))}; stops when every {design.metric} comparison "
               f"with {design.baseline} is decided" + (f" or the next round would pass {max_minutes:g} minutes" if max_minutes else ""),
               highlight=False)

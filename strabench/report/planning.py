@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strabench.report.power import POWER, minutes, seeds_to_detect, seeds_to_show_equivalence
+from strabench.report.power import POWER, cost_text, seeds_to_detect, seeds_to_show_equivalence
 from strabench.report.sequential import Design, describe_design
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def plan_lines(config: "SuiteConfig", suite_dir: Path, *, design: Design | None 
                          + ("set min_effect or equivalence_margin in the suite to plan seeds" if effect is None and margin is None
                             else f"more than {10_000} seeds: out of reach"))
             continue
-        cost = f", about {minutes(plan.seconds)} ({plan.unit})" if plan.seconds is not None else ", cost unknown (no run timed yet)"
+        cost = f", about {cost_text(plan.seconds, plan.unit)}" if plan.seconds is not None else ", cost unknown (no run timed yet)"
         lines.append(f"{head}; SD of the difference {plan.sd:.2f} ({plan.source}); seeds for {POWER:.0%} power at level "
                      f"{plan.level:.4g}: {', '.join(goals)}; {plan.more} more{cost}")
     undecided = [p for p in plans if p.verdict == "undecided" and p.seeds is not None]
@@ -144,7 +144,7 @@ def plan_lines(config: "SuiteConfig", suite_dir: Path, *, design: Design | None 
         most = max(p.seeds for p in undecided)  # type: ignore[type-var]
         total = _total_seconds(undecided)
         lines.append(f"all undecided comparisons: up to {most} seeds per variant"
-                     + (f", about {minutes(total)} more of runs" if total is not None else ""))
+                     + (f", about {cost_text(total, undecided[0].unit)} more of runs" if total is not None else ""))
         if design is not None and most > design.max_seeds:
             lines.append(f"the largest need ({most} seeds) exceeds the design's {design.max_seeds}: expect comparisons to stay undecided")
     if design is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["POWER", "minutes", "seeds_to_detect", "seeds_to_show_equivalence", "tost_power"]
+__all__ = ["POWER", "cost_text", "minutes", "seeds_to_detect", "seeds_to_show_equivalence", "tost_power"]
 
 POWER = 0.8
 LIMIT = 10_000  # beyond this many seeds, "not within reach" rather than a number
@@ -65,6 +65,15 @@ def seeds_to_show_equivalence(sd: float, margin: float, level: float, power: flo
     if not (sd > 0 and margin > abs(true_diff) and 0 < level < 1):
         return None
     return _smallest(2, lambda n: tost_power(sd, margin, n, level, true_diff) >= power)
+
+
+def cost_text(seconds: float | None, unit: str = "run-minutes") -> str:
+    """'27 CPU-minutes', '4.7 CPU-hours' ('unit' names the minutes: CPU-, GPU- or run-minutes)."""
+    if seconds is None or not math.isfinite(seconds):
+        return f"? {unit}"
+    if seconds >= 5400:
+        return f"{seconds / 3600:.1f} {unit.replace('minutes', 'hours')}"
+    return f"{seconds / 60:.0f} {unit}" if seconds >= 60 else f"{seconds / 60:.1f} {unit}"
 
 
 def minutes(seconds: float | None) -> str:

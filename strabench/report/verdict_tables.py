@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from strabench.report.cells import fmt, interval_cell
-from strabench.report.power import POWER, minutes
+from strabench.report.power import POWER, cost_text
 from strabench.report.sequential import METHOD
 from strabench.report.stats import CI_METHOD_SEEDS
 
@@ -37,8 +37,9 @@ def _need_cell(record: dict[str, Any], metric: str) -> str:
             return "no min_effect set"
         return "no spread yet" if record.get(f"{m}_need_sd") is None else "out of reach"
     cost = record.get(f"{m}_need_seconds")
-    unit = (record.get(f"{m}_need_unit") or "run-minutes").replace("-minutes", "-min")
-    return f"{need} seeds" + (f", ~{minutes(cost).replace(' min', '')} {unit}" if cost else "")
+    if not record.get(f"{m}_need_more"):
+        return f"{need} seeds: run"
+    return f"{need} seeds" + (f", ~{cost_text(cost, record.get(f'{m}_need_unit') or 'run-minutes')}" if cost else "")
 
 
 def _p_toward(record: dict[str, Any], metric: str) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from strabench.report.noise import NoiseSplit, align_items, split_noise
 from strabench.report.per_item import ItemScores, read_per_item
-from strabench.report.power import POWER, minutes, seeds_to_detect, seeds_to_show_equivalence
+from strabench.report.power import POWER, cost_text, seeds_to_detect, seeds_to_show_equivalence
 from strabench.report.sequential import UNDECIDED, VERDICTS, Design, decide, fixed_design, required_level
 from strabench.report.stats import ALPHA, compare_paired, finite
 
@@ -185,12 +185,18 @@ def _load_pilot(path: str, load: Callable[[Path], "SuiteResults"] | None) -> "Su
 
 
 def run_seconds(rows: Sequence[Mapping[str, Any]]) -> float | None:
-    """Mean measured time of a finished run (training + final evaluation)."""
+    """Mean measured time of a finished run: training + final evaluation (``result.json``'s
+    ``eval_time_s``, where the run's folder is at hand)."""
+    from strabench.io import read_json_object
+
     times = []
     for row in rows:
         if row.get("status") != "finished" or not finite(row.get("train_time_s")):
             continue
-        times.append(float(row["train_time_s"]) + (float(row["eval_time_s"]) if finite(row.get("eval_time_s")) else 0.0))
+        evaluation = row.get("eval_time_s")
+        if evaluation is None and row.get("run_dir"):
+            evaluation = (read_json_object(Path(row["run_dir"]) / "result.json") or {}).get("eval_time_s")
+        times.append(float(row["train_time_s"]) + (float(evaluation) if finite(evaluation) and evaluation > 0 else 0.0))
     return sum(times) / len(times) if times else None
 
 
@@ -428,10 +434,15 @@ def verdict_line(record: Mapping[str, Any], metric: str) -> str:
     else:
         text = f"{head}: undecided after {seeds} ({shown})"
         need = record.get(f"{m}_need_seeds")
-        if need is not None:
+        if need is not None and not record.get(f"{m}_need_more"):
+            text += (f"; the {need} seeds planned for {POWER:.0%} power are run: the difference is likely below "
+                     f"{record[f'{m}_min_effect']:g}" if record.get(f"{m}_min_effect") is not None else
+                     f"; the {need} seeds planned for {POWER:.0%} power are run")
+            text += (", and without an equivalence_margin in the suite 'equivalent' cannot be concluded"
+                     if record.get(f"{m}_margin") is None else "; more seeds still narrow the interval")
+        elif need is not None:
             cost = record.get(f"{m}_need_seconds")
-            unit = record.get(f"{m}_need_unit") or "run-minutes"
-            extra = f", ~{minutes(cost).replace(' min', '')} {unit}" if cost is not None and cost > 0 else ""
+            extra = f", ~{cost_text(cost, record.get(f'{m}_need_unit') or 'run-minutes')}" if cost is not None and cost > 0 else ""
             what = _target(record, m)
             text += f"; about {need} seeds ({record[f'{m}_need_more']} more{extra}) would {what} with {POWER:.0%} power"
         elif record.get(f"{m}_need_source") and record.get(f"{m}_need_sd") is None:

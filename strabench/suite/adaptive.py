@@ -93,19 +93,15 @@ def read_design(suite_dir: Path) -> dict[str, Any] | None:
     return data
 
 
-def _start(suite_dir: Path, design: AdaptiveDesign) -> dict[str, Any]:
-    """Record the design, or check that the recorded one is the same; the recorded state."""
-    from strabench.io import atomic_write_json, ensure_directory
-
+def check_design(suite_dir: Path, design: AdaptiveDesign) -> dict[str, Any] | None:
+    """The recorded state if ``suite_dir`` already has this design (None: it has none yet);
+    a one-line ConfigError if it has another or a damaged one."""
     recorded = read_design(suite_dir)
-    wanted = design.as_dict()
     if recorded is None:
         if (Path(suite_dir) / DESIGN_JSON).exists():
             raise ConfigError(f"{Path(suite_dir) / DESIGN_JSON}: damaged; move it away only if you start the design afresh in a new --out")
-        ensure_directory(suite_dir)
-        state = {**wanted, "rounds": [], "stop": None}
-        atomic_write_json(Path(suite_dir) / DESIGN_JSON, state)
-        return state
+        return None
+    wanted = design.as_dict()
     differs = [k for k, v in wanted.items() if recorded.get(k) != v]
     if differs:
         what = ", ".join(f"{k} {recorded.get(k)!r} (now {wanted[k]!r})" for k in differs[:3])
@@ -115,6 +111,19 @@ def _start(suite_dir: Path, design: AdaptiveDesign) -> dict[str, Any]:
             "rerun with the same suite file and options, or use a new --out"
         )
     return recorded
+
+
+def _start(suite_dir: Path, design: AdaptiveDesign) -> dict[str, Any]:
+    """Record the design, or check that the recorded one is the same; the recorded state."""
+    from strabench.io import atomic_write_json, ensure_directory
+
+    recorded = check_design(suite_dir, design)
+    if recorded is not None:
+        return recorded
+    ensure_directory(suite_dir)
+    state = {**design.as_dict(), "rounds": [], "stop": None}
+    atomic_write_json(Path(suite_dir) / DESIGN_JSON, state)
+    return state
 
 
 @dataclass

@@ -157,6 +157,19 @@ class VariantSpec:
         return {**self.overrides, "replace": dict(self.replace)} if self.replace else dict(self.overrides)
 
 
+class Amounts(dict):
+    """Metric -> amount (``equivalence_margin``, ``min_effect``), read-only; a dict rather than
+    a mapping proxy so that a plan pickles into ``--jobs`` workers."""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        raise TypeError("suite amounts are read-only")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Amounts, (dict(self),))
+
+
 @dataclass(frozen=True)
 class SuiteConfig:
     """A loaded, checked suite file. ``train`` = every profile; ``profile_train[p]`` = profile p only."""
@@ -178,8 +191,8 @@ class SuiteConfig:
     """The checked ``[executor]`` table (resources for cluster jobs); not part of any run's hash."""
     # How comparisons are decided (strabench.report.sequential); not part of any run's hash.
     alpha: float = 0.05
-    equivalence_margin: Mapping[str, float] = field(default_factory=lambda: types.MappingProxyType({}))
-    min_effect: Mapping[str, float] = field(default_factory=lambda: types.MappingProxyType({}))
+    equivalence_margin: Mapping[str, float] = field(default_factory=lambda: Amounts())
+    min_effect: Mapping[str, float] = field(default_factory=lambda: Amounts())
     pilot: str = ""
     max_seeds: int | None = None
 
@@ -502,8 +515,8 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         baseline=baseline,
         executor=_freeze(executor),
         alpha=alpha,
-        equivalence_margin=types.MappingProxyType(margins),
-        min_effect=types.MappingProxyType(effects),
+        equivalence_margin=Amounts(margins),
+        min_effect=Amounts(effects),
         pilot=pilot,
         max_seeds=max_seeds,
     )
