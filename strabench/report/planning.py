@@ -119,7 +119,7 @@ def plan_lines(config: "SuiteConfig", suite_dir: Path, *, design: Design | None 
     margin, effect = config.equivalence_margin.get(metric), config.min_effect.get(metric, config.equivalence_margin.get(metric))
     lines = []
     for plan in plans:
-        head = f"{plan.variant} vs {plan.baseline}, {metric}: {plan.verdict}" + (f" after {plan.have} seeds" if plan.have else "")
+        head = f"{plan.variant} vs {plan.baseline}, {metric}: {plan.verdict}" + (f" after {plan.have} seed{'s' if plan.have != 1 else ''}" if plan.have else "")
         if plan.verdict != "undecided":
             lines.append(head)
             continue

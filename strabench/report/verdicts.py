@@ -159,14 +159,18 @@ class Spread:
 
 def pilot_spread(pilot: "SuiteResults", variant: str, metric: str) -> Spread | None:
     """The paired spread of ``variant`` vs the pilot's baseline (by variant name and seed)."""
-    by: dict[str, dict[int, float]] = {}
+    groups: dict[tuple[str, str], dict[int, float]] = {}  # (variant, setting) -> {seed: score}
     for row in pilot.rows:
         seed = row.get("seed")
         value = (row.get("metrics") or {}).get(metric)
         if row.get("status") == "finished" and isinstance(seed, int) and finite(value):
-            by.setdefault(row["variant"], {}).setdefault(seed, float(value))
-    base = by.get(pilot.baseline or "", {})
-    mine = by.get(variant, {})
+            groups.setdefault((row["variant"], str(row.get("group") or "")), {}).setdefault(seed, float(value))
+
+    def largest(name: str) -> dict[int, float]:  # a pilot folder may hold several settings of a variant
+        return max((g for (v, _), g in groups.items() if v == name), key=len, default={})
+
+    base = largest(pilot.baseline or "")
+    mine = largest(variant)
     comparison = compare_paired(mine, base)
     if comparison.n < 2 or not comparison.std_diff:
         return None
@@ -333,10 +337,11 @@ def _decide_family(family: Sequence[tuple[dict, dict]], metric: str, analysis: A
         kind, look = UNDECIDED, -1
         if decisions is not None:
             kind, look = int(decisions.verdict[0, c]), int(decisions.look[0, c])
+            testable = look >= 0 and decisions.n[0, c] >= 2 and not decisions.degenerate[0, c]
             for name in ("p_better", "p_worse", "p_equivalent", "p_holm", "level"):
                 value = float(getattr(decisions, name)[0, c])
-                record[f"{m}_{name}"] = value if math.isfinite(value) else None
-            record[f"{m}_tested_n"] = int(decisions.n[0, c]) if look >= 0 else None
+                record[f"{m}_{name}"] = value if testable and math.isfinite(value) else None
+            record[f"{m}_tested_n"] = int(decisions.n[0, c]) if testable else None
         else:
             for name in ("p_better", "p_worse", "p_equivalent", "p_holm", "level"):
                 record[f"{m}_{name}"] = None
