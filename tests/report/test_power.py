@@ -42,6 +42,16 @@ def test_tost_power_is_a_lower_bound_of_the_simulated_power() -> None:
     assert rejected - bound < 0.08, "and a close one where power is high enough to plan with"
 
 
+def test_tost_power_by_hand() -> None:
+    # no true difference: each one-sided test rejects with P(T_{n-1, m sqrt(n)/sd} > t_{1-level, n-1});
+    # the lower bound of both rejecting is twice that minus one
+    sd, margin, n, level = 2.0, 1.5, 12, 0.05
+    one = sps.nct.sf(sps.t.ppf(1 - level, n - 1), n - 1, margin * math.sqrt(n) / sd)
+    assert tost_power(sd, margin, n, level) == pytest.approx(2 * one - 1)
+    shifted = [sps.nct.sf(sps.t.ppf(1 - level, n - 1), n - 1, (margin + d) * math.sqrt(n) / sd) for d in (0.5, -0.5)]
+    assert tost_power(sd, margin, n, level, true_diff=0.5) == pytest.approx(sum(shifted) - 1)
+
+
 def test_seeds_to_show_equivalence_is_minimal() -> None:
     n = seeds_to_show_equivalence(2.0, 1.5, 0.05)
     assert tost_power(2.0, 1.5, n, 0.05) >= 0.8 > tost_power(2.0, 1.5, n - 1, 0.05)

@@ -86,6 +86,7 @@ def test_a_decided_variant_gets_no_more_seeds(tmp_path: Path, monkeypatch: pytes
     assert len(stra_runs) == 3, "decided at the first look: no further seeds"
     assert len(same_runs) == design["looks"][len(design["rounds"]) - 1] > 3
     assert design["rounds"][1]["variants"] == ["base", "same"]
+    assert "look 2 of 2: 6 seeds of base, same (" in " ".join(result.output.split())
     rows = [json.loads((d / "run.json").read_text()) for d in (out / "t").glob("*/")]
     assert all(r["variant"] != "stra" or r["seed"] < 3 for r in rows)
     csv_text = (out / "t" / "results.csv").read_text()
@@ -116,6 +117,8 @@ def test_interrupted_mid_round_resumes_with_the_same_command(tmp_path: Path, noi
         runner._fit = runner_fit
     assert stopped.exit_code == 130, stopped.output
     assert "--until-decided --max-seeds 12" in stopped.output, "the resume line repeats the design"
+    stra = next(r for r in summarise(load_suite_results(out / "t"), paper=False) if r["variant"] == "stra")
+    assert stra["mAP_look"] == 0 and stra["mAP_verdict"] == "undecided", "a look whose seeds are not all run is not tested"
     calls_before = len(noisy.calls)
     resumed = run(str(suite), "--out", str(out), "--until-decided")
     assert resumed.exit_code == 0, resumed.output
