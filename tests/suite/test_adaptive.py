@@ -86,7 +86,7 @@ def test_a_decided_variant_gets_no_more_seeds(tmp_path: Path, monkeypatch: pytes
     assert len(stra_runs) == 3, "decided at the first look: no further seeds"
     assert len(same_runs) == design["looks"][len(design["rounds"]) - 1] > 3
     assert design["rounds"][1]["variants"] == ["base", "same"]
-    assert "look 2 of 2: 6 seeds of base, same (" in " ".join(result.output.split())
+    assert "look 2 of 4: 4 seeds of base, same (" in " ".join(result.output.split())
     rows = [json.loads((d / "run.json").read_text()) for d in (out / "t").glob("*/")]
     assert all(r["variant"] != "stra" or r["seed"] < 3 for r in rows)
     csv_text = (out / "t" / "results.csv").read_text()
