@@ -267,6 +267,11 @@ def _print_summary(out: "Console", outcome: "SuiteOutcome") -> None:
     for row in rows:
         if row["status"] == "failed" and row.get("error"):
             out.print(f"[red]failed[/] {row['run_id']}: {row['error']}")
+    for row in rows:
+        stalled = [m for m in metrics if row["status"] == "finished" and row["metrics"].get(m) is not None
+                   and row.get("metrics_untrained", {}).get(m) is not None and row["metrics"][m] <= row["metrics_untrained"][m]]
+        if stalled:
+            out.print(f"[yellow]WARNING[/] {row['run_id']} did not learn: {', '.join(stalled)} at or below the untrained network's")
 
 
 def _numbers(record: dict, keys: tuple[str, ...] | None) -> str:

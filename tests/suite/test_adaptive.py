@@ -190,3 +190,14 @@ def test_until_decided_with_parallel_workers(tmp_path: Path, monkeypatch: pytest
     assert outcome.reason == "max seeds" and outcome.looks_done == 1 and outcome.open_variants == {"stra"}
     assert set(outcome.outcomes[0].attempted.values()) == {"finished"} and len(outcome.outcomes[0].attempted) == 2
     assert read_design(tmp_path / "results" / "t")["rounds"][0]["runs_run"] == 2
+
+
+def test_a_run_that_did_not_learn_is_a_warning_after_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = NoisyEngine(bonus={"resnet50": -40.0})  # trained scores near 0, untrained 10 + seed
+    monkeypatch.setattr(runner, "_fit", fake)
+    monkeypatch.setattr(runner, "measure_model", fake_measure)
+    result = run(str(suite_file(tmp_path, seeds="[0]")), "--out", str(tmp_path / "results"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "WARNING base-s0-" in text and "did not learn: mAP" in text
+    assert "WARNING stra-s0-" not in text
