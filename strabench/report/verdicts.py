@@ -260,6 +260,11 @@ def add_comparisons(summary: list[dict[str, Any]], results: "SuiteResults",
     notes = sorted(set(cache.problems))
     if design is not None and in_design:
         notes.insert(0, _design_note(design))
+    from strabench.suite.adaptive import DESIGN_JSON
+
+    if design is None and (results.directory / DESIGN_JSON).exists():
+        notes.insert(0, f"WARNING {results.directory / DESIGN_JSON} cannot be read: the verdicts below treat every seed as "
+                        "planned up front, which is not valid for seeds added until decided; restore the file")
     return notes
 
 

@@ -67,6 +67,9 @@ def test_rounds_until_decided_are_recorded_and_reported(tmp_path: Path, noisy: N
     assert stra["mAP_sequential"] and stra["mAP_look"] == looks_run - 1 and stra["mAP_verdict"] == "better"
     report = CliRunner().invoke(app, ["report", str(out / "t"), "--no-plots"])
     assert "Run until decided" in report.output and "added adaptively" in report.output
+    (out / "t" / DESIGN_JSON).write_text("{ damaged")
+    report = CliRunner().invoke(app, ["report", str(out / "t"), "--no-plots"])
+    assert report.exit_code == 0 and "sequential.json cannot be read" in " ".join(report.output.split())
 
 
 def test_a_decided_variant_gets_no_more_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
