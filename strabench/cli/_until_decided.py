@@ -102,6 +102,8 @@ def print_plan(out: "Console", config: "SuiteConfig", plan: "RunPlan", design: "
 
     if design is not None:
         check_design(plan.out_dir, design)
+    if not config.measure.accuracy:
+        return  # complexity only: nothing is compared
     lines = plan_lines(config, plan.out_dir, design=report_design(design) if design else None, variants=list(only) or None)
     if lines:
         out.print("seeds needed (docs/statistics.md):")

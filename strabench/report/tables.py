@@ -559,12 +559,12 @@ def runs_frame(results: SuiteResults, metric: str):
         value = row["metrics"].get(metric)
         ci = row.get("metrics_ci", {}).get(metric)
         untrained = row.get("metrics_untrained", {}).get(metric)
-        status = row["status"]
+        status = str(row["status"] or "—")
         if value is not None and untrained is not None and value <= untrained:
             status += ", did not learn"
         if id(row) not in counted:
             status += ", not counted (a second folder of this seed)"
-        missing = "no finite value" if status.startswith("finished") else row["status"]
+        missing = "no finite value" if status.startswith("finished") else str(row["status"] or "—")
         rows.append([
             row["variant"], "—" if row.get("seed") is None else str(int(row["seed"])), status,
             _fmt(value, 2) if value is not None else missing,

@@ -126,6 +126,8 @@ def noise_of(rows_by_seed: Mapping[int, Mapping[str, Any]], metric: str, cache: 
     if isinstance(aligned, str):
         return aligned
     matrix, clusters = aligned
+    if len(set(clusters)) < 2:
+        return "the per-item scores hold a single cluster: the test set cannot be resampled"
     return split_noise(matrix, clusters)
 
 
