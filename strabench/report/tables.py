@@ -32,13 +32,14 @@ from strabench.io import read_json_object
 from strabench.metrics.resampling import CI_METHOD
 from strabench.paper import PAPER, PAPER_COMPLEXITY_INPUT, PAPER_SETTINGS
 from strabench.report.cells import fmt, interval_cell
+from strabench.report.counting import STATUS_RANK, dedupe_seeds, did_not_learn
 from strabench.report.stats import CI_METHOD_SEEDS, group_stats
 from strabench.suite.store import read_results_csv  # noqa: F401 - part of this module's API
 
 PAPER_TITLE = 'Zhang, Li, Shen, Liu, "Structure-Regularized Attention for Deformable Object Representation"'
 MAC_LABELS = {"paper": "paper conv.", "fvcore": "fvcore", "ptflops": "ptflops"}
 PRIMARY_METRICS = ("mAP", "mean", "test_acc", "val_acc", "rank1")
-_STATUS_RANK = {"finished": 3, "failed": 2, "partial": 1, "pending": 0}
+_STATUS_RANK = STATUS_RANK
 SETTING_KEYS = ("data", "profile", "train_input", "device", "data_seed")
 SETTING_LABELS = {"data": "data", "profile": "profile", "train_input": "train input", "device": "device", "data_seed": "data seed"}
 
@@ -249,35 +250,6 @@ def _seed(row: dict[str, Any]) -> int | None:
     return int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None
 
 
-def _canonical(row: dict[str, Any]) -> bool:
-    """Whether the run's folder has the name its identity gives it (a copy or rename has not)."""
-    return row.get("run_id") == f"{row.get('variant')}-s{row.get('seed')}-{row.get('hash')}"
-
-
-def dedupe_seeds(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """One run per seed of a group: the folder named as its identity says, else the most
-    advanced status, else the first by name; the others are named in the returned notes."""
-    by_seed: dict[Any, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_seed.setdefault(_seed(row), []).append(row)
-    kept: list[dict[str, Any]] = []
-    notes: list[str] = []
-    for seed, candidates in by_seed.items():
-        if seed is None or len(candidates) == 1:
-            kept.extend(candidates)
-            continue
-        ranked = sorted(candidates, key=lambda r: (not _canonical(r), -_STATUS_RANK.get(r["status"], 0), str(r["run_id"])))
-        keep, others = ranked[0], ranked[1:]
-        kept.append(keep)
-        differ = any(o["status"] == "finished" and keep["status"] == "finished" and o["metrics"] != keep["metrics"] for o in others)
-        names = ", ".join(f"`{o['run_id']}`" for o in others)
-        notes.append(
-            f"`{keep['variant']}` seed {seed}: {len(others) + 1} run folders of one setting; counted once (`{keep['run_id']}`), "
-            f"not {names}" + (" (their numbers differ!)" if differ else " (copies)")
-        )
-    return kept, notes
-
-
 class Summary(list):
     """``summarise``'s records (a list), with ``problems``: the lines the notes owe the reader
     about what was not counted (duplicate seeds, unusable per-item files) and how it was decided."""
@@ -420,12 +392,6 @@ def _state(record: dict[str, Any]) -> str | None:
 
 _fmt = fmt
 _interval_cell = interval_cell
-
-
-def did_not_learn(record: dict[str, Any], metric: str) -> bool:
-    """The group's mean trained score is at or below the same networks' untrained score."""
-    mean, untrained = record.get(f"{metric}_mean"), record.get(f"{metric}_untrained_mean")
-    return mean is not None and untrained is not None and mean <= untrained
 
 
 def _metric_cell(record: dict[str, Any], metric: str) -> str:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from strabench.report.counting import did_not_learn
 from strabench.report.noise import NoiseSplit, align_items, split_noise
 from strabench.report.per_item import ItemScores, read_per_item
 from strabench.report.power import POWER, cost_text, seeds_to_detect, seeds_to_show_equivalence
@@ -359,15 +360,10 @@ def _decide_family(family: Sequence[tuple[dict, dict]], metric: str, analysis: A
         if comparison.degenerate:
             flags.append("zero spread: every paired difference is the same, so the seeds vary nothing and no t-test is possible")
         for who in (record, base):
-            if _did_not_learn(who, m):
+            if did_not_learn(who, m):
                 flags.append(f"{who['variant']} did not learn ({m} {who[f'{m}_mean']:.2f} <= untrained {who[f'{m}_untrained_mean']:.2f})")
         record[f"{m}_flags"] = flags
         _add_need(record, base, m, analysis, design, sequential, max(planned, len(family)) * per, pilot)
-
-
-def _did_not_learn(record: Mapping[str, Any], metric: str) -> bool:
-    trained, untrained = record.get(f"{metric}_mean"), record.get(f"{metric}_untrained_mean")
-    return finite(trained) and finite(untrained) and trained <= untrained
 
 
 def _add_need(record: dict[str, Any], base: Mapping[str, Any], metric: str, analysis: Analysis, design: Design,
