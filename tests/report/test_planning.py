@@ -22,13 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 QUICK = REPO / "results" / "quick"
 
 
-def pilot_numbers(variant: str) -> tuple[float, float, float]:
-    """From the pilot's files: the SD of the paired mAP difference, and one run's seconds
-    (training + evaluation) of the variant and of resnet50."""
+def pilot_numbers(variant: str) -> tuple[float, float, float, int]:
+    """From the pilot's files: the SD of the paired mAP difference, one run's seconds (training
+    + evaluation) of the variant and of resnet50, and the number of pairs."""
     with open(QUICK / "results.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        rows = [r for r in csv.DictReader(handle) if r["status"] == "finished" and r["mAP"]]
     score = {(r["variant"], int(r["seed"])): float(r["mAP"]) for r in rows}
-    sd = float(np.std([score[variant, s] - score["resnet50", s] for s in range(7)], ddof=1))
+    seeds = [s for v, s in score if v == variant and ("resnet50", s) in score]
+    sd = float(np.std([score[variant, s] - score["resnet50", s] for s in seeds], ddof=1))
 
     def seconds(name: str) -> float:
         times = []
@@ -38,7 +39,7 @@ def pilot_numbers(variant: str) -> tuple[float, float, float]:
                 times.append(result["train_time_s"] + result["eval_time_s"])
         return sum(times) / len(times)
 
-    return sd, seconds(variant), seconds("resnet50")
+    return sd, seconds(variant), seconds("resnet50"), len(seeds)
 
 
 def seeds_for(sd: float, effect: float, margin: float, level: float) -> int:
@@ -59,9 +60,9 @@ def test_dry_run_plans_the_quick_suite_from_its_pilot(tmp_path: Path, monkeypatc
     assert "12 pending" in text and "seeds needed" in text
     level = 0.05 / 6  # two comparisons x (better, worse, equivalent within ±2)
     for variant in ("local", "stra"):
-        sd, mine, base = pilot_numbers(variant)
+        sd, mine, base, pairs = pilot_numbers(variant)
         seeds = seeds_for(sd, 2.0, 2.0, level)
-        assert f"{variant} vs resnet50, mAP: undecided; SD of the difference {sd:.2f} (pilot results/quick (7 pairs))" in text
+        assert f"{variant} vs resnet50, mAP: undecided; SD of the difference {sd:.2f} (pilot results/quick ({pairs} pairs))" in text
         hours = seeds * (mine + base) / 3600
         assert f"; {seeds} more, about {hours:.1f} CPU-hours" in text
 
@@ -71,7 +72,7 @@ def test_until_decided_plans_at_the_last_looks_level(tmp_path: Path, monkeypatch
     config = load_suite("suites/quick.toml")
     design = sequential_design(4, 10, 0.05)
     plans = plan_seeds(config, tmp_path / "quick", design=design)
-    sd, _, _ = pilot_numbers("stra")
+    sd, _, _, _ = pilot_numbers("stra")
     stra = next(p for p in plans if p.variant == "stra")
     assert stra.level == pytest.approx(design.alphas[-1] / 6)
     assert stra.seeds == seeds_for(sd, 2.0, 2.0, design.alphas[-1] / 6)
