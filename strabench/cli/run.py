@@ -6,9 +6,12 @@ rewritten after every run. --jobs N runs N at once (one GPU or cores/N threads e
 --executor slurm submits each pending run as a SLURM job (a job array, through submitit;
 resources from the suite's [executor] table or the flags below), requeued and resumed on
 preemption; --wait follows the jobs, `strabench status DIR` shows them from any host. Split a
-suite over machines by hand with --shard K/N; `strabench report` merges what is there. Exit 0:
-all runs finished (or submitted); 1: some run failed; 2: bad suite or options; 130:
-interrupted (rerun the same command to resume).
+suite over machines by hand with --shard K/N; `strabench report` merges what is there.
+--until-decided adds seeds in rounds (up to --max-seeds, within --max-minutes of runs) until
+every comparison with the baseline is better, worse, equivalent or the budget is spent, with
+error control over the rounds (docs/statistics.md); --dry-run states the seeds each comparison
+needs and their cost. Exit 0: all runs finished (or submitted); 1: some run failed; 2: bad
+suite or options; 130: interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ def run_command(
     cpus_per_task: Annotated[int | None, typer.Option("--cpus-per-task", help="slurm: CPU cores per task.")] = None,
     mem_gb: Annotated[int | None, typer.Option("--mem-gb", help="slurm: memory per job in GB.")] = None,
     timeout_min: Annotated[int | None, typer.Option("--timeout-min", help="slurm: time limit per job in minutes (a run that needs longer is requeued and resumes).")] = None,
+    until_decided: Annotated[bool, typer.Option("--until-decided", help="Add seeds in rounds until every comparison with the baseline is decided (better / worse / equivalent), with error control over the rounds; the design is fixed in <suite>/sequential.json.")] = False,
+    max_seeds: Annotated[int | None, typer.Option("--max-seeds", help="--until-decided: at most this many seeds per variant (default: the suite's max_seeds).")] = None,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="--until-decided: start no round that would take the rounds past this many minutes of wall-clock time (counted over resumed sessions).")] = None,
 ) -> None:
     from strabench.env import configure_process
 
@@ -71,6 +77,11 @@ def run_command(
     check_keep_checkpoints(keep_checkpoints)
     config = load_suite(suite)
     seed_values = parse_seeds(seeds or [])
+    from strabench.cli import _until_decided as decided
+
+    decided.check_options(until_decided=until_decided, max_seeds=max_seeds, max_minutes=max_minutes, shard=shard,
+                          executor=executor, config=config, only=_split(only))
+    design = decided.adaptive_design(config, seed_values, max_seeds, _split(only)) if until_decided else None
     plan = plan_runs(
         config, out, profile=profile, data=data, seeds=seed_values or None, only=_split(only) or None,
         device=device, shard=parse_shard(shard) if shard else None,
@@ -85,6 +96,7 @@ def run_command(
             print_json(rows)
         else:
             _print_dry_run(console(), plan, rows)
+            decided.print_plan(console(), config, plan, design, _split(only))
         return
     from strabench.suite.executors import EXECUTORS
 
@@ -110,6 +122,24 @@ def run_command(
         from rich.console import Console
 
         out_console = Console(width=max(out_console.width, 140))
+    if design is not None:
+        def execute(round_plan: "RunPlan") -> "SuiteOutcome":
+            round_view: Any = LiveView(out_console) if out_console.is_terminal and jobs == 1 else LineView(out_console)
+            try:
+                if jobs > 1:
+                    from strabench.suite.executors import run_parallel
+
+                    return run_parallel(round_plan, jobs, round_view)
+                return run_suite(round_plan, round_view)
+            finally:
+                round_view.close()
+
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints)
+        resume += f" --until-decided --max-seeds {design.max_seeds}" + (f" --max-minutes {max_minutes:g}" if max_minutes else "")
+        resume += f" --jobs {jobs}" if jobs > 1 else ""
+        options = {"profile": profile, "data": data, "device": device, "check_models": False}  # checked above
+        raise typer.Exit(decided.run_rounds(out_console, config, out, design, execute=execute, plan_options=options,
+                                            max_minutes=max_minutes, resume=resume, keep_checkpoints=keep_checkpoints))
     view: Any = LiveView(out_console) if out_console.is_terminal and jobs == 1 else LineView(out_console)
     try:
         if jobs > 1:
@@ -237,6 +267,11 @@ def _print_summary(out: "Console", outcome: "SuiteOutcome") -> None:
     for row in rows:
         if row["status"] == "failed" and row.get("error"):
             out.print(f"[red]failed[/] {row['run_id']}: {row['error']}")
+    for row in rows:
+        stalled = [m for m in metrics if row["status"] == "finished" and row["metrics"].get(m) is not None
+                   and row.get("metrics_untrained", {}).get(m) is not None and row["metrics"][m] <= row["metrics_untrained"][m]]
+        if stalled:
+            out.print(f"[yellow]WARNING[/] {row['run_id']} did not learn: {', '.join(stalled)} at or below the untrained network's")
 
 
 def _numbers(record: dict, keys: tuple[str, ...] | None) -> str:

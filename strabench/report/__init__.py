@@ -1,7 +1,9 @@
 """Reports over suite results: markdown tables beside the paper's numbers, CSV/JSON, PNG plots.
 
 ``build_report`` is what ``strabench report`` calls: it finds the suite directories, merges
-same-named suites (copied shards), draws the plots, renders and writes the output.
+same-named suites (copied shards), draws the plots, renders and writes the output. Terminal
+views take each comparison's verdict as one line from ``tables.verdict_lines(results)``
+(``verdicts.verdict_line(record, metric)`` for one record of ``tables.summarise``).
 """
 
 from __future__ import annotations

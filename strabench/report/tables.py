@@ -4,8 +4,13 @@
   in the directory, whatever plan produced it. Runs are grouped by their setting (the training
   config without the seed: variant, model, overrides, data, profile, input, device ...); a
   group is one row of the table, aggregated over its seeds (``strabench.report.stats``).
+* A group counts each seed once: run folders that repeat a seed of the same setting (a copied
+  ``*.bak`` folder, a run re-measured under another hash) are left out and named in the notes,
+  as are finished runs whose metric is not a finite number, and runs that two merged copies of
+  a suite record with different numbers.
 * Every other variant is compared with the suite's baseline variant *in the same setting*,
-  seed against seed, with a Holm-corrected paired test and a plain verdict.
+  seed against seed, and each comparison ends in one verdict: better, worse, equivalent within
+  the suite's margin, or undecided (``strabench.report.verdicts``, ``docs/statistics.md``).
 * The paper's numbers (``strabench.paper.PAPER``) only appear in columns labelled "paper", and
   only where our setting is the paper's (same model, no overrides, the paper's input; for
   accuracies also the real dataset and the paper's profile); elsewhere "—" and a note why.
@@ -26,13 +31,15 @@ from strabench.errors import ConfigError
 from strabench.io import read_json_object
 from strabench.metrics.resampling import CI_METHOD
 from strabench.paper import PAPER, PAPER_COMPLEXITY_INPUT, PAPER_SETTINGS
-from strabench.report.stats import ALPHA, CI_METHOD_SEEDS, TEST_METHOD, Comparison, compare_paired, group_stats, holm, verdict
+from strabench.report.cells import fmt, interval_cell
+from strabench.report.counting import STATUS_RANK, dedupe_seeds, did_not_learn
+from strabench.report.stats import CI_METHOD_SEEDS, group_stats
 from strabench.suite.store import read_results_csv  # noqa: F401 - part of this module's API
 
 PAPER_TITLE = 'Zhang, Li, Shen, Liu, "Structure-Regularized Attention for Deformable Object Representation"'
 MAC_LABELS = {"paper": "paper conv.", "fvcore": "fvcore", "ptflops": "ptflops"}
 PRIMARY_METRICS = ("mAP", "mean", "test_acc", "val_acc", "rank1")
-_STATUS_RANK = {"finished": 3, "failed": 2, "partial": 1, "pending": 0}
+_STATUS_RANK = STATUS_RANK
 SETTING_KEYS = ("data", "profile", "train_input", "device", "data_seed")
 SETTING_LABELS = {"data": "data", "profile": "profile", "train_input": "train input", "device": "device", "data_seed": "data seed"}
 
@@ -46,6 +53,7 @@ class SuiteResults:
     rows: list[dict[str, Any]]
     meta: dict[str, Any] = field(default_factory=dict)  # plan.json's "suite" entry, if any
     latency: dict[str, Any] | None = None  # latency.json: the suite's interleaved timing
+    warnings: list[str] = field(default_factory=list)  # what merging copies found (printed in the notes)
 
     @property
     def metrics(self) -> list[str]:
@@ -117,16 +125,21 @@ def load_suite_results(directory: Path) -> SuiteResults:
     else:
         rows = []
     name = meta.get("name") or (rows[0]["suite"] if rows and rows[0].get("suite") else directory.name)
+    for row in rows:  # where the run's own files are (per-item scores, timings): merged copies differ
+        if (directory / str(row["run_id"])).is_dir():
+            row["run_dir"] = str(directory / str(row["run_id"]))
     return SuiteResults(str(name), directory, rows, dict(meta), latency)
 
 
 def merge_results(results: Iterable[SuiteResults]) -> list[SuiteResults]:
     """Same-named suites from several directories (copied shards) become one; per run the most
-    advanced status wins (finished > failed > partial > pending)."""
+    advanced status wins (finished > failed > partial > pending). A run finished in two copies
+    with different numbers keeps the first copy's and is named in the suite's ``warnings``:
+    the copies disagree, and a reader must know which was shown."""
     merged: dict[str, SuiteResults] = {}
     for item in results:
         if item.name not in merged:
-            merged[item.name] = SuiteResults(item.name, item.directory, list(item.rows), dict(item.meta), item.latency)
+            merged[item.name] = SuiteResults(item.name, item.directory, list(item.rows), dict(item.meta), item.latency, list(item.warnings))
             continue
         target = merged[item.name]
         index = {row["run_id"]: i for i, row in enumerate(target.rows)}
@@ -137,6 +150,14 @@ def merge_results(results: Iterable[SuiteResults]) -> list[SuiteResults]:
                 target.rows.append(row)
             elif _STATUS_RANK.get(row["status"], 0) > _STATUS_RANK.get(target.rows[i]["status"], 0):
                 target.rows[i] = row
+            elif row["status"] == target.rows[i]["status"] == "finished" and row["metrics"] != target.rows[i]["metrics"]:
+                kept = target.rows[i]
+                differ = sorted(k for k in {*row["metrics"], *kept["metrics"]} if row["metrics"].get(k) != kept["metrics"].get(k))
+                shown = ", ".join(f"{k} {_fmt(kept['metrics'].get(k))} vs {_fmt(row['metrics'].get(k))}" for k in differ[:2])
+                target.warnings.append(
+                    f"run `{row['run_id']}` is finished in {target.directory} and in {item.directory} with different numbers "
+                    f"({shown}): kept {target.directory}'s; the copies are not the same run"
+                )
         target.meta = target.meta or dict(item.meta)
         target.latency = target.latency or item.latency
     return list(merged.values())
@@ -229,12 +250,30 @@ def _seed(row: dict[str, Any]) -> int | None:
     return int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None
 
 
-def summarise(results: SuiteResults, *, paper: bool = True) -> list[dict[str, Any]]:
+class Summary(list):
+    """``summarise``'s records (a list), with ``problems``: the lines the notes owe the reader
+    about what was not counted (duplicate seeds, unusable per-item files) and how it was decided."""
+
+    def __init__(self, records: Iterable[dict[str, Any]] = (), problems: Sequence[str] = ()) -> None:
+        super().__init__(records)
+        self.problems = list(problems)
+
+
+def summarise(results: SuiteResults, *, paper: bool = True, through_look: int | None = None) -> "Summary":
     """One numeric record per group: runs by status, per-metric statistics, complexity, latency,
-    paper references where the setting matches, and the paired comparison with the baseline."""
+    paper references where the setting matches, and the paired comparison with the baseline.
+
+    Each seed counts once (``dedupe_seeds``); each metric's n counts the finished seeds with a
+    finite value (``<metric>_missing`` lists the others). ``through_look``: decide a run-until-
+    decided design as it stood after that look (what the rounds loop asks)."""
+    from strabench.report.verdicts import add_comparisons
+
     metrics = results.metrics
-    summary = []
-    for rows in _groups(results):
+    summary: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for all_rows in _groups(results):
+        rows, duplicates = dedupe_seeds(all_rows)
+        problems += duplicates
         finished = [r for r in rows if r["status"] == "finished"]
         model = rows[0]["model"]
         record: dict[str, Any] = {
@@ -247,18 +286,27 @@ def summarise(results: SuiteResults, *, paper: bool = True) -> list[dict[str, An
             "finished": len(finished),
             "failed": sum(r["status"] == "failed" for r in rows),
             "pending": sum(r["status"] in ("pending", "partial") for r in rows),
+            "duplicates": len(all_rows) - len(rows),
             "seeds": sorted(s for r in finished if (s := _seed(r)) is not None),
             "errors": sorted({r["error"] for r in rows if r.get("error")}),
+            "rows": rows,
+            "rows_by_seed": {s: r for r in finished if (s := _seed(r)) is not None},
+            "seed_status": {s: r["status"] for r in rows if r["status"] in ("finished", "failed") and (s := _seed(r)) is not None},
         }
         for metric in metrics:
-            values = [float(r["metrics"][metric]) for r in finished if r["metrics"].get(metric) is not None]
+            used = [r for r in finished if r["metrics"].get(metric) is not None]
+            values = [float(r["metrics"][metric]) for r in used]
             stats = group_stats(values)
             record[f"{metric}_n"], record[f"{metric}_mean"], record[f"{metric}_std"] = stats.n, stats.mean, stats.std
             record[f"{metric}_ci_low"], record[f"{metric}_ci_high"] = stats.ci_low, stats.ci_high
-            record[f"{metric}_by_seed"] = {s: float(r["metrics"][metric]) for r in finished
-                                          if r["metrics"].get(metric) is not None and (s := _seed(r)) is not None}
+            record[f"{metric}_ci_clipped"], record[f"{metric}_degenerate"] = stats.clipped, stats.degenerate
+            record[f"{metric}_missing"] = sorted(s if (s := _seed(r)) is not None else -1 for r in finished if r not in used)
+            record[f"{metric}_by_seed"] = {s: float(r["metrics"][metric]) for r in used if (s := _seed(r)) is not None}
             before = [float(r["metrics_untrained"][metric]) for r in finished if r.get("metrics_untrained", {}).get(metric) is not None]
             record[f"{metric}_untrained_mean"] = _mean(before)
+            record[f"{metric}_not_learned"] = sorted(
+                s for r in used if (u := r.get("metrics_untrained", {}).get(metric)) is not None
+                and float(r["metrics"][metric]) <= float(u) and (s := _seed(r)) is not None)
             sizes = sorted({int(r["test_size"][metric]) for r in finished if r.get("test_size", {}).get(metric) is not None})
             record[f"{metric}_test_n"] = sizes[0] if len(sizes) == 1 else (sizes or None)
         measured = [r for r in rows if r.get("params") is not None or r.get("macs_paper") is not None]
@@ -270,8 +318,21 @@ def summarise(results: SuiteResults, *, paper: bool = True) -> list[dict[str, An
         if paper:
             _add_paper(record, metrics)
         summary.append(record)
-    _add_comparisons(summary, results)
-    return summary
+    problems += add_comparisons(summary, results, load=load_suite_results, through_look=through_look)
+    return Summary(summary, problems)
+
+
+def verdict_lines(results: SuiteResults, *, summary: Sequence[dict[str, Any]] | None = None,
+                  metric: str | None = None) -> list[str]:
+    """One readable line per comparison with the baseline, for ``metric`` (default: the primary
+    one), as ``strabench.report.verdicts.verdict_line`` renders it: for terminal views."""
+    from strabench.report.verdicts import verdict_line
+
+    metric = metric or results.primary_metric
+    if metric is None:
+        return []
+    summary = summarise(results) if summary is None else summary
+    return [verdict_line(r, metric) for r in summary if r.get(f"{metric}_vs")]
 
 
 def _add_latency(record: dict[str, Any], results: SuiteResults, rows: Sequence[dict[str, Any]]) -> None:
@@ -319,35 +380,6 @@ def _delta(ours: float | None, scale: float, paper: float | None) -> float | Non
     return None if ours is None or paper is None else ours / scale - paper
 
 
-def _add_comparisons(summary: list[dict[str, Any]], results: SuiteResults) -> None:
-    """Each group against the baseline variant's group in the same setting, per metric, Holm per metric."""
-    baseline = results.baseline
-    for metric in results.metrics:
-        pending: list[tuple[dict[str, Any], Comparison]] = []
-        for record in summary:
-            if record["variant"] == baseline:
-                continue
-            base = next((r for r in summary if r["variant"] == baseline and _setting(r) == _setting(record)), None)
-            if base is None:
-                continue
-            comparison = compare_paired(record[f"{metric}_by_seed"], base[f"{metric}_by_seed"])
-            if comparison.n:
-                pending.append((record, comparison))
-        adjusted = holm([c.p_value for _, c in pending])
-        family = sum(c.p_value is not None for _, c in pending)  # what Holm corrected over
-        for (record, comparison), p_holm in zip(pending, adjusted):
-            comparison = comparison.with_holm(p_holm)
-            record[f"{metric}_vs"] = baseline
-            record[f"{metric}_pairs"] = comparison.n
-            record[f"{metric}_diff"] = comparison.mean_diff
-            record[f"{metric}_diff_ci_low"], record[f"{metric}_diff_ci_high"] = comparison.ci_low, comparison.ci_high
-            record[f"{metric}_p_improve"] = comparison.p_improve
-            record[f"{metric}_p"], record[f"{metric}_p_holm"] = comparison.p_value, comparison.p_holm
-            record[f"{metric}_min_p"] = comparison.min_p
-            record[f"{metric}_comparisons"] = family
-            record[f"{metric}_verdict"] = verdict(comparison)
-
-
 # --- rendering ----------------------------------------------------------------------------------
 
 
@@ -358,23 +390,23 @@ def _state(record: dict[str, Any]) -> str | None:
     return "failed" if record["failed"] else "pending"
 
 
-def _fmt(value: float | None, digits: int = 2, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+_fmt = fmt
+_interval_cell = interval_cell
 
 
 def _metric_cell(record: dict[str, Any], metric: str) -> str:
     mean, std = record[f"{metric}_mean"], record[f"{metric}_std"]
     if mean is None:
         return _state(record) or "—"
-    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+    text = f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+    return text + (" (did not learn)" if did_not_learn(record, metric) else "")
 
 
-def _interval_cell(low: float | None, high: float | None, digits: int = 2, signed: bool = False) -> str:
-    if low is None or high is None:
-        return "—"
-    return f"[{_fmt(low, digits, signed)}, {_fmt(high, digits, signed)}]"
+def _group_interval_cell(record: dict[str, Any], metric: str) -> str:
+    text = _interval_cell(record[f"{metric}_ci_low"], record[f"{metric}_ci_high"])
+    if record.get(f"{metric}_degenerate"):
+        return text + " (zero spread)"
+    return text + (" clipped" if record.get(f"{metric}_ci_clipped") else "")
 
 
 def shown_metrics(results: SuiteResults) -> list[str]:
@@ -406,7 +438,7 @@ def table_columns(results: SuiteResults, summary: Sequence[dict[str, Any]], *, p
     for metric in shown_metrics(results):
         columns.append((f"{metric} (%)", lambda r, m=metric: _metric_cell(r, m)))
         if any(r.get(f"{metric}_n", 0) > 1 for r in summary):
-            columns.append((f"{metric} 95% CI", lambda r, m=metric: _interval_cell(r[f"{m}_ci_low"], r[f"{m}_ci_high"])))
+            columns.append((f"{metric} 95% CI", lambda r, m=metric: _group_interval_cell(r, m)))
         if paper and any(r.get(f"{metric}_paper_published") is not None for r in summary):
             columns.append((f"{metric} paper", lambda r, m=metric: _fmt(r[f"{m}_paper"], 1)))
             columns.append((f"Δ {metric} vs paper", lambda r, m=metric: _fmt(r[f"{m}_delta"], 2, True)))
@@ -456,9 +488,12 @@ def _scaled(value: float | None, scale: float) -> float | None:
 
 
 def _runs_cell(record: dict[str, Any]) -> str:
+    """Distinct seeds: finished / all; then failed, pending, and metrics counted over fewer seeds."""
     text = f"{record['finished']}/{record['runs']}"
     extra = [f"{record['failed']} failed"] if record["failed"] else []
     extra += [f"{record['pending']} pending"] if record["pending"] else []
+    extra += [f"{key[:-len('_missing')]} from {record['finished'] - len(value)}" for key, value in record.items()
+              if key.endswith("_missing") and value]
     return f"{text} ({', '.join(extra)})" if extra else text
 
 
@@ -473,38 +508,32 @@ def table_frame(results: SuiteResults, *, paper: bool = True, summary: Sequence[
 
 def comparison_frame(results: SuiteResults, summary: Sequence[dict[str, Any]], metric: str):
     """Paired comparisons with the baseline for one metric (None when there are none)."""
-    import pandas as pd
+    from strabench.report.verdict_tables import comparison_frame as frame
 
-    compared = [r for r in summary if r.get(f"{metric}_verdict")]
-    if not compared:
-        return None
-    rows = []
-    for r in compared:
-        m = metric
-        rows.append([
-            r["variant"], r[f"{m}_vs"], str(r[f"{m}_pairs"]),
-            f"{_fmt(r[f'{m}_diff'], 2, True)} {_interval_cell(r[f'{m}_diff_ci_low'], r[f'{m}_diff_ci_high'], 2, True)}",
-            _fmt(r[f"{m}_p_improve"], 2), _fmt(r[f"{m}_p"], 4), _fmt(r[f"{m}_p_holm"], 4), _fmt(r[f"{m}_min_p"], 4),
-            r[f"{m}_verdict"],
-        ])
-    header = ["variant", "baseline", "paired seeds", f"Δ {metric} [95% CI]", "P(variant > baseline)", "p",
-              "p (Holm)", "smallest p possible at n", "verdict"]
-    return pd.DataFrame(rows, columns=header)
+    return frame(results.baseline, summary, metric)
 
 
 def runs_frame(results: SuiteResults, metric: str):
     """One line per run: its score with the 95 % test-set interval and the test-set size."""
     import pandas as pd
 
+    counted = {id(r) for group in _groups(results) for r in dedupe_seeds(group)[0]}
     rows = []
     for row in results.rows:
         if row["status"] == "pending":
             continue
         value = row["metrics"].get(metric)
         ci = row.get("metrics_ci", {}).get(metric)
+        untrained = row.get("metrics_untrained", {}).get(metric)
+        status = str(row["status"] or "—")
+        if value is not None and untrained is not None and value <= untrained:
+            status += ", did not learn"
+        if id(row) not in counted:
+            status += ", not counted (a second folder of this seed)"
+        missing = "no finite value" if status.startswith("finished") else str(row["status"] or "—")
         rows.append([
-            row["variant"], "—" if row.get("seed") is None else str(int(row["seed"])), row["status"],
-            _fmt(value, 2) if value is not None else row["status"],
+            row["variant"], "—" if row.get("seed") is None else str(int(row["seed"])), status,
+            _fmt(value, 2) if value is not None else missing,
             _interval_cell(*ci) if ci else ("—" if value is None else "not recorded"),
             str(row.get("test_size", {}).get(metric, "—")),
             _fmt(row.get("metrics_untrained", {}).get(metric), 2),
@@ -555,8 +584,38 @@ def notes(results: SuiteResults, summary: Sequence[dict[str, Any]], *, paper: bo
     for record in summary:
         if record["errors"]:
             lines.append(f"Failed `{record['variant']}`: {'; '.join(record['errors'])}")
+    lines += _counting_notes(results, summary)
     if paper:
         lines += _paper_notes(summary)
+    return lines
+
+
+def _counting_notes(results: SuiteResults, summary: Sequence[dict[str, Any]]) -> list[str]:
+    """What was not counted, or cannot be read at face value: one line each."""
+    lines = [f"WARNING merged copies disagree: {w}" for w in results.warnings]
+    lines += [f"Counted once: {p}" if p.startswith("`") else p for p in getattr(summary, "problems", [])]
+    shown = shown_metrics(results)
+    for record in summary:
+        name = f"`{record['variant']}`"
+        for metric in results.metrics:
+            missing = record.get(f"{metric}_missing") or []
+            if missing:
+                lines.append(f"{name}: {len(missing)} of {record['finished']} finished run(s) have no finite {metric} "
+                             f"(seed(s) {', '.join(map(str, missing))}): {metric} is over the other {record[f'{metric}_n']}.")
+        for metric in shown:
+            if did_not_learn(record, metric):
+                lines.append(f"WARNING {name} did not learn: {metric} {record[f'{metric}_mean']:.2f} is at or below the same "
+                             f"networks untrained ({record[f'{metric}_untrained_mean']:.2f}); its comparisons mean little.")
+            elif record.get(f"{metric}_not_learned"):
+                seeds = record[f"{metric}_not_learned"]
+                lines.append(f"WARNING {name}: seed(s) {', '.join(map(str, seeds))} did not learn ({metric} at or below untrained).")
+            if record.get(f"{metric}_degenerate"):
+                lines.append(f"{name}: identical {metric} on all {record[f'{metric}_n']} seeds (zero spread): the interval is a "
+                             "point, not a certainty; check that the seed reaches training and that the runs are not copies.")
+    clipped = sorted({m for r in summary for m in shown if r.get(f"{m}_ci_clipped")})
+    if clipped:
+        lines.append(f"'clipped': the t-interval of {', '.join(clipped)} left [0, 100] and was cut to it (a percentage cannot "
+                     "leave its range; with so few seeds the interval's width is the message).")
     return lines
 
 
@@ -603,21 +662,6 @@ def _paper_notes(summary: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _comparison_notes(results: SuiteResults, summary: Sequence[dict[str, Any]], metric: str) -> list[str]:
-    family = max((r.get(f"{metric}_comparisons", 0) for r in summary), default=0)
-    return [
-        f"Paired by seed against `{results.baseline}` in the same setting; Δ = variant − baseline, mean over paired seeds "
-        f"with a {CI_METHOD_SEEDS}.",
-        "P(variant > baseline): probability that a run of the variant scores higher than a run of the baseline "
-        "(Mann-Whitney estimate over all pairs of their runs).",
-        (f"p: {TEST_METHOD} over the {family} comparison(s) of this table with two or more paired seeds; "
-         f"verdict at alpha = {ALPHA}. " if family else
-         "p: no comparison has two or more paired seeds, so no test was run. ")
-        + "'smallest p possible at n' is the floor of the exact test (2/2^n): where it exceeds 0.05 / comparisons, "
-        "no difference can be detected at this n, however consistent; run more seeds.",
-    ]
-
-
 def render_markdown(
     results: SuiteResults,
     *,
@@ -644,11 +688,21 @@ def render_markdown(
     parts += [f"- {line}" for line in notes(results, summary, paper=paper)]
     metric = results.primary_metric
     if metric:
+        from strabench.report.verdict_tables import comparison_notes, noise_frame, noise_notes
+
         compared = comparison_frame(results, summary, metric)
         if compared is not None:
             parts += ["", f"### Paired comparison with `{results.baseline}` ({metric})", ""]
             parts += [compared.to_markdown(index=False, disable_numparse=True), ""]
-            parts += [f"- {line}" for line in _comparison_notes(results, summary, metric)]
+            parts += [f"- {line}" for line in comparison_notes(results.baseline, summary, metric)]
+            parts += ["", "Verdicts in one line each:", ""]
+            parts += [f"- {line}" for line in verdict_lines(results, summary=summary, metric=metric)]
+        noise = noise_frame(summary, metric)
+        if noise is not None:
+            parts += ["", f"### Where the noise comes from ({metric})", ""]
+            parts += [noise.to_markdown(index=False, disable_numparse=True), ""]
+        if compared is not None or noise is not None:
+            parts += [""] + [f"- {line}" for line in noise_notes(summary, metric)]
         runs = runs_frame(results, metric)
         if runs is not None:
             parts += ["", f"### Runs ({metric}, each with its 95 % test-set interval)", ""]
@@ -663,12 +717,15 @@ def render_markdown(
     return "\n".join(parts)
 
 
+_NOT_EXPORTED = ("rows", "rows_by_seed", "seed_status")
+
+
 def summary_records(results: Sequence[SuiteResults], *, paper: bool = True) -> list[dict[str, Any]]:
     """Flat per-group records of every suite (``--format csv|json``)."""
     records = []
     for item in results:
         for record in summarise(item, paper=paper):
-            flat = {k: v for k, v in record.items() if not k.endswith("_by_seed")}
+            flat = {k: v for k, v in record.items() if not k.endswith("_by_seed") and k not in _NOT_EXPORTED}
             records.append({"suite": item.name, "paper_table": item.meta.get("paper_table"), "baseline": item.baseline, **flat})
     return records
 

@@ -16,6 +16,13 @@ Layout of a suite file::
     seeds = [0, 1, 2]                    # or a range on the command line: --seeds 0-4
     baseline = "resnet50"                # the variant the others are compared with (default: the first)
 
+    # How comparisons are decided (docs/statistics.md); none of these changes a run:
+    alpha = 0.05                         # family-wise error rate per metric (default 0.05)
+    equivalence_margin = { mAP = 2.0, rank1 = 3.0 }   # or a number: the task's primary metric
+    min_effect = 2.0                     # the smallest difference worth detecting (planning seeds)
+    pilot = "results/quick"              # results folder whose spread plans seeds before this one has any
+    max_seeds = 15                       # --until-decided: at most this many seeds per variant
+
     [train]                              # TrainConfig fields, every profile
     diversity_weight = 1.0
     [train.quick]                        # ... only under profile "quick" (same for [train.paper])
@@ -72,7 +79,14 @@ LATENCY_MODES = ("infer", "train")  # strabench.measure.latency.MODES
 # Fields of TrainConfig the suite sets itself (per run), so a [train] table may not.
 SUITE_OWNED = ("model", "task", "data", "profile", "seed", "model_overrides")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # used with fullmatch: `$` would let a final newline through
-_TOP_KEYS = ("name", "description", "paper_table", "task", "data", "profile", "seeds", "baseline", "train", "measure", "executor", "variants")
+_TOP_KEYS = (
+    "name", "description", "paper_table", "task", "data", "profile", "seeds", "baseline", "train", "measure", "executor",
+    "variants", "alpha", "equivalence_margin", "min_effect", "pilot", "max_seeds",
+)
+#: The metric a bare number in ``equivalence_margin`` / ``min_effect`` is about, per task.
+PRIMARY_METRIC = {"reid": "mAP", "face": "mean", "fer": "test_acc"}
+#: The metrics each task reports (face: ``mean`` and one per verification set, named by its file).
+TASK_METRICS: dict[str, tuple[str, ...] | None] = {"reid": ("mAP", "rank1", "rank5", "rank10"), "fer": ("val_acc", "test_acc"), "face": None}
 _VARIANT_KEYS = ("name", "model", "overrides", "replace", "train")
 _MEASURE_KEYS = ("params", "macs", "input", "latency", "accuracy")
 _LATENCY_KEYS = ("batch", "input", "mode", "threads", "min_run_time", "rounds")
@@ -145,6 +159,19 @@ class VariantSpec:
         return {**self.overrides, "replace": dict(self.replace)} if self.replace else dict(self.overrides)
 
 
+class Amounts(dict):
+    """Metric -> amount (``equivalence_margin``, ``min_effect``), read-only; a dict rather than
+    a mapping proxy so that a plan pickles into ``--jobs`` workers."""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
+        raise TypeError("suite amounts are read-only")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Amounts, (dict(self),))
+
+
 @dataclass(frozen=True)
 class SuiteConfig:
     """A loaded, checked suite file. ``train`` = every profile; ``profile_train[p]`` = profile p only."""
@@ -164,6 +191,12 @@ class SuiteConfig:
     baseline: str = ""  # the variant every other one is compared with (default: the first)
     executor: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
     """The checked ``[executor]`` table (resources for cluster jobs); not part of any run's hash."""
+    # How comparisons are decided (strabench.report.sequential); not part of any run's hash.
+    alpha: float = 0.05
+    equivalence_margin: Mapping[str, float] = field(default_factory=lambda: Amounts())
+    min_effect: Mapping[str, float] = field(default_factory=lambda: Amounts())
+    pilot: str = ""
+    max_seeds: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot (written as ``suite.json`` next to the results)."""
@@ -181,6 +214,11 @@ class SuiteConfig:
             "profile_train": {k: _plain(v) for k, v in self.profile_train.items()},
             "measure": self.measure.as_dict(),
             "executor": _plain(self.executor),
+            "alpha": self.alpha,
+            "equivalence_margin": dict(self.equivalence_margin),
+            "min_effect": dict(self.min_effect),
+            "pilot": self.pilot,
+            "max_seeds": self.max_seeds,
             "variants": [
                 {"name": v.name, "model": v.model, "overrides": _plain(v.overrides), "train": _plain(v.train),
                  **({"replace": _plain(v.replace)} if v.replace else {})}
@@ -453,6 +491,16 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         if baseline not in seen:
             check.fail("baseline", f"no variant is named {baseline!r}; variants: {', '.join(seen)}")
 
+    alpha = check.number(raw.get("alpha", 0.05), "alpha", positive=True)
+    if not alpha < 0.5:
+        check.fail("alpha", f"expected a number between 0 and 0.5, got {raw['alpha']}")
+    margins = _metric_amounts(check, raw.get("equivalence_margin", {}), "equivalence_margin", task)
+    effects = _metric_amounts(check, raw.get("min_effect", {}), "min_effect", task)
+    pilot = check.string(raw.get("pilot", ""), "pilot")
+    max_seeds = check.integer(raw["max_seeds"], "max_seeds", minimum=1) if "max_seeds" in raw else None
+    if max_seeds is not None and max_seeds < len(seeds):
+        check.fail("max_seeds", f"expected at least as many as the suite's {len(seeds)} seeds, got {max_seeds}")
+
     return SuiteConfig(
         path=path,
         name=name,
@@ -468,7 +516,39 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         variants=tuple(variants),
         baseline=baseline,
         executor=_freeze(executor),
+        alpha=alpha,
+        equivalence_margin=Amounts(margins),
+        min_effect=Amounts(effects),
+        pilot=pilot,
+        max_seeds=max_seeds,
     )
+
+
+def _metric_amounts(check: _Checker, value: Any, key: str, task: str) -> dict[str, float]:
+    """``2.0`` (the task's primary metric) or ``{ mAP = 2.0, rank1 = 3.0 }``: amounts > 0 in metric units."""
+    if not isinstance(value, dict):
+        return {PRIMARY_METRIC[task]: _finite_amount(check, value, key)}
+    known = TASK_METRICS[task]
+    amounts = {}
+    for metric, amount in value.items():
+        where = key_path(key, metric)
+        if known is not None and metric not in known:
+            import difflib
+
+            close = difflib.get_close_matches(metric, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            check.fail(where, f"unknown metric for task {task!r}{hint}; expected one of {', '.join(known)}")
+        if known is None and not _NAME_RE.fullmatch(metric):
+            check.fail(where, f"expected a metric name, got {metric!r}")
+        amounts[metric] = _finite_amount(check, amount, where)
+    return amounts
+
+
+def _finite_amount(check: _Checker, value: Any, key: str) -> float:
+    amount = check.number(value, key, positive=True)
+    if amount == float("inf"):
+        check.fail(key, "expected a finite number, got inf")
+    return amount
 
 
 def _check_replace(check: _Checker, value: Any, key: str) -> dict[str, str]:

@@ -43,8 +43,9 @@ def test_markdown_has_ours_mean_std_interval_then_paper_columns(two_seed_results
     header, base, stra = table_rows(result.output)
     m = header.index("mAP (%)")
     assert header[m + 1 : m + 4] == ["mAP 95% CI", "mAP paper", "Δ mAP vs paper"], "interval, paper value and delta follow ours"
-    # 55 and 65 over two seeds: mean 60, sd 7.07, t(0.975, 1) = 12.706 -> 60 ± 12.706 * 5
-    assert stra[m : m + 2] == ["60.00 ± 7.07", "[-3.53, 123.53]"]
+    # 55 and 65 over two seeds: mean 60, sd 7.07, t(0.975, 1) = 12.706 -> 60 ± 12.706 * 5 = [-3.53, 123.53],
+    # which leaves the range of a percentage: clipped to [0, 100] and marked
+    assert stra[m : m + 2] == ["60.00 ± 7.07", "[0.00, 100.00] clipped"]
     assert stra[m + 2 : m + 4] == ["—", "—"], "synthetic data and the quick profile are not the paper's setting"
     assert header[m + 4] == "mAP untrained" and stra[m + 4] == "10.50", "the untrained baseline (10 and 11) of the primary metric"
     assert "rank1 untrained" not in header

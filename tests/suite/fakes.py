@@ -126,3 +126,23 @@ def fake_measure(spec: Any) -> dict[str, Any]:
         "macs": {c: size * 100 for c in spec.measure.macs},
         "uncounted": {},
     }
+
+
+class NoisyEngine(FakeEngine):
+    """Scores that vary with the seed like real training: a seed effect shared by the variants
+    (so pairing helps), per-run noise, and a fixed advantage for models named in ``bonus``."""
+
+    def __init__(self, bonus: dict[str, float] | None = None, noise: float = 1.0) -> None:
+        super().__init__()
+        self.bonus = {"resnet50_stra": 3.0} if bonus is None else bonus
+        self.noise = noise
+
+    def metrics(self, config: Any) -> dict[str, float]:
+        import zlib
+
+        import numpy as np
+
+        shared = np.random.default_rng(config.seed).normal(0.0, 2.0)
+        own = np.random.default_rng([config.seed, zlib.crc32(config.model.encode())]).normal(0.0, self.noise)
+        score = 40.0 + shared + own + self.bonus.get(config.model, 0.0)
+        return {"mAP": score, "rank1": score + 20.0}

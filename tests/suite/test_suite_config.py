@@ -57,6 +57,16 @@ BAD_SUITES = [
     pytest.param(edit("epochs = 1", "epochs = 1\ndata_sizes = { num_train_ids = -3 }"), "dataset size num_train_ids=-3 must be >= 1", id="data-size-negative"),
     pytest.param(edit("epochs = 1", "epochs = 1\ndata_sizes = { num_trian_ids = 3 }"), "unknown size 'num_trian_ids'", id="data-size-unknown"),
     pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\noverrides = { groups = nan }'), "variants[1].overrides.groups must be a finite number, got nan", id="override-nan"),
+    # how comparisons are decided (docs/statistics.md)
+    pytest.param(edit("seeds = [0]", "seeds = [0]\nequivalence_margin = { mAP = 2.0, rank2 = 1.0 }"), "equivalence_margin.rank2: unknown metric for task 'reid' (did you mean 'rank5'?); expected one of mAP, rank1, rank5, rank10", id="margin-unknown-metric"),
+    pytest.param(edit("seeds = [0]", "seeds = [0]\nequivalence_margin = -1.0"), "equivalence_margin: expected a number > 0", id="margin-negative"),
+    pytest.param(edit("seeds = [0]", "seeds = [0]\nmin_effect = inf"), "min_effect: expected a finite number", id="min-effect-inf"),
+    pytest.param(edit("seeds = [0]", "seeds = [0]\nmin_effect = { mAP = \"2\" }"), "min_effect.mAP: expected a number", id="min-effect-string"),
+    pytest.param(edit("seeds = [0]", "seeds = [0]\nalpha = 0.5"), "alpha: expected a number between 0 and 0.5", id="alpha-too-large"),
+    pytest.param(edit("seeds = [0]", "seeds = [0]\nalpha = 0"), "alpha: expected a number > 0", id="alpha-zero"),
+    pytest.param(edit("seeds = [0]", "seeds = [0, 1]\nmax_seeds = 1"), "max_seeds: expected at least as many as the suite's 2 seeds", id="max-seeds-below-seeds"),
+    pytest.param(edit("seeds = [0]", "seeds = [0]\npilot = 3"), "pilot: expected a string", id="pilot-type"),
+    pytest.param(edit("seeds = [0]", "seeds = [0]\nequivalence_margn = 2.0"), "equivalence_margn: unknown key (did you mean 'equivalence_margin'?)", id="margin-typo"),
     pytest.param(edit('model = "resnet50_stra"', 'model = "resnet50_stra"\noverrides = { groups = 07:32:00 }'), "variants[1].overrides.groups must be a number, string, boolean or an array of them, got a time (07:32:00)", id="override-time"),
     # issue #12: replace = { pattern = block }, refused at load (blocks) or plan time (patterns, shapes)
     pytest.param(edit('model = "resnet50"', 'model = "resnet50"\nreplace = { "layer4.*.conv2" = "strra" }'), "variants[0].replace.'layer4.*.conv2': unknown block 'strra'; did you mean stra?", id="replace-unknown-block"),
@@ -153,6 +163,21 @@ def test_variant_replace_is_part_of_the_run_and_its_measure(tmp_path: Path) -> N
     measured = measure_model(stra)
     assert measured["params"] == count_params(create_model("resnet50_stra"))  # StRA's params, not ResNet-50's
     assert measured["params"] != count_params(create_model("resnet50"))
+
+
+def test_decision_keys_are_read_and_change_no_run(tmp_path: Path) -> None:
+    plain = load_suite(write_suite(tmp_path, GOOD, filename="plain.toml"))
+    text = edit("seeds = [0]", "seeds = [0]\nequivalence_margin = 2.0\nmin_effect = { mAP = 3.0, rank1 = 4.0 }\n"
+                "alpha = 0.01\npilot = \"results/quick\"\nmax_seeds = 9")
+    suite = load_suite(write_suite(tmp_path, text, filename="decided.toml"))
+    assert dict(suite.equivalence_margin) == {"mAP": 2.0}, "a bare number is about the task's primary metric"
+    assert dict(suite.min_effect) == {"mAP": 3.0, "rank1": 4.0}
+    assert (suite.alpha, suite.pilot, suite.max_seeds) == (0.01, "results/quick", 9)
+    assert suite.as_dict()["equivalence_margin"] == {"mAP": 2.0}
+    hashes = [r.hash for r in plan_runs(suite, tmp_path / "a", check_models=False).runs]
+    assert hashes == [r.hash for r in plan_runs(plain, tmp_path / "b", check_models=False).runs]
+    with pytest.raises(TypeError):
+        suite.min_effect["mAP"] = 1.0  # type: ignore[index]
 
 
 def test_runs_without_replace_keep_their_committed_identity() -> None:
