@@ -91,7 +91,15 @@ class _StrabenchGroup(TyperGroup):
                 raise
             print_error(_os_error_line(exc))
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is a failure of the user's own code
+            from strabench.usercode import user_code_failure
+
+            line = user_code_failure(exc)
+            if line is None or _debug(ctx):
+                raise
+            print_error(f"{line} (--debug shows the traceback)")  # the user's model or block raised (strabench.usercode)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as exc:
             if _debug(ctx):
                 raise
             print_error("interrupted")

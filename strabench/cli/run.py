@@ -236,7 +236,14 @@ def _print_summary(out: "Console", outcome: "SuiteOutcome") -> None:
     out.print(table)
     for row in rows:
         if row["status"] == "failed" and row.get("error"):
-            out.print(f"[red]failed[/] {row['run_id']}: {row['error']}")
+            out.print(f"[red]failed[/] {row['run_id']}: {_plain_text(row['error'])}")
+
+
+def _plain_text(text: Any) -> str:
+    """A reason or phase for rich: read from files or raised by user code, so never markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
 
 
 def _numbers(record: dict, keys: tuple[str, ...] | None) -> str:
@@ -272,7 +279,7 @@ class LineView(SuiteListener):
         self.out.print(f"[{index}/{total}] {spec.run_id}{resumed}")
 
     def on_phase(self, spec: "RunSpec", phase: str) -> None:
-        self.out.print(f"[{self.index}/{self.total}] {spec.run_id}: {phase}")
+        self.out.print(f"[{self.index}/{self.total}] {spec.run_id}: {_plain_text(phase)}")
 
     def on_suite_phase(self, text: str) -> None:
         self.out.print(text)
@@ -288,7 +295,7 @@ class LineView(SuiteListener):
 
     def on_run_end(self, spec: "RunSpec", status: str, row: dict) -> None:
         colour = {"finished": "green", "locked": "yellow"}.get(status, "red")
-        reason = f": {row.get('error')}" if status == "failed" and row.get("error") else ""
+        reason = f": {_plain_text(row.get('error'))}" if status == "failed" and row.get("error") else ""
         self.out.print(f"[{self.index}/{self.total}] {spec.run_id} [{colour}]{status}[/] in {time.monotonic() - self.started:.0f} s{reason}")
 
 
@@ -323,7 +330,7 @@ class LiveView(LineView):
         self.run_task = self.progress.add_task(f"[{index}/{total}] {spec.run_id}", total=None)
 
     def on_phase(self, spec: "RunSpec", phase: str) -> None:
-        self.progress.update(self.run_task, description=f"[{self.index}/{self.total}] {spec.run_id}: {phase}")
+        self.progress.update(self.run_task, description=f"[{self.index}/{self.total}] {spec.run_id}: {_plain_text(phase)}")
 
     def on_suite_phase(self, text: str) -> None:
         self.progress.console.print(text)

@@ -15,6 +15,7 @@ stride, or one whose output shape differs is refused in one line.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 from typing import Callable, Mapping
 
@@ -47,7 +48,7 @@ def block_class(ref: str) -> Callable[..., nn.Module]:
         close = difflib.get_close_matches(ref, list(BLOCKS), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else f"blocks are {', '.join(BLOCKS)} or package.module:Class"
         raise ConfigError(f"replace: unknown block {ref!r}; {hint}")
-    cls = getattr(_import_from_cwd(module_name), attr, None)
+    cls = getattr(_import_from_cwd(module_name, ref), attr, None)
     if not callable(cls):
         raise ConfigError(f"replace: {path!r} names no class in {module_name}")
     return cls
@@ -120,17 +121,24 @@ def _io_shapes(model: nn.Module, targets: list[str], input_shape: tuple[int, int
 
 
 def _build_checked(name: str, block: str, x_shape: tuple, y_shape: tuple) -> nn.Module:
+    from strabench.usercode import calling
+
     cls = block_class(block)
     if len(x_shape) != 4 or len(y_shape) != 4:
         raise ConfigError(f"replace: {name} maps {x_shape} to {y_shape}; blocks replace 4-d (B, C, H, W) modules")
     channels, stride = x_shape[1], x_shape[2] // max(1, y_shape[2])
     kwargs = {"stride": stride} if stride != 1 else {}
-    try:
-        module = cls(channels, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"replace: cannot build {block} for {name} ({channels} channels, stride {stride}): {exc}") from None
+    # a user block (package.module:Class) is the user's code: whatever it raises is one line naming it
+    boundary = calling if block not in BLOCKS else (lambda *_: contextlib.nullcontext())
+    with boundary(block, f"building it for {name}, {channels} channels, stride {stride}"):
+        try:
+            module = cls(channels, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"replace: cannot build {block} for {name} ({channels} channels, stride {stride}): {exc}") from None
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"replace: {block} returned {type(module).__name__} for {name}, not a torch.nn.Module")
     module.eval()
-    with torch.no_grad():
+    with torch.no_grad(), boundary(block, f"its forward at {name}'s input {tuple(x_shape)}"):
         try:
             out = module(torch.zeros(x_shape))
         except (RuntimeError, ValueError) as exc:

@@ -507,7 +507,9 @@ def execute_run(
 
 
 def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    from strabench.usercode import user_code_failure
+
+    return user_code_failure(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def _complete_env(run_dir: Path, spec: RunSpec) -> None:

@@ -226,7 +226,7 @@ def stored_rows(
         if not isinstance(identity.get("variant"), str):
             continue
         identity = {**identity, "run_id": run_dir.name}
-        measure = _measure_of(identity)
+        measure = measure_of(identity)
         rows[run_dir.name] = run_row(run_dir, identity, measure)
     order: dict[str, int] = {}
     if plan is not None:
@@ -251,7 +251,9 @@ def stored_rows(
     return sorted(rows.values(), key=key)
 
 
-def _measure_of(identity: dict[str, Any]) -> MeasureSpec | None:
+def measure_of(identity: dict[str, Any]) -> MeasureSpec | None:
+    """The measure settings a run.json (or plan entry) records; None when missing or damaged
+    (an unknown key, a wrong type): a reader never fails on what it reads."""
     raw = identity.get("measure")
     if not isinstance(raw, dict):
         return None

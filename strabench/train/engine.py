@@ -169,6 +169,8 @@ class Trainer:
             kwargs["input_size"] = tuple(cfg.input_size)
         # Fail on an input size the model cannot take, or no batch of which fits in memory,
         # before generating or reading any data (shapes only: built on the meta device).
+        elif self.info.source != "registry":  # a feature extractor from elsewhere is probed at the run's input
+            kwargs["input_size"] = tuple(cfg.input_size)
         with torch.device("meta"):
             meta = create_model(cfg.model, task=cfg.task, num_classes=1, **kwargs)
         meta.check_input((2, self.info.default_input[0], *cfg.input_size))
@@ -761,7 +763,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
     classifier = weights.get("classifier.weight")
     num_classes = int(classifier.shape[0]) if isinstance(classifier, torch.Tensor) else data.num_classes
     kwargs = dict(cfg.model_overrides)
-    if strategy.sized_input:
+    if strategy.sized_input or model_info(cfg.model).source != "registry":  # external: probed at this input
         kwargs["input_size"] = tuple(cfg.input_size)
     model = create_model(cfg.model, task=cfg.task, num_classes=num_classes, **kwargs)
     model.check_input((2, model_info(cfg.model).default_input[0], *cfg.input_size))
@@ -828,3 +830,5 @@ def model_from_checkpoint(
     model.check_input((1, info.default_input[0], *size))
     load_weights_strict(model, weights, Path(checkpoint), model_name)
     return model, task, size
+    if info.source != "registry":  # a feature extractor from elsewhere is probed at this input
+        overrides["input_size"] = size
