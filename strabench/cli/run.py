@@ -160,7 +160,10 @@ def _submit(out: "Console", plan: "RunPlan", settings: dict, executor: str, *, w
         out.print(f"{run_id}: not submitted, {why}")
     if submitted:
         ids = ", ".join(str(job.job_id) for _, job in submitted)
-        out.print(f"submitted {len(submitted)} run(s) of suite {plan.suite.name} ({executor}): job(s) {ids}; logs in {plan.out_dir / '.submitit'}")
+        from strabench.suite.jobfiles import suite_jobs_dir
+
+        logs = suite_jobs_dir(plan.out_dir, plan.suite.name)
+        out.print(f"submitted {len(submitted)} run(s) of suite {plan.suite.name} ({executor}): job(s) {ids}; logs in {logs}")
     else:
         out.print("nothing to submit")
     if not wait:
@@ -186,6 +189,15 @@ def _submit(out: "Console", plan: "RunPlan", settings: dict, executor: str, *, w
 def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str], keep_checkpoints: str = "last") -> str:
     args = ["strabench", "run", suite, "--out", out]
     keep = keep_checkpoints if keep_checkpoints != "last" else None
+    from strabench.errors import LockError
+    from strabench.io import acquire_lock
+    from strabench.suite.jobfiles import sweep_job_files
+
+    try:
+        with acquire_lock(plan.out_dir):  # every job is done: job files of a finished suite can go
+            sweep_job_files(plan)
+    except LockError:  # a local run holds the suite: it sweeps them when it is done
+        pass
     for flag, value in (("--profile", profile), ("--data", data), ("--shard", shard), ("--device", device), ("--keep-checkpoints", keep)):
         if value:
             args += [flag, value]

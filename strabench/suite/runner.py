@@ -31,6 +31,7 @@ from strabench.env import git_state
 from strabench.errors import ConfigError, DataError, LockError, StrabenchError, WriteError
 from strabench.io import read_json_object
 from strabench.suite.config import MeasureSpec, SuiteConfig
+from strabench.suite.jobfiles import sweep_job_files
 from strabench.suite.store import (  # noqa: F401 - the store's names, re-exported for callers of the runner
     CHECKPOINT_FILES, MEASURE_JSON, RESULT_JSON, RESULTS_CSV, RUN_JSON, metric_columns, needs_measure, run_row,
     run_status, rows_to_csv, stored_rows, write_results_csv,
@@ -570,7 +571,8 @@ def run_suite(plan: RunPlan, listener: SuiteListener | None = None) -> SuiteOutc
 
 @contextlib.contextmanager
 def suite_session(plan: RunPlan, listener: SuiteListener) -> Iterator[tuple[list[RunSpec], list[str]]]:
-    """The suite (or shard) lock held, stale temps swept, plan.json and results.csv written.
+    """The suite (or shard) lock held, stale temps swept, plan.json and results.csv written;
+    on the way out, job files of a finished suite swept.
 
     Yields the runs still to do and the ids of the selected runs already finished; whatever
     executes the runs (this process, ``--jobs`` workers) works inside it.
@@ -590,6 +592,7 @@ def suite_session(plan: RunPlan, listener: SuiteListener) -> Iterator[tuple[list
         write_results_csv(plan)
         listener.on_suite_start(plan, todo)
         yield todo, skipped
+        sweep_job_files(plan)  # job files of a suite now finished (strabench.suite.jobfiles)
 
 
 def time_suite(plan: RunPlan, listener: SuiteListener) -> None:

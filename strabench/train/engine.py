@@ -66,6 +66,7 @@ from strabench.metrics.resampling import CI_METHOD
 from strabench.train.evaluation import STRATEGIES, EvalResult, Predictor
 from strabench.train.losses import aux_weights_for
 from strabench.train.progress import ProgressHook, call_hook, default_progress
+from strabench.train.trusted import build_options
 
 __all__ = ["Trainer", "evaluate_checkpoint", "fit", "lr_factor", "ProgressHook"]
 
@@ -731,7 +732,8 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
 
     For a strabench checkpoint the model's build options (``input_size``, ``model_overrides``) and
     default task/data come from the training config stored in it, unless ``cfg`` sets them; a
-    checkpoint of another model is refused. Returns ``{"model", "task", "data", "checkpoint",
+    checkpoint of another model is refused, and so is one whose blocks are user code that
+    ``cfg.model_overrides`` does not name (``strabench.train.trusted``). Returns ``{"model", "task", "data", "checkpoint",
     "epoch", "metrics", "details", ...}``.
     """
     from strabench.registry import create_model, model_info
@@ -748,7 +750,8 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
             task=cfg.task or trained.task,
             data=cfg.data or trained.data,
             input_size=cfg.input_size or trained.input_size,
-            model_overrides=cfg.model_overrides if cfg.model_overrides is not None else trained.model_overrides,
+            # the file's options, but code only where the caller names it (strabench.train.trusted)
+            model_overrides=build_options(trained.model_overrides or {}, cfg.model_overrides, str(path)),
             profile=cfg.profile or trained.profile,
             data_sizes=cfg.data_sizes if cfg.data_sizes is not None or not same_data else trained.data_sizes,
             data_seed=cfg.data_seed if cfg.data_seed is not None else trained.data_seed,
@@ -802,24 +805,26 @@ def model_from_checkpoint(
     A strabench checkpoint carries its training config: the model is built as it was trained
     (task, input size, ``model_overrides``) unless ``size`` overrides the input, and with the
     checkpoint's number of classes, so every tensor, the classifier included, loads strictly.
-    ``blocks`` (PATTERN -> BLOCK, as ``--replace``) stand in for the checkpoint's (a plain
-    state_dict of a model trained with ``--replace`` needs them).
+    ``blocks`` (PATTERN -> BLOCK, as ``--replace``) must be the checkpoint's, and are needed
+    where it names user code or is a plain state_dict of a model trained with ``--replace``
+    (``strabench.train.trusted``: a file never names code that is imported).
     """
     from strabench.registry import create_model, model_info
 
     info = model_info(model_name)
     weights, saved, _ = read_weights(Path(checkpoint))
-    task, overrides = info.default_task, {}
+    task = info.default_task
+    given = {"replace": dict(blocks)} if blocks else None
+    overrides = build_options(None, given, str(checkpoint))
     trained_size = (info.default_input[1], info.default_input[2])
     if saved is not None:
         if saved.get("model") != model_name:
             raise CheckpointError(f"{checkpoint} is a checkpoint of model {saved.get('model')!r}, not {model_name!r}")
         trained = config_from_mapping(saved, source=str(checkpoint))
         task = trained.task or task
-        overrides = dict(trained.model_overrides or {})
+        # the file's options, but code only where the caller names it (strabench.train.trusted)
+        overrides = build_options(trained.model_overrides or {}, given, str(checkpoint))
         trained_size = tuple(trained.input_size) if trained.input_size else trained_size
-    if blocks:
-        overrides["replace"] = dict(blocks)
     size = tuple(size or trained_size)
     classifier = weights.get("classifier.weight")
     if classifier is not None:
