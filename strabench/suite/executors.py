@@ -42,8 +42,8 @@ from typing import Any
 from strabench.errors import ConfigError, LockError
 from strabench.suite.jobfiles import submitit_folder, sweep_job_files
 from strabench.suite.runner import (
-    RunPlan, RunSpec, SuiteListener, SuiteOutcome, execute_run, run_status, suite_session, time_suite,
-    write_results_csv,
+    RunPlan, RunSpec, SuiteListener, SuiteOutcome, execute_run, run_options, run_status, stale_runs, suite_session,
+    time_suite, write_results_csv,
 )
 from strabench.suite.status import run_lock_dir, run_state, write_state
 
@@ -151,9 +151,10 @@ class RunJob:
             torch.set_num_threads(self.threads)
         _export_distributed_env()
         rank = dist_rank()
+        options = run_options(self.plan, self.spec)
         if rank != 0:  # another task of a multi-GPU job: train alongside rank 0
-            return execute_run(self.spec, self.run_dir, rank=rank, fit=self.fit, keep_checkpoints=self.plan.keep_checkpoints)
-        if run_status(self.run_dir, self.spec.measure) == "finished":
+            return execute_run(self.spec, self.run_dir, rank=rank, fit=self.fit, **options)
+        if run_status(self.run_dir, self.spec.measure) == "finished" and not (options["fresh"] and self._stale()):
             return "finished"  # a requeued job whose run had already finished: never twice
         try:
             lock = acquire_run_lock(run_lock_dir(self.plan.out_dir, self.spec.run_id))
@@ -161,11 +162,14 @@ class RunJob:
             log.warning("%s: %s", self.spec.run_id, exc)
             return "locked"
         with lock:
+            options = run_options(self.plan, self.spec)  # again, under the run's lock
+            if options["fresh"] and not self._stale():
+                return "finished"  # another job retrained it meanwhile
             previous = run_state(self.plan.out_dir, self.spec.run_id, self.run_dir)
             write_state(self.run_dir, "running", executor=self.executor, job_id=job_id_here(),
                         attempts=int(previous.get("attempts") or 0) + 1, reason=None)
             try:
-                status = execute_run(self.spec, self.run_dir, rank=0, fit=self.fit, keep_checkpoints=self.plan.keep_checkpoints)
+                status = execute_run(self.spec, self.run_dir, rank=0, fit=self.fit, **options)
             except BaseException as exc:  # Ctrl-C, SIGTERM, submitit's requeue (SystemExit)
                 write_state(self.run_dir, "interrupted", reason=f"{type(exc).__name__} during the run; resumes from its checkpoint")
                 raise
@@ -174,6 +178,11 @@ class RunJob:
         if self.refresh:
             refresh_results(self.plan)
         return status
+
+    def _stale(self) -> bool:
+        """Whether this finished run was made by other code (``runner.stale_runs``)."""
+        one = dataclasses.replace(self.plan, selected=(self.spec,))
+        return bool(stale_runs(one))
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit's hook on preemption / time-out: requeue this job unchanged (the run's own

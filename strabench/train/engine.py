@@ -63,6 +63,7 @@ from strabench.train.checkpoint import (
 from strabench.train.config import TrainConfig, config_from_mapping, config_hash, config_to_dict, resolve, to_toml
 from strabench.train.distributed import DistContext, init_distributed, pick_device, shutdown_distributed
 from strabench.metrics.resampling import CI_METHOD
+from strabench.provenance import check_resume, code_identity, env_segments, identity_of, record_segment, run_code_ids
 from strabench.train.evaluation import STRATEGIES, EvalResult, Predictor
 from strabench.train.losses import aux_weights_for
 from strabench.train.progress import ProgressHook, call_hook, default_progress
@@ -168,10 +169,10 @@ class Trainer:
             if tuple(kwargs.get("input_size", cfg.input_size)) != tuple(cfg.input_size):
                 raise ConfigError(f"model_overrides input_size {kwargs['input_size']} disagrees with input_size {cfg.input_size}")
             kwargs["input_size"] = tuple(cfg.input_size)
-        # Fail on an input size the model cannot take, or no batch of which fits in memory,
-        # before generating or reading any data (shapes only: built on the meta device).
         elif self.info.source != "registry":  # a feature extractor from elsewhere is probed at the run's input
             kwargs["input_size"] = tuple(cfg.input_size)
+        # Fail on an input size the model cannot take, or no batch of which fits in memory,
+        # before generating or reading any data (shapes only: built on the meta device).
         with torch.device("meta"):
             meta = create_model(cfg.model, task=cfg.task, num_classes=1, **kwargs)
         meta.check_input((2, self.info.default_input[0], *cfg.input_size))
@@ -515,11 +516,14 @@ def fit(
     progress: ProgressHook | None = None,
     cache_dir: Path | str | None = None,
     keep_checkpoints: str = "last",
+    allow_mixed: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` (resuming from its checkpoint if ``resume``) and evaluate.
 
     Once the run has finished, only the checkpoints ``keep_checkpoints`` names stay
-    (``KEEP_CHECKPOINTS``; default: the last one).
+    (``KEEP_CHECKPOINTS``; default: the last one). Resuming a checkpoint that other code
+    trained raises ``strabench.provenance.MixedCodeError`` unless ``allow_mixed`` (then the mix
+    is recorded); every segment's environment and code identity goes into env.json.
 
     Returns the ``result.json`` dict. A finished run with the same config hash is returned
     as is. ``resume=False`` starts over, replacing the run files in ``out_dir``. Raises
@@ -542,7 +546,7 @@ def fit(
         if not ctx.is_main:
             hook = None
         try:
-            return _fit(trainer, chash, out_dir, resume, hook, keep_checkpoints)
+            return _fit(trainer, chash, out_dir, resume, hook, keep_checkpoints, allow_mixed)
         finally:
             close = getattr(hook, "close", None) if progress is None else None
             if close is not None:
@@ -551,7 +555,8 @@ def fit(
         shutdown_distributed(ctx)
 
 
-def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, keep: str = "last") -> dict[str, Any]:
+def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, keep: str = "last",
+         allow_mixed: bool = False) -> dict[str, Any]:
     cfg, ctx = trainer.cfg, trainer.ctx
     main = ctx.is_main
     if main:
@@ -571,11 +576,14 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
         last_record: dict[str, Any] | None = None
         best: float | None = None  # headline metric of checkpoint.best.pt (keep == "best")
         headline = (trainer.strategy.headline or (None,))[0]
+        code = code_identity(str(trainer.device))
+        mixed = False
         if resume and (checkpoint.is_file() or previous_path(checkpoint).is_file()):
             try:
                 state, used, _ = load_latest_good(out_dir, expected_config_hash=chash)
             except CheckpointError as exc:
                 raise CheckpointError(f"{exc} (use --no-resume to start over, or another --out)") from None
+            mixed = _check_same_code(out_dir, state, code, allow_mixed)
             trainer.load_state(state)
             start_epoch = int(state["epoch"])
             train_time = float(state.get("train_time_s", 0.0))
@@ -590,7 +598,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
             atomic_write_text(out_dir / "config.toml", to_toml(cfg))
             env = _env_info(trainer)
             env["resumed_from_epoch"] = start_epoch
-            atomic_write_json(out_dir / "env.json", env)
+            record_segment(out_dir, env, code, mixed=mixed)  # every segment's, never overwritten
 
         if untrained is None:
             untrained = _evaluate_on_main(trainer, "untrained", hook)
@@ -610,6 +618,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
                 state.update(
                     epoch=epoch, train_time_s=train_time, untrained=untrained, final=final, record=record,
                     config=config_to_dict(cfg), config_hash=chash, model_name=cfg.model,
+                    code={k: v for k, v in code.items() if k != "code_id"},
                 )
                 score = (record.get("eval") or {}).get(headline) if keep == "best" else None
                 improved = score is not None and (best is None or score > best)
@@ -631,9 +640,21 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
                 final = _evaluate_on_main(trainer, None, None)
             call_hook(hook, "on_eval", "final", final["metrics"])
             result = _plain(_result(trainer, chash, out_dir, final, untrained, train_time, last_record))
+            ids = run_code_ids(env_segments(out_dir)) or [code["code_id"]]
+            result.update(code_id=code["code_id"], code_ids=ids, mixed_code=len(ids) > 1)
             atomic_write_json(out_dir / "result.json", result)
             _retain_checkpoints(out_dir, keep)  # after result.json: a kill before it can still resume
         return ctx.broadcast_object(result)
+
+
+def _check_same_code(out_dir: Path, state: dict[str, Any], code: dict[str, Any], allow_mixed: bool) -> bool:
+    """Whether resuming ``state`` mixes code (refused unless ``allow_mixed``, see
+    ``strabench.provenance``): the checkpoint's recorded code, else env.json's latest segment's."""
+    previous = identity_of(state.get("code"))
+    if previous is None:
+        segments = env_segments(out_dir)
+        previous = identity_of(segments[-1]) if segments else None
+    return check_resume(previous, code, where=str(out_dir), epoch=int(state.get("epoch") or 0), allow_mixed=allow_mixed)
 
 
 def _evaluate_on_main(trainer: Trainer, name: str | None, hook: Any) -> dict[str, Any] | None:
@@ -829,11 +850,11 @@ def model_from_checkpoint(
     classifier = weights.get("classifier.weight")
     if classifier is not None:
         overrides["num_classes"] = int(classifier.shape[0])
+    if info.source != "registry":  # a feature extractor from elsewhere is probed at this input
+        overrides["input_size"] = size
     model = create_model(model_name, task=task, **overrides)
     if getattr(model, "fixed_input", None) is not None and tuple(model.fixed_input) != size:
         model = create_model(model_name, task=task, input_size=size, **overrides)
     model.check_input((1, info.default_input[0], *size))
     load_weights_strict(model, weights, Path(checkpoint), model_name)
     return model, task, size
-    if info.source != "registry":  # a feature extractor from elsewhere is probed at this input
-        overrides["input_size"] = size

@@ -1,8 +1,10 @@
-"""Guarantee 11 -- nothing is left behind, and an error line is plain and whole.
+"""Guarantee 12 -- nothing is left behind, and an error line is plain and whole.
 
 A kill during synthetic-data generation leaves its half-written ``.tmp-*`` folder in the
 dataset cache; the next generation removes it (only strabench's own names, only once nothing
-in it changed for a minute, so a live generator in another process keeps its folder). An
+in it changed for a minute, so a live generator in another process keeps its folder). Job
+files of earlier versions in a results folder and the suite's private submitit folder are
+swept the same way, once the suite no longer needs them. An
 error line never carries raw ANSI escape codes when stderr is not a terminal (even with
 FORCE_COLOR set, even when the bad value itself holds an escape), and a shortened message
 says so instead of ending mid-word.
