@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from strabench.errors import ConfigError
-from strabench.io import STALE_TEMP_AGE_S, ensure_directory
+from strabench.io import STALE_TEMP_AGE_S
 from strabench.suite.store import RUN_JSON, run_status
 
 if TYPE_CHECKING:
@@ -78,16 +78,16 @@ def _check_parent(path: Path) -> None:
 def private_directory(path: Path) -> Path:
     """``path`` created (mode 0700) or checked: a user-private directory (see the module doc)."""
     path = Path(path)
-    if not path.exists():
-        ensure_directory(path.parent)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):  # created private (whatever the umask lets group members do)
         try:
-            path.mkdir(mode=0o700)
+            directory.mkdir(mode=0o700)
         except FileExistsError:
             pass
         except OSError as err:
             from strabench.io import write_error
 
-            raise write_error("create directory", path, err) from err
+            raise write_error("create directory", directory, err) from err
     _check_private(path)
     _check_parent(path.parent)
     return path

@@ -264,3 +264,16 @@ def test_a_job_folder_others_could_write_is_refused_in_one_line(tmp_path: Path, 
     with pytest.raises(ConfigError, match="STRABENCH_JOBS_DIR") as info:
         submitit_folder(tmp_path / "out" / "s", "s")
     assert "\n" not in str(info.value)
+
+
+def test_the_job_folder_and_its_missing_parents_are_created_private_whatever_the_umask(tmp_path: Path, monkeypatch) -> None:
+    from strabench.suite.jobfiles import submitit_folder
+
+    monkeypatch.setenv("STRABENCH_JOBS_DIR", str(tmp_path / "state" / "strabench" / "jobs"))
+    previous = os.umask(0o002)  # group-writable by default, as with user private groups
+    try:
+        folder = submitit_folder(tmp_path / "out" / "s", "s")
+    finally:
+        os.umask(previous)
+    for path in (folder, folder.parent, folder.parent.parent, folder.parent.parent.parent):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
