@@ -160,6 +160,12 @@ def describe_environment(device: "str | None" = None) -> dict[str, Any]:
     return info
 
 
+def local_attention_kernel(device_type: str) -> str:
+    """How StRA's local weighting runs here (the fused C kernel changes its speed several-fold,
+    and its float rounding: part of a run's code identity, ``strabench.provenance``)."""
+    return _local_attention_kernel(device_type)
+
+
 def _local_attention_kernel(device_type: str) -> str:
     """How StRA's local weighting runs here (the fused C kernel changes its speed several-fold)."""
     if device_type != "cpu":

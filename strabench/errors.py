@@ -50,6 +50,11 @@ class NumericalError(StrabenchError):
     """Training diverged (NaN/inf loss)."""
 
 
+class UserCodeError(StrabenchError):
+    """A model or block given by reference (your code) raised while strabench called it
+    (``strabench.usercode``): the message names the reference and the line that raised."""
+
+
 class LockError(StrabenchError):
     """Another process holds the results directory."""
 

@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,9 +46,11 @@ __all__ = [
     "atomic_write_stream",
     "atomic_write_text",
     "break_lock",
+    "check_regular_target",
     "describe_os_error",
     "ensure_directory",
     "fsync_dir",
+    "open_for_append",
     "read_jsonl",
     "remove_stale_temps",
     "replace_file",
@@ -186,9 +189,11 @@ class _RecordingWriter:
 def replace_file(tmp: PathLike, path: PathLike) -> None:
     """Atomically move ``tmp`` over ``path`` and persist the rename (second half of a write).
 
-    On failure the temp file is removed and ``path`` keeps its previous content.
+    On failure the temp file is removed and ``path`` keeps its previous content. A ``path``
+    that is not a regular file is refused (``check_regular_target``), never replaced.
     """
     try:
+        check_regular_target(path)
         os.replace(tmp, path)
     except BaseException:
         _remove_quietly(tmp)
@@ -196,12 +201,58 @@ def replace_file(tmp: PathLike, path: PathLike) -> None:
     fsync_dir(Path(path).parent)
 
 
+_KINDS = (
+    (stat.S_ISLNK, "symbolic link"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+    (stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory"),
+)
+
+
+def check_regular_target(path: PathLike) -> None:
+    """Refuse to write ``path`` unless it is a regular file or does not exist (``WriteError``).
+
+    An atomic write *replaces* its target: given ``/dev/null``, a named pipe or a symbolic link
+    (``--out report.md`` pointing elsewhere, or a link planted in a shared results folder) it
+    would put a regular file in its place -- for root, over a device node. Neither replacing the
+    thing nor writing through the link is what anyone asked for, so the write is refused.
+    Only the last path component is looked at (a results directory that is a link is fine).
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # missing (the usual case), or unreadable: the write itself reports that
+        return
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), "special file")
+    raise WriteError(f"cannot write {os.fspath(path)}: it is a {kind}, not a regular file; "
+                     "strabench writes only regular files (give another path, or remove it first)")
+
+
+def open_for_append(path: PathLike) -> IO[bytes]:
+    """``open(path, "ab")`` for a log, refusing a target that is not a regular file (a symbolic
+    link planted in a results folder would make the log grow some other file)."""
+    check_regular_target(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as err:
+        raise write_error("open", path, err) from err
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in after the check
+        os.close(fd)
+        check_regular_target(path)
+        raise WriteError(f"cannot write {os.fspath(path)}: not a regular file")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "ab")
+
+
 def atomic_write_stream(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Write a file through ``write(handle)`` so that readers see the old or the new file only.
 
     An OSError (disk full, read-only, ...) becomes a ``WriteError`` naming ``path``; the old
-    file, if any, is untouched and no temp file is left.
+    file, if any, is untouched and no temp file is left. A ``path`` that exists and is not a
+    regular file (a device, a symbolic link) is refused, never replaced (``check_regular_target``).
     """
+    check_regular_target(path)
     try:
         replace_file(write_temp_sibling(path, write), path)
     except WriteError:
@@ -251,9 +302,14 @@ def append_jsonl(path: PathLike, obj: Any) -> None:
     OSError becomes a ``WriteError`` naming ``path``.
     """
     line = (json.dumps(obj, sort_keys=True) + "\n").encode("utf-8")
+    check_regular_target(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), 0o666)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in after the check
+                raise WriteError(f"cannot append to {os.fspath(path)}: not a regular file")
+            if hasattr(os, "set_blocking"):
+                os.set_blocking(fd, True)
             size = os.fstat(fd).st_size
             if size:
                 with open(path, "rb") as reader:
@@ -267,6 +323,8 @@ def append_jsonl(path: PathLike, obj: Any) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except WriteError:
+        raise
     except OSError as err:
         raise write_error("append to", path, err) from err
 

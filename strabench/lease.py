@@ -18,7 +18,9 @@ was requeued by SLURM onto another node. So a lock record (``holder_record``) al
   incarnation of the same job, and SLURM never runs two at once, so it takes over the lock of
   its own earlier incarnation immediately instead of waiting out the lease.
 
-``judge(record, heartbeat_age_s)`` applies these rules and says why, in words.
+``judge(record, heartbeat_age_s)`` applies these rules and says why, in words. The record also
+names the holder's parent process, so that ``orphaned`` can tell a holder whose parent died (a
+``run --jobs`` worker, which then stops within moments: ``strabench.signals.die_with_parent``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HEARTBEAT_S", "LEASE_S", "Verdict", "holder_record", "judge", "process_start"]
+__all__ = ["HEARTBEAT_S", "LEASE_S", "Verdict", "holder_record", "judge", "orphaned", "process_start"]
 
 #: How often a lock holder refreshes its heartbeat (the lock file's mtime).
 HEARTBEAT_S = 30.0
@@ -98,7 +100,10 @@ def scheduler_job() -> dict[str, Any] | None:
 def holder_record(*, lease_s: float = LEASE_S, heartbeat_s: float = HEARTBEAT_S) -> dict[str, Any]:
     """The lock record of this process (JSON-able): who, since when, and how to judge it."""
     pid = os.getpid()
+    parent = os.getppid()
     return {
+        "parent_pid": parent,
+        "parent_start": process_start(parent),
         "pid": pid,
         "hostname": socket.gethostname(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -175,3 +180,14 @@ def judge(owner: dict[str, Any], heartbeat_age_s: float, *, lease_s: float | Non
     if heartbeat_age_s > lease:
         return Verdict(False, False, f"no heartbeat for {heartbeat_age_s:.0f} s (lease {lease:.0f} s)")
     return Verdict(True, False, f"heartbeat {max(heartbeat_age_s, 0.0):.0f} s ago (lease {lease:.0f} s)")
+
+
+def orphaned(owner: dict[str, Any]) -> bool:
+    """Whether the holder recorded in ``owner`` runs on this machine and its parent has died
+    since it took the lock (False where that cannot be told: another host, an older record)."""
+    parent, started = owner.get("parent_pid"), owner.get("parent_start")
+    if not _same_machine(owner) or not isinstance(parent, int) or isinstance(parent, bool) or parent <= 1:
+        return False
+    if not isinstance(started, int) or isinstance(started, bool):
+        return False
+    return _pid_state(parent) != "alive" or process_start(parent) != started

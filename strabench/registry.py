@@ -106,6 +106,23 @@ def create_model(
     return model
 
 
+#: The probe input of a model that declares none (no ``default_input``, no ``input_size``).
+FALLBACK_PROBE = (64, 64)
+
+
+def _probe_size(info: ModelInfo, size: Any, model: Any) -> tuple[int, int]:
+    """The (H, W) to run a non-registry model at once (sizing its features, checking ``replace``):
+    the run's input (``input_size``), else the input its callable declares (``default_input``),
+    else the built module's own ``default_input`` (C, H, W), else ``FALLBACK_PROBE``."""
+    if size is not None or info.default_input[1] is not None:
+        return info.input_size(size)
+    declared = getattr(model, "default_input", None)
+    if isinstance(declared, (tuple, list)) and len(declared) == 3 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31 for v in declared[1:]):
+        return (int(declared[1]), int(declared[2]))
+    return FALLBACK_PROBE
+
+
 def _create_external(
     info: ModelInfo, *, num_classes: int | None, pretrained: str | None, replace: "Mapping[str, str] | None", **kwargs: Any
 ) -> "nn.Module":
@@ -121,8 +138,7 @@ def _create_external(
         raise ConfigError(f"model {info.name!r} rejects the settings {kwargs}: {' '.join(str(exc).split())}") from None
     shape = None
     if replace or num_classes is not None:
-        h, w = info.input_size(size) if size is not None or info.default_input[1] is not None else (64, 64)
-        shape = (info.default_input[0], h, w)
+        shape = (info.default_input[0], *_probe_size(info, size, model))
     if replace:
         from strabench.models.replace import apply_replacements  # torch: not at import (CLI start-up)
 

@@ -7,6 +7,8 @@ import os
 import pytest
 
 os.environ.setdefault("STRABENCH_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "test-datasets"))
+# submitit's job folders (user-private, outside results folders): not in the home directory
+os.environ.setdefault("STRABENCH_JOBS_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "test-jobs"))
 
 
 @pytest.fixture(autouse=True)

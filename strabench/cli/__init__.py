@@ -3,7 +3,9 @@
 Every ``StrabenchError`` (bad input, data, files), any other ``OSError`` (a file that cannot be
 read or written) and every usage error (``--epochs two``) becomes one red line on stderr and
 exit code 2; ``--debug`` (anywhere on the line) or ``STRABENCH_DEBUG=1`` shows the traceback
-instead. ``-h`` is ``--help`` everywhere. Command modules import torch only inside their
+instead. So does any failure raised inside a model or block given by reference (the user's
+code, ``strabench.usercode``), wherever it was called. Ctrl-C and SIGTERM stop cleanly
+(``strabench.signals``): exit 130 and 143. ``-h`` is ``--help`` everywhere. Command modules import torch only inside their
 functions, so ``strabench --help`` and ``strabench list`` start fast.
 """
 
@@ -74,8 +76,11 @@ class _StrabenchGroup(TyperGroup):
         return command
 
     def invoke(self, ctx: typer.Context) -> Any:
+        from strabench.signals import interrupt_exit_code, stop_on_sigterm
+
         try:
-            return super().invoke(ctx)
+            with stop_on_sigterm():  # SIGTERM stops cleanly, like Ctrl-C (exit 143)
+                return super().invoke(ctx)
         except StrabenchError as exc:
             if _debug(ctx):
                 raise
@@ -91,11 +96,19 @@ class _StrabenchGroup(TyperGroup):
                 raise
             print_error(_os_error_line(exc))
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is a failure of the user's own code
+            from strabench.usercode import user_code_failure
+
+            line = user_code_failure(exc)
+            if line is None or _debug(ctx):
+                raise
+            print_error(f"{line} (--debug shows the traceback)")  # the user's model or block raised (strabench.usercode)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as exc:
             if _debug(ctx):
                 raise
-            print_error("interrupted")
-            raise typer.Exit(130) from None
+            print_error("interrupted" if interrupt_exit_code(exc) == 130 else f"stopped ({exc})")
+            raise typer.Exit(interrupt_exit_code(exc)) from None
 
 
 def _no_flag_placeholders(params: list[Any]) -> None:

@@ -24,7 +24,7 @@ def eval_command(
     batch: Annotated[Optional[int], typer.Option("--batch", help="Evaluation batch size.")] = None,
     input_size: Annotated[Optional[str], typer.Option("--input", help="Input HEIGHTxWIDTH (default: the checkpoint's).")] = None,
     amp: Annotated[str, typer.Option(help="auto | off | bf16 | fp16.")] = "auto",
-    replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK blocks the model was trained with (default: the checkpoint's), e.g. 'layer4.*.conv2=stra'.")] = None,
+    replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK blocks the model was trained with, e.g. 'layer4.*.conv2=stra' (default: the checkpoint's registry blocks; blocks that are your code, package.module:Class, must be given here: a checkpoint never names code that runs).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     from strabench.env import configure_process
@@ -46,7 +46,7 @@ def eval_command(
         amp=amp,
     )
     blocks = parse_replace(replace)
-    if blocks:  # replaces the checkpoint's model_overrides: the model is built as given here
+    if blocks:  # checked against the checkpoint's (strabench.train.trusted)
         import dataclasses
 
         cfg = dataclasses.replace(cfg, model_overrides={"replace": blocks})

@@ -38,6 +38,9 @@ def export_command(
 
     if threads is not None and threads <= 0:
         raise ConfigError(f"--threads must be a positive integer, got {threads!r}")
+    from strabench.io import check_regular_target
+
+    check_regular_target(onnx)  # a device or a link is refused now, not after the export's work
     size = parse_size(input) if input else None
     result = export_model(model, onnx, input_size=size, batch=batch, dynamic_batch=dynamic_batch,
                           replace=parse_replace(replace), threads=threads, checkpoint=checkpoint)

@@ -45,7 +45,16 @@ def report_command(
     if plots is not None and chosen != "md":
         raise ConfigError(f"--{'' if plots else 'no-'}plots applies to the markdown report only, not to {chosen} output")
     paths = results or [Path("results")]
+    if out is not None:
+        from strabench.io import check_regular_target
+
+        check_regular_target(out)  # a device or a link is refused before any work
     report = build_report(paths, fmt=chosen, paper=paper, out=out, plots=True if plots is None else plots)
+    if report.warnings:  # results from mixed code (strabench.report.mixed_code)
+        from rich.markup import escape
+
+        for line in report.warnings:
+            console(stderr=True).print(f"[yellow]warning:[/] {escape(line)}", markup=True, highlight=False)
     if out is not None:
         console(stderr=True).print(f"wrote {out}")
         return

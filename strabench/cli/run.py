@@ -11,7 +11,8 @@ suite over machines by hand with --shard K/N; `strabench report` merges what is 
 every comparison with the baseline is better, worse, equivalent or the budget is spent, with
 error control over the rounds (docs/statistics.md); --dry-run states the seeds each comparison
 needs and their cost. Exit 0: all runs finished (or submitted); 1: some run failed; 2: bad
-suite or options; 130: interrupted (rerun the same command to resume).
+suite or options; 130: interrupted by Ctrl-C, 143: stopped by SIGTERM (rerun the same command
+to resume; --jobs workers stop with this process, however it ends).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def run_command(
     jobs: Annotated[int, typer.Option("--jobs", help="local: runs at once, each on its own GPU, or on cores/N CPU threads.")] = 1,
     wait: Annotated[bool, typer.Option("--wait", help="slurm: follow the jobs until they end (default: return once submitted).")] = False,
     resubmit: Annotated[bool, typer.Option("--resubmit", help="slurm: also submit runs already queued (their job was cancelled).")] = False,
+    allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Resume runs whose checkpoint other code trained (another strabench, torch or kernel); the mix is recorded in env.json and flagged by report. Default: such runs are refused.")] = False,
+    rerun_stale: Annotated[bool, typer.Option("--rerun-stale", help="Retrain finished runs that other code made (default: keep them; run says which they are).")] = False,
     break_lock: Annotated[bool, typer.Option("--break-lock", help="First delete the suite's and the selected runs' locks held by other hosts or dead processes, saying whose (never a live process of this host).")] = False,
     partition: Annotated[str | None, typer.Option("--partition", help="slurm: partition (overrides [executor] partition).")] = None,
     gpus_per_node: Annotated[int | None, typer.Option("--gpus-per-node", help="slurm: GPUs per run; >1 trains with DDP, one task per GPU.")] = None,
@@ -86,10 +89,10 @@ def run_command(
         config, out, profile=profile, data=data, seeds=seed_values or None, only=_split(only) or None,
         device=device, shard=parse_shard(shard) if shard else None,
     )
-    if keep_checkpoints != "last":
+    if keep_checkpoints != "last" or allow_mixed or rerun_stale:
         from dataclasses import replace
 
-        plan = replace(plan, keep_checkpoints=keep_checkpoints)
+        plan = replace(plan, keep_checkpoints=keep_checkpoints, allow_mixed=allow_mixed, rerun_stale=rerun_stale)
     if dry_run:
         rows = dry_run_rows(plan)
         if as_json:
@@ -97,6 +100,7 @@ def run_command(
         else:
             _print_dry_run(console(), plan, rows)
             decided.print_plan(console(), config, plan, design, _split(only))
+            _say_stale(console(), plan)
         return
     from strabench.suite.executors import EXECUTORS
 
@@ -112,11 +116,15 @@ def run_command(
         overrides = {"partition": partition, "gpus_per_node": gpus_per_node, "cpus_per_task": cpus_per_task,
                      "mem_gb": mem_gb, "timeout_min": timeout_min}
         settings = {**plan.suite.executor, **{k: v for k, v in overrides.items() if v is not None}}
-        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints) + f" --executor {executor}"
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints, allow_mixed) + f" --executor {executor}"
         raise typer.Exit(_submit(console(), plan, settings, executor, wait=wait, resubmit=resubmit, command=resume))
+    from strabench.signals import interrupt_exit_code
+
+    if dist_rank() == 0:
+        _say_stale(console(), plan)
     if dist_rank() != 0:  # a torchrun worker: rank 0 shows and records everything
         outcome = run_suite(plan)
-        raise typer.Exit(130 if outcome.interrupted else 1 if outcome.failed or outcome.locked else 0)
+        raise typer.Exit(interrupt_exit_code() if outcome.interrupted else 1 if outcome.failed or outcome.locked else 0)
     out_console = console()
     if not out_console.is_terminal:  # logs (SLURM, CI): wide lines rather than wrapped tables
         from rich.console import Console
@@ -152,9 +160,11 @@ def run_command(
         view.close()
     _print_summary(out_console, outcome)
     if outcome.interrupted:
-        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints)
-        out_console.print(f"[yellow]interrupted[/]: finished runs are kept and the run in flight resumes from its checkpoint; resume with:\n  {resume}")
-        raise typer.Exit(130)
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints, allow_mixed)
+        code = interrupt_exit_code()
+        how = "interrupted" if code == 130 else f"stopped by signal {code - 128}"
+        out_console.print(f"[yellow]{how}[/] (exit {code}): finished runs are kept and the run in flight resumes from its checkpoint; resume with:\n  {resume}")
+        raise typer.Exit(code)
     if outcome.locked:
         out_console.print(f"[yellow]{len(outcome.locked)} run(s) skipped[/]: another process holds {', '.join(outcome.locked)}")
     if outcome.failed:
@@ -190,7 +200,10 @@ def _submit(out: "Console", plan: "RunPlan", settings: dict, executor: str, *, w
         out.print(f"{run_id}: not submitted, {why}")
     if submitted:
         ids = ", ".join(str(job.job_id) for _, job in submitted)
-        out.print(f"submitted {len(submitted)} run(s) of suite {plan.suite.name} ({executor}): job(s) {ids}; logs in {plan.out_dir / '.submitit'}")
+        from strabench.suite.jobfiles import suite_jobs_dir
+
+        logs = suite_jobs_dir(plan.out_dir, plan.suite.name)
+        out.print(f"submitted {len(submitted)} run(s) of suite {plan.suite.name} ({executor}): job(s) {ids}; logs in {logs}")
     else:
         out.print("nothing to submit")
     if not wait:
@@ -206,6 +219,15 @@ def _submit(out: "Console", plan: "RunPlan", settings: dict, executor: str, *, w
     finally:
         view.close()
     refresh_results(plan)
+    from strabench.errors import LockError
+    from strabench.io import acquire_lock
+    from strabench.suite.jobfiles import sweep_job_files
+
+    try:
+        with acquire_lock(plan.out_dir):  # every job is done: job files of a finished suite can go
+            sweep_job_files(plan)
+    except LockError:  # a local run holds the suite: it sweeps them when it is done
+        pass
     out.print(f"{counts_line(rows)} -> {plan.out_dir / 'results.csv'}")
     for row in rows:
         if row["state"] == "failed":
@@ -213,8 +235,28 @@ def _submit(out: "Console", plan: "RunPlan", settings: dict, executor: str, *, w
     return 0 if all(r["state"] == "finished" for r in rows) else 1
 
 
-def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str], keep_checkpoints: str = "last") -> str:
+def _say_stale(out: "Console", plan: "RunPlan") -> None:
+    """One line naming the finished runs other code made (``runner.stale_runs``): kept, or
+    being retrained with --rerun-stale."""
+    from rich.markup import escape
+
+    from strabench.provenance import code_identity, describe_code
+    from strabench.suite.runner import stale_runs
+
+    stale = stale_runs(plan)
+    if not stale:
+        return
+    names = ", ".join(s.run_id for s in stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+    what = "retraining them (--rerun-stale)" if plan.rerun_stale else "kept; --rerun-stale retrains them"
+    here = describe_code(code_identity(str(stale[0].config.device)))
+    out.print(escape(f"{len(stale)} finished run(s) were made by other code than this ({here}): {names}; {what}"),
+              highlight=False, soft_wrap=True)
+
+
+def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str], keep_checkpoints: str = "last", allow_mixed: bool = False) -> str:
     args = ["strabench", "run", suite, "--out", out]
+    if allow_mixed:
+        args.append("--allow-mixed")
     keep = keep_checkpoints if keep_checkpoints != "last" else None
     for flag, value in (("--profile", profile), ("--data", data), ("--shard", shard), ("--device", device), ("--keep-checkpoints", keep)):
         if value:
@@ -266,12 +308,19 @@ def _print_summary(out: "Console", outcome: "SuiteOutcome") -> None:
     out.print(table)
     for row in rows:
         if row["status"] == "failed" and row.get("error"):
-            out.print(f"[red]failed[/] {row['run_id']}: {row['error']}")
+            out.print(f"[red]failed[/] {row['run_id']}: {_plain_text(row['error'])}")
     for row in rows:
         stalled = [m for m in metrics if row["status"] == "finished" and row["metrics"].get(m) is not None
                    and row.get("metrics_untrained", {}).get(m) is not None and row["metrics"][m] <= row["metrics_untrained"][m]]
         if stalled:
             out.print(f"[yellow]WARNING[/] {row['run_id']} did not learn: {', '.join(stalled)} at or below the untrained network's")
+
+
+def _plain_text(text: Any) -> str:
+    """A reason or phase for rich: read from files or raised by user code, so never markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
 
 
 def _numbers(record: dict, keys: tuple[str, ...] | None) -> str:
@@ -307,7 +356,7 @@ class LineView(SuiteListener):
         self.out.print(f"[{index}/{total}] {spec.run_id}{resumed}")
 
     def on_phase(self, spec: "RunSpec", phase: str) -> None:
-        self.out.print(f"[{self.index}/{self.total}] {spec.run_id}: {phase}")
+        self.out.print(f"[{self.index}/{self.total}] {spec.run_id}: {_plain_text(phase)}")
 
     def on_suite_phase(self, text: str) -> None:
         self.out.print(text)
@@ -323,7 +372,7 @@ class LineView(SuiteListener):
 
     def on_run_end(self, spec: "RunSpec", status: str, row: dict) -> None:
         colour = {"finished": "green", "locked": "yellow"}.get(status, "red")
-        reason = f": {row.get('error')}" if status == "failed" and row.get("error") else ""
+        reason = f": {_plain_text(row.get('error'))}" if status == "failed" and row.get("error") else ""
         self.out.print(f"[{self.index}/{self.total}] {spec.run_id} [{colour}]{status}[/] in {time.monotonic() - self.started:.0f} s{reason}")
 
 
@@ -358,7 +407,7 @@ class LiveView(LineView):
         self.run_task = self.progress.add_task(f"[{index}/{total}] {spec.run_id}", total=None)
 
     def on_phase(self, spec: "RunSpec", phase: str) -> None:
-        self.progress.update(self.run_task, description=f"[{self.index}/{self.total}] {spec.run_id}: {phase}")
+        self.progress.update(self.run_task, description=f"[{self.index}/{self.total}] {spec.run_id}: {_plain_text(phase)}")
 
     def on_suite_phase(self, text: str) -> None:
         self.progress.console.print(text)

@@ -20,16 +20,22 @@ COLOURS = {"pending": "white", "queued": "cyan", "running": "blue", "interrupted
 
 def status_table(rows: list[dict[str, Any]], title: str) -> Any:
     """A rich table of run states (shared by ``status`` and ``run --wait``/``--jobs``)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    from strabench.io import as_text
+
+    def cell(value: Any) -> str:  # read from files others may write: plain one-line text, never markup
+        return escape(as_text(value if isinstance(value, str) else "" if value is None else str(value)) or "")
+
+    table = Table(title=escape(title))
     for column in ("run", "state", "job", "host", "attempts", "detail"):
         table.add_column(column, overflow="fold")
     for row in rows:
         state = row["state"]
-        table.add_row(row["run_id"], f"[{COLOURS.get(state, 'white')}]{state}[/]", str(row.get("job_id") or ""),
-                      str(row.get("host") or "") if state != "pending" else "", str(row.get("attempts") or ""),
-                      str(row.get("reason") or ""))
+        table.add_row(cell(row["run_id"]), f"[{COLOURS.get(state, 'white')}]{state}[/]", cell(row.get("job_id") or ""),
+                      cell(row.get("host") or "") if state != "pending" else "", cell(row.get("attempts") or ""),
+                      cell(row.get("reason") or ""))
     return table
 
 
@@ -67,7 +73,7 @@ class StatusView:
                 where = f" job {row['job_id']}" if row.get("job_id") else ""
                 host = f" on {row['host']}" if row["state"] == "running" and row.get("host") else ""
                 detail = f": {row['reason']}" if row["state"] in ("failed", "interrupted") and row.get("reason") else ""
-                self.out.print(f"{row['run_id']}: {row['state']}{where}{host}{detail}")
+                self.out.print(f"{row['run_id']}: {row['state']}{where}{host}{detail}", markup=False, highlight=False)
 
     def close(self) -> None:
         if self.live is not None:

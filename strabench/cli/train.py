@@ -127,6 +127,7 @@ def train_command(
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
     assignments: Annotated[Optional[list[str]], typer.Option("--set", help="Any config field, KEY=VALUE (TOML value), e.g. --set milestones=[8,12].")] = None,
     replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, or after them for a gate (se, eca, mode), e.g. 'layer4.*.conv2=stra' or 'layer4.*.conv2=stra(groups=4)' (repeatable; docs/blocks.md).")] = None,
+    allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Resume a checkpoint that other code trained (another strabench, torch or kernel); recorded in env.json. Default: refused.")] = False,
     keep_checkpoints: Annotated[str, typer.Option("--keep-checkpoints", help="What a finished run keeps: last (checkpoint.pt), best (checkpoint.best.pt, best evaluated epoch) or none. While it runs, the last two are kept for resuming.")] = "last",
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a table.")] = False,
 ) -> None:
@@ -166,8 +167,11 @@ def train_command(
     if main_process:
         err.print(f"training {cfg.model} ({cfg.task}, {cfg.data}, profile {cfg.profile}) -> {run_dir}")
     try:
-        result = fit(cfg, run_dir, resume=resume, progress=hook, keep_checkpoints=keep_checkpoints)
-    except KeyboardInterrupt:
+        result = fit(cfg, run_dir, resume=resume, progress=hook, keep_checkpoints=keep_checkpoints, allow_mixed=allow_mixed)
+    except KeyboardInterrupt as exc:
+        from strabench.signals import interrupt_exit_code
+
+        code = interrupt_exit_code(exc)
         given = {
             "--task": task, "--data": data, "--profile": profile if profile != "quick" else None, "--epochs": epochs,
             "--batch": batch, "--lr": lr, "--device": device if device != "auto" else None, "--seed": seed or None,
@@ -175,14 +179,16 @@ def train_command(
             "--channels-last": channels_last, "--eval-every": eval_every, "--set": list(assignments or []) or None,
             "--replace": list(replace or []) or None,
             "--keep-checkpoints": keep_checkpoints if keep_checkpoints != "last" else None,
+            "--allow-mixed": allow_mixed,
         }
         if not main_process:
-            raise typer.Exit(130) from None
+            raise typer.Exit(code) from None
         from strabench.cli import print_error
 
-        print_error(f"interrupted; completed epochs are checkpointed in {run_dir}")
+        how = "interrupted" if code == 130 else f"stopped by signal {code - 128}"
+        print_error(f"{how}; completed epochs are checkpointed in {run_dir}")
         typer.echo(f"resume with: {_resume_command(model, given, run_dir)}", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(code) from None
     finally:
         close = getattr(hook, "close", None)
         if close is not None:

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from strabench.env import describe_environment
-from strabench.errors import ConfigError, DeviceError
+from strabench.errors import ConfigError, DeviceError, ShapeError, clip
 from strabench.measure.runtimes import PREPARING, Prepared, check_runtime, prepare_step, runtime_session
 
 if TYPE_CHECKING:
@@ -396,9 +396,28 @@ def _check_device(device: str) -> None:
 
 
 def _is_oom(exc: BaseException) -> bool:
+    """Out of memory on any device: CUDA's error, Python's MemoryError, or the CPU allocator's
+    RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
     import torch
 
-    return isinstance(exc, torch.OutOfMemoryError)
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+def _fit_or_refuse(attempt: Callable[[int], T], batch: int, *, name: str, shape: tuple, device: str,
+                   cleanup: Callable[[], None]) -> tuple[T, int]:
+    """``fit_batch`` with out-of-memory at batch 1 as one line naming the model and input."""
+    try:
+        return fit_batch(attempt, batch, is_oom=_is_oom, cleanup=cleanup)
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is out of memory
+        if not _is_oom(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = (f"{name} does not fit in {device} memory even at batch 1, input {'x'.join(map(str, shape))} "
+                   f"({clip(first, 160)}); try a smaller --input")
+    cleanup()
+    raise ShapeError(message)
 
 
 def _free_device_memory() -> None:
@@ -535,7 +554,7 @@ def _prepare(name: str, model: "nn.Module", shape: tuple[int, int, int], spec: B
         _free_device_memory()
 
     progress(f"warm-up {name} ({spec.warmup} step(s){PREPARING.get(spec.runtime, '')})")
-    (prepared, warmup_s), batch = fit_batch(attempt, spec.batch, is_oom=_is_oom, cleanup=cleanup)
+    (prepared, warmup_s), batch = _fit_or_refuse(attempt, spec.batch, name=name, shape=shape, device=spec.device, cleanup=cleanup)
     step = prepared.step
     timer = _timer_class()(
         stmt="step()",

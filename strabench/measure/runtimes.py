@@ -280,7 +280,14 @@ def prepare_step(
         step = make_step(torch.compile(model), inputs, labels, mode=mode, amp=amp, optimizer=optimizer, record=record)
         graphs = _compiled_graphs()
         start = time.perf_counter()
-        step()  # compiles (forward, and backward in train mode), then runs once
+        try:
+            step()  # compiles (forward, and backward in train mode), then runs once
+        except Exception as exc:  # noqa: BLE001 - re-raised unless the machine lacks a compiler
+            missing = _missing_compiler(exc)
+            if missing is None:
+                raise
+            raise ConfigError(f"--runtime compile needs a working C++ compiler for {device} code (torch.compile's "
+                              f"inductor builds one): {missing}; install one (g++ or clang, or set CXX) or use --runtime eager") from None
         _sync(device)
         compile_s = time.perf_counter() - start
         if _compiled_graphs() == graphs:
@@ -295,6 +302,24 @@ def prepare_step(
         diff = check_outputs(session, model, inputs, name=name)
         return Prepared(_ort_step(session, inputs, device), compile_s=compile_s, max_abs_diff=diff)
     raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+
+
+def _missing_compiler(exc: BaseException) -> str | None:
+    """What torch.compile said when it found no C++ compiler (anywhere in ``exc``'s chain), else None.
+
+    Recognised by the name inductor gives that error (``InvalidCxxCompiler``) or its message, so
+    no private torch module is imported; any other failure keeps its traceback (a bug)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = " ".join(str(current).split())
+        if type(current).__name__ == "InvalidCxxCompiler" or "No working C++ compiler" in text:
+            start = text.find("No working C++ compiler")
+            end = text.find(")", start)
+            return text[start:end + 1 if end > start else start + 120] if start >= 0 else "no working C++ compiler found"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def check_runtime(runtime: str, *, mode: str, amp: str, channels_last: bool) -> None:

@@ -196,7 +196,7 @@ def resolve_block(text: str) -> BlockSpec:
         return source(rest, settings)
     if all(part.isidentifier() for part in prefix.split(".")) and rest.isidentifier():
         try:
-            module = import_from_cwd(prefix)
+            module = import_from_cwd(prefix, name)
         except ConfigError as exc:
             raise ConfigError(f"unknown block {name!r} ({exc}); {_known()}") from None
         cls = getattr(module, rest, None)

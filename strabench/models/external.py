@@ -36,11 +36,18 @@ class FeatureModel(TaskModel):
         self, backbone: nn.Module, *, name: str, num_classes: int, probe_size: tuple[int, int], in_chans: int = 3
     ) -> None:
         super().__init__()
+        from strabench.usercode import calling
+
         self.backbone, self.name, self.in_chans = backbone, name, in_chans
         was_training = backbone.training
-        with torch.no_grad():  # the feature width, from one probe in eval mode (no BN statistics move)
-            self.feature_dim = int(pool_features(backbone.eval()(torch.zeros(1, in_chans, *probe_size)), name).shape[1])
-        backbone.train(was_training)
+        probe = (in_chans, *probe_size)
+        doing = (f"its feature probe at input {'x'.join(map(str, probe))}; if it takes another size, "
+                 "declare it (default_input = (C, H, W) on the callable) or pass --input")
+        try:
+            with torch.no_grad(), calling(name, doing):  # the feature width, from one probe in eval mode (no BN statistics move)
+                self.feature_dim = int(pool_features(backbone.eval()(torch.zeros(1, *probe)), name).shape[1])
+        finally:
+            backbone.train(was_training)
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:

@@ -1,26 +1,18 @@
 """Importing the user's own code (a model builder, a block class) by module name.
 
 A leaf: both the model sources and the block sources name user code as ``package.module:NAME``.
+The import goes through the user-code boundary (``strabench.usercode``), so a module that fails
+while importing is one line naming it.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
 from typing import Any
 
-from strabench.errors import ConfigError
+from strabench.usercode import import_user_module
 
 
-def import_from_cwd(module: str) -> Any:
-    """Import ``module`` with the working directory searchable (a console script's path lacks it)."""
-    added = "" not in sys.path and "." not in sys.path
-    if added:
-        sys.path.insert(0, "")
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"cannot import {module!r} ({exc}); it must be importable from the working directory or PYTHONPATH") from None
-    finally:
-        if added:
-            sys.path.remove("")
+def import_from_cwd(module: str, reference: str | None = None) -> Any:
+    """Import ``module`` (named by ``reference``, e.g. ``mypkg.blocks:Gate``) with the working
+    directory searchable (a console script's path lacks it)."""
+    return import_user_module(module, reference or module)

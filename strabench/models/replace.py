@@ -21,6 +21,7 @@ stride, or one whose output shape differs is refused in one line.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 from typing import Any, Callable, Mapping
 
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 
 from strabench.errors import ConfigError, ShapeError
 from strabench.models.blocks import BLOCKS, BlockSpec, resolve_block
+from strabench.usercode import calling
 
 __all__ = ["BLOCKS", "Inserted", "apply_replacements"]
 
@@ -154,16 +156,20 @@ def _build_checked(name: str, module: nn.Module, spec: BlockSpec, x_shape: tuple
         what, block_input = f"{x_shape[1]} -> {y_shape[1]} channels, stride {stride}", x_shape
     else:
         what, block_input = f"after it, {y_shape[1]} channels", y_shape
-    try:
-        block = spec.factory(x_shape[1], y_shape[1], stride) if spec.kind == "replace" else spec.factory(y_shape[1])
-    except ConfigError as exc:
-        raise ConfigError(f"replace: {name}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"replace: cannot build {spec.name} for {name} ({what}): {' '.join(str(exc).split())}") from None
+    # a block that is not one of the package's own (a user class, a block source's) is code strabench
+    # did not write: whatever it raises is one line naming it
+    boundary = (lambda *_: contextlib.nullcontext()) if spec.name.partition("(")[0] in BLOCKS else calling
+    with boundary(spec.name, f"building it for {name}, {what}"):
+        try:
+            block = spec.factory(x_shape[1], y_shape[1], stride) if spec.kind == "replace" else spec.factory(y_shape[1])
+        except ConfigError as exc:
+            raise ConfigError(f"replace: {name}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"replace: cannot build {spec.name} for {name} ({what}): {' '.join(str(exc).split())}") from None
     if not isinstance(block, nn.Module):
         raise ConfigError(f"replace: {spec.name} built {type(block).__name__}, not a torch.nn.Module")
     block.eval()
-    with torch.no_grad():
+    with torch.no_grad(), boundary(spec.name, f"its forward at {name}'s input {tuple(block_input)}"):
         try:
             out = block(torch.zeros(block_input))
         except (RuntimeError, ValueError, ShapeError) as exc:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from strabench.errors import ConfigError, UnknownModelError
 from strabench.models.imports import import_from_cwd
 from strabench.models.info import ModelInfo
+from strabench.usercode import calling
 
 if TYPE_CHECKING:
     from torch import nn
@@ -108,19 +109,35 @@ def _timm(ref: str, name: str) -> ModelInfo:
     return _info(ref, build, size, "timm", f"timm {name} (random init)", features)
 
 
+def _declared_input(target: Any, ref: str) -> tuple:
+    """The callable's ``default_input`` (C, H, W), checked: a malformed one is refused here, not
+    as a shape error deep in a probe."""
+    default = getattr(target, "default_input", None)
+    if default is None:
+        return (3, None, None)
+    def positive(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31
+
+    ok = isinstance(default, (tuple, list)) and len(default) == 3 and positive(default[0]) and (
+        all(positive(v) for v in default[1:]) or all(v is None for v in default[1:]))
+    if not ok:
+        raise ConfigError(f"{ref}: default_input must be (channels, height, width) of positive integers, got {default!r}")
+    return tuple(default)
+
+
 def _callable(ref: str, module_name: str, attr: str) -> ModelInfo:
-    module = import_from_cwd(module_name)
+    module = import_from_cwd(module_name, ref)
     target = getattr(module, attr, None)
     if not callable(target):
         known = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
         raise _unknown(ref, attr, known, f"the callables of {module_name}")
-    default = getattr(target, "default_input", None)
-    size = tuple(default) if default is not None else (3, None, None)
+    size = _declared_input(target, ref)
 
     def build(**overrides: Any) -> "nn.Module":
         from torch import nn
 
-        built = target(**overrides)
+        with calling(ref, "building the model"):
+            built = target(**overrides)
         if not isinstance(built, nn.Module):
             raise ConfigError(f"{ref} returned {type(built).__name__}, not a torch.nn.Module")
         return built

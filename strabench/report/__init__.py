@@ -25,6 +25,7 @@ class Report:
 
     text: str
     written: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. groups whose runs different code made
 
 
 def build_report(
@@ -49,8 +50,11 @@ def build_report(
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    from strabench.report.mixed_code import mixed_code_lines
+
     suites = merge_results(load_suite_results(d) for d in find_suite_dirs(paths))
     written: list[Path] = []
+    mixed = {suite.name: mixed_code_lines(suite.rows) for suite in suites}
     if fmt == "csv":
         text = records_to_csv(summary_records(suites, paper=paper))
     elif fmt == "json":
@@ -62,6 +66,8 @@ def build_report(
             written.extend(figures.values())
             where = Path(out).parent if out is not None else suite.directory
             section = render_markdown(suite, paper=paper, plots=figures, relative_to=where)
+            if mixed[suite.name]:
+                section += "\n**Results from mixed code.**\n\n" + "".join(f"- {line}\n" for line in mixed[suite.name])
             if out is None:
                 atomic_write_text(suite.directory / REPORT_MD, f"# strabench report: {suite.name}\n\n{section}")
                 written.append(suite.directory / REPORT_MD)
@@ -71,4 +77,5 @@ def build_report(
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, text)
         written.append(Path(out))
-    return Report(text, written)
+    warnings = [f"{name}: {line}" for name, lines in mixed.items() for line in lines]
+    return Report(text, written, warnings)

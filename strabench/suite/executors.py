@@ -10,11 +10,15 @@ local and cluster runs.
 
 * ``run_parallel`` (``--executor local --jobs N``): up to N worker subprocesses at once, each
   on its own GPU (``CUDA_VISIBLE_DEVICES``) when the runs use CUDA, else on ``cores // N``
-  torch threads. This process holds the suite lock and rewrites results.csv as runs end.
+  torch threads. This process holds the suite lock and rewrites results.csv as runs end. A
+  worker gets its job through a pipe from this process (never a file: see
+  ``strabench.suite.jobfiles``) and dies with it (``strabench.signals.die_with_parent``).
 * ``submit_jobs`` (``--executor slurm``): one submitit job per pending run, submitted as one
   job array. ``RunJob.checkpoint`` is submitit's checkpoint hook: on preemption or time-out
   the job is requeued and resumes from the run's last checkpoint (the engine's ``resume``);
-  a run already finished is never run (or counted) again. ``submitit-local`` is the same path
+  a run already finished is never run (or counted) again. submitit pickles the jobs into the
+  suite's user-private job folder, outside the results folder (``strabench.suite.jobfiles``).
+  ``submitit-local`` is the same path
   through submitit's ``LocalExecutor`` (jobs are local processes), to try a setup without a
   cluster. A job with ``gpus_per_node > 1`` runs one task per GPU under torchrun-style
   variables (``submitit.helpers.TorchDistributedEnvironment``): the engine's DDP path.
@@ -29,15 +33,17 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from strabench.errors import ConfigError, LockError
+from strabench.suite.jobfiles import submitit_folder, sweep_job_files
 from strabench.suite.runner import (
-    RunPlan, RunSpec, SuiteListener, SuiteOutcome, execute_run, run_status, suite_session, time_suite,
-    write_results_csv,
+    RunPlan, RunSpec, SuiteListener, SuiteOutcome, execute_run, run_options, run_status, stale_runs, suite_session,
+    time_suite, write_results_csv,
 )
 from strabench.suite.status import run_lock_dir, run_state, write_state
 
@@ -60,10 +66,10 @@ EXECUTOR_KEYS: dict[str, tuple[str, str]] = {
     "setup": ("lines", "slurm_setup"),
     "slurm_additional_parameters": ("table", "slurm_additional_parameters"),
 }
-#: Exit codes of a worker process (``python -m strabench.suite.executors JOB``).
+#: Exit codes of a worker process (``python -m strabench.suite.executors -``).
 EXIT_CODES = {"finished": 0, "failed": 1, "locked": 3, "interrupted": 130}
-SUBMITIT_DIR = ".submitit"
-JOBS_DIR = ".jobs"
+#: The environment variable that tells a worker its parent's pid (it dies with that process).
+PARENT_ENV = "STRABENCH_WORKER_PARENT"
 
 
 def _plain(value: Any) -> Any:
@@ -145,23 +151,25 @@ class RunJob:
             torch.set_num_threads(self.threads)
         _export_distributed_env()
         rank = dist_rank()
+        options = run_options(self.plan, self.spec)
         if rank != 0:  # another task of a multi-GPU job: train alongside rank 0
-            return execute_run(self.spec, self.run_dir, rank=rank, fit=self.fit, keep_checkpoints=self.plan.keep_checkpoints)
-        if run_status(self.run_dir, self.spec.measure) == "finished":
+            return execute_run(self.spec, self.run_dir, rank=rank, fit=self.fit, **options)
+        if run_status(self.run_dir, self.spec.measure) == "finished" and not (options["fresh"] and self._stale()):
             return "finished"  # a requeued job whose run had already finished: never twice
-        from strabench.io import acquire_lock
-
         try:
-            lock = acquire_lock(run_lock_dir(self.plan.out_dir, self.spec.run_id))
+            lock = acquire_run_lock(run_lock_dir(self.plan.out_dir, self.spec.run_id))
         except LockError as exc:
             log.warning("%s: %s", self.spec.run_id, exc)
             return "locked"
         with lock:
+            options = run_options(self.plan, self.spec)  # again, under the run's lock
+            if options["fresh"] and not self._stale():
+                return "finished"  # another job retrained it meanwhile
             previous = run_state(self.plan.out_dir, self.spec.run_id, self.run_dir)
             write_state(self.run_dir, "running", executor=self.executor, job_id=job_id_here(),
                         attempts=int(previous.get("attempts") or 0) + 1, reason=None)
             try:
-                status = execute_run(self.spec, self.run_dir, rank=0, fit=self.fit, keep_checkpoints=self.plan.keep_checkpoints)
+                status = execute_run(self.spec, self.run_dir, rank=0, fit=self.fit, **options)
             except BaseException as exc:  # Ctrl-C, SIGTERM, submitit's requeue (SystemExit)
                 write_state(self.run_dir, "interrupted", reason=f"{type(exc).__name__} during the run; resumes from its checkpoint")
                 raise
@@ -171,6 +179,11 @@ class RunJob:
             refresh_results(self.plan)
         return status
 
+    def _stale(self) -> bool:
+        """Whether this finished run was made by other code (``runner.stale_runs``)."""
+        one = dataclasses.replace(self.plan, selected=(self.spec,))
+        return bool(stale_runs(one))
+
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit's hook on preemption / time-out: requeue this job unchanged (the run's own
         checkpoint, written by the engine every epoch, is what it resumes from)."""
@@ -178,6 +191,30 @@ class RunJob:
 
         write_state(self.run_dir, "queued", reason="requeued after preemption or time-out")
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+#: How long a run's lock is waited for when its holder is a worker whose parent died (it is
+#: stopping: ``strabench.signals.die_with_parent``), so that a run started right after the
+#: parent was killed picks its runs up instead of calling them locked.
+ORPHAN_WAIT_S = 30.0
+
+
+def acquire_run_lock(directory: Path, *, wait_s: float = ORPHAN_WAIT_S) -> Any:
+    """``acquire_lock(directory)``, waiting up to ``wait_s`` while the holder is an orphaned
+    process of this machine (``strabench.lease.orphaned``); any other holder is refused at once."""
+    from strabench.io import acquire_lock, inspect_lock
+    from strabench.lease import orphaned
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return acquire_lock(directory)
+        except LockError:
+            owner, verdict = inspect_lock(directory)
+            dying = owner is not None and verdict is not None and verdict.alive and orphaned(owner)
+            if not dying or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _export_distributed_env() -> None:
@@ -256,22 +293,41 @@ def run_parallel(plan: RunPlan, jobs: int, listener: SuiteListener | None = None
     return SuiteOutcome(plan, rows, attempted, skipped, interrupted, time.monotonic() - start)
 
 
-def _start_worker(job: RunJob, device: str | None, threads: int) -> subprocess.Popen:
-    """A worker process for ``job`` (pickled under <suite>/.jobs/), its output in the run's worker.log."""
-    from strabench.io import atomic_write_bytes, ensure_directory
+def _one_run(job: RunJob) -> RunJob:
+    """``job`` with a plan holding only its own run: what the worker needs, small enough to pipe."""
+    plan = dataclasses.replace(job.plan, runs=(job.spec,), selected=(job.spec,))
+    return RunJob(plan, job.spec, executor=job.executor, threads=job.threads, refresh=job.refresh, fit=job.fit)
 
-    jobs_dir = ensure_directory(job.plan.out_dir / JOBS_DIR)
-    job_file = jobs_dir / f"{job.spec.run_id}.pkl"
-    atomic_write_bytes(job_file, pickle.dumps(job))
+
+def _start_worker(job: RunJob, device: str | None, threads: int) -> subprocess.Popen:
+    """A worker process for ``job``, which it reads from its stdin (a pipe only this process can
+    write: no job file exists anywhere), its output in the run's worker.log."""
+    from strabench.io import ensure_directory, open_for_append
+
+    payload = pickle.dumps(_one_run(job))
     env = dict(os.environ)
+    env[PARENT_ENV] = str(os.getpid())
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = device
     else:
         env["OMP_NUM_THREADS"] = str(threads)
     run_dir = ensure_directory(job.run_dir)
-    with open(run_dir / "worker.log", "ab") as log_file:
-        return subprocess.Popen([sys.executable, "-m", "strabench.suite.executors", str(job_file)],
-                                env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    with open_for_append(run_dir / "worker.log") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "strabench.suite.executors", "-"], env=env,
+                                   stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT)
+    threading.Thread(target=_send_job, args=(process, payload), name=f"job to worker {process.pid}", daemon=True).start()
+    return process
+
+
+def _send_job(process: subprocess.Popen, payload: bytes) -> None:
+    """Write the pickled job into the worker's stdin and close it (a worker that died first: its
+    exit code tells the parent)."""
+    assert process.stdin is not None
+    try:
+        process.stdin.write(payload)
+        process.stdin.close()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
 
 
 def _record_crash(plan: RunPlan, spec: RunSpec, code: int) -> None:
@@ -307,6 +363,7 @@ def submit_jobs(plan: RunPlan, settings: Mapping[str, Any], *, cluster: str = "s
 
     ensure_directory(plan.out_dir)
     with acquire_lock(plan.out_dir):
+        sweep_job_files(plan)
         atomic_write_json(plan.out_dir / PLAN_JSON, plan.as_dict())
         write_results_csv(plan)
     left_out: dict[str, str] = {}
@@ -320,7 +377,7 @@ def submit_jobs(plan: RunPlan, settings: Mapping[str, Any], *, cluster: str = "s
             todo.append(spec)
     if not todo:
         return [], left_out
-    executor = submitit.AutoExecutor(folder=plan.out_dir / SUBMITIT_DIR / "%j", cluster=cluster)
+    executor = submitit.AutoExecutor(folder=submitit_folder(plan.out_dir, plan.suite.name) / "%j", cluster=cluster)
     try:
         executor.update_parameters(**submitit_parameters(settings, plan.suite.name))
     except (NameError, ValueError, AssertionError) as exc:
@@ -357,18 +414,33 @@ def _job_done(job: Any) -> bool:
 
 
 def _worker_main(argv: Sequence[str]) -> int:
-    """``python -m strabench.suite.executors JOB.pkl``: run one pickled RunJob (local workers)."""
-    from strabench.env import configure_process
+    """``python -m strabench.suite.executors -``: run the RunJob its parent pipes into stdin.
 
-    configure_process()  # before torch starts its thread pool
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    job_file = Path(argv[0])
-    with open(job_file, "rb") as handle:
-        job: RunJob = pickle.load(handle)  # written by run_parallel into the suite's own .jobs/
-    try:
-        status = job()
-    except KeyboardInterrupt:
-        return EXIT_CODES["interrupted"]
+    Only a pipe from the parent is read: a job file could be swapped by anyone who can write
+    the results folder, and unpickling runs code (``strabench.suite.jobfiles``). The worker
+    stops cleanly on SIGINT and SIGTERM, and gets SIGTERM when its parent dies.
+    """
+    from strabench.env import configure_process
+    from strabench.signals import die_with_parent, stop_on_sigterm
+
+    if list(argv) != ["-"]:
+        print("usage: python -m strabench.suite.executors -  (the job comes from the parent's pipe)", file=sys.stderr)
+        return 2
+    with stop_on_sigterm():
+        try:
+            parent = int(os.environ.get(PARENT_ENV, ""))
+        except ValueError:
+            parent = None
+        if parent is not None:
+            die_with_parent(parent)
+        configure_process()  # before torch starts its thread pool
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            job: RunJob = pickle.load(sys.stdin.buffer)  # from the parent's pipe (see above)
+            sys.stdin.close()
+            status = job()
+        except KeyboardInterrupt:
+            return EXIT_CODES["interrupted"]
     return EXIT_CODES.get(status, 1)
 
 

@@ -31,6 +31,7 @@ from strabench.env import git_state
 from strabench.errors import ConfigError, DataError, LockError, StrabenchError, WriteError
 from strabench.io import read_json_object
 from strabench.suite.config import MeasureSpec, SuiteConfig
+from strabench.suite.jobfiles import sweep_job_files
 from strabench.suite.store import (  # noqa: F401 - the store's names, re-exported for callers of the runner
     CHECKPOINT_FILES, MEASURE_JSON, RESULT_JSON, RESULTS_CSV, RUN_JSON, metric_columns, needs_measure, run_row,
     run_status, rows_to_csv, stored_rows, write_results_csv,
@@ -76,6 +77,8 @@ class RunPlan:
     selected: tuple[RunSpec, ...]
     shard: tuple[int, int] | None = None
     keep_checkpoints: str = "last"  # what a finished run keeps (strabench.train.engine.KEEP_CHECKPOINTS)
+    allow_mixed: bool = False  # resume runs whose checkpoint other code trained (strabench.provenance)
+    rerun_stale: bool = False  # retrain finished runs that other code made (``stale_runs``)
 
     def run_dir(self, spec: RunSpec) -> Path:
         return self.out_dir / spec.run_id
@@ -487,7 +490,7 @@ def dist_rank() -> int:
 
 def execute_run(
     spec: RunSpec, run_dir: Path, listener: SuiteListener | None = None, *, rank: int = 0, fit: Any = None,
-    keep_checkpoints: str = "last",
+    keep_checkpoints: str = "last", allow_mixed: bool = False, fresh: bool = False,
 ) -> str:
     """Train (if asked) then measure one run; returns finished | failed | locked (another process has it).
 
@@ -496,13 +499,19 @@ def execute_run(
     (result.json or measure.json, status failed, with the reason; unexpected errors also get
     their traceback in error.log) and the caller goes on; KeyboardInterrupt propagates so the
     run stays resumable. ``fit`` replaces the engine's ``fit`` (executors pass theirs on).
+    ``allow_mixed`` lets a checkpoint other code trained be resumed (``strabench.provenance``);
+    ``fresh`` starts the run over (``--rerun-stale``: a finished run that other code made).
     """
     listener = listener or SuiteListener()
     engine_fit = fit if fit is not None else _fit
     keep = {"keep_checkpoints": keep_checkpoints} if keep_checkpoints != "last" else {}  # substitutes may not take it
+    if allow_mixed:
+        keep["allow_mixed"] = True
+    if fresh and rank == 0:
+        _forget_measurements(run_dir)
 
     def train(config: Any, out_dir: Path, *, resume: bool, progress: Any) -> Any:
-        return engine_fit(config, out_dir, resume=resume, progress=progress, **keep)
+        return engine_fit(config, out_dir, resume=resume and not fresh, progress=progress, **keep)
     if rank != 0:  # a torchrun worker: train alongside rank 0, which records everything
         if spec.measure.accuracy:
             try:
@@ -563,17 +572,31 @@ def execute_run(
 
 
 def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    from strabench.usercode import user_code_failure
+
+    return user_code_failure(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def _complete_env(run_dir: Path, spec: RunSpec) -> None:
-    """env.json with what the engine's lacks (git commit, threads); written if the engine wrote none."""
+    """env.json with what the engine's lacks (git commit, threads); written, as the run's one
+    segment with its code identity (``strabench.provenance``), if the engine wrote none."""
     from strabench.io import atomic_write_json
+    from strabench.provenance import code_identity, record_segment
 
-    env = read_json_object(run_dir / ENV_JSON) or {}
+    env = read_json_object(run_dir / ENV_JSON)
+    if env is None:
+        record_segment(run_dir, environment(str(spec.config.device)), code_identity(str(spec.config.device)))
+        return
     extra = {k: v for k, v in environment(str(spec.config.device)).items() if k not in env}
     if extra:
         atomic_write_json(run_dir / ENV_JSON, {**env, **extra})
+
+
+def _forget_measurements(run_dir: Path) -> None:
+    """Before a run starts over: the runner's own files of its previous version (the engine
+    clears its own with ``resume=False``)."""
+    for name in (MEASURE_JSON, RESULT_JSON, ERROR_LOG, ENV_JSON):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def _record_failure(spec: RunSpec, run_dir: Path, exc: BaseException, *, with_traceback: bool) -> None:
@@ -611,7 +634,7 @@ def run_suite(plan: RunPlan, listener: SuiteListener | None = None) -> SuiteOutc
             for index, spec in enumerate(todo, start=1):
                 run_dir = plan.run_dir(spec)
                 listener.on_run_start(index, len(todo), spec, run_status(run_dir, spec.measure))
-                status = execute_run(spec, run_dir, listener, keep_checkpoints=plan.keep_checkpoints)
+                status = execute_run(spec, run_dir, listener, **run_options(plan, spec))
                 attempted[spec.run_id] = status
                 rows = write_results_csv(plan)
                 listener.on_run_end(spec, status, next(r for r in rows if r["run_id"] == spec.run_id))
@@ -624,7 +647,8 @@ def run_suite(plan: RunPlan, listener: SuiteListener | None = None) -> SuiteOutc
 
 @contextlib.contextmanager
 def suite_session(plan: RunPlan, listener: SuiteListener) -> Iterator[tuple[list[RunSpec], list[str]]]:
-    """The suite (or shard) lock held, stale temps swept, plan.json and results.csv written.
+    """The suite (or shard) lock held, stale temps swept, plan.json and results.csv written;
+    on the way out, job files of a finished suite swept.
 
     Yields the runs still to do and the ids of the selected runs already finished; whatever
     executes the runs (this process, ``--jobs`` workers) works inside it.
@@ -644,6 +668,7 @@ def suite_session(plan: RunPlan, listener: SuiteListener) -> Iterator[tuple[list
         write_results_csv(plan)
         listener.on_suite_start(plan, todo)
         yield todo, skipped
+        sweep_job_files(plan)  # job files of a suite now finished (strabench.suite.jobfiles)
 
 
 def time_suite(plan: RunPlan, listener: SuiteListener) -> None:
@@ -665,8 +690,39 @@ def time_suite(plan: RunPlan, listener: SuiteListener) -> None:
 
 
 def _todo(plan: RunPlan) -> list[RunSpec]:
-    """The selected runs not finished yet (failed ones are retried), in plan order."""
-    return [s for s in plan.selected if run_status(plan.run_dir(s), s.measure) != "finished"]
+    """The selected runs not finished yet (failed ones are retried), in plan order; with
+    ``plan.rerun_stale`` also the finished ones other code made (``stale_runs``)."""
+    stale = {s.run_id for s in stale_runs(plan)} if plan.rerun_stale else set()
+    return [s for s in plan.selected if run_status(plan.run_dir(s), s.measure) != "finished" or s.run_id in stale]
+
+
+def stale_runs(plan: RunPlan) -> list[RunSpec]:
+    """The selected finished runs that code other than this one made (or mixed), by what their
+    files record (``strabench.provenance``); runs that record no code are not counted."""
+    from strabench.provenance import code_identity
+    from strabench.suite.store import run_code
+
+    here: dict[str, str] = {}
+    stale = []
+    for spec in plan.selected:
+        run_dir = plan.run_dir(spec)
+        if run_status(run_dir, spec.measure) != "finished":
+            continue
+        recorded = run_code(run_dir)
+        if not recorded:
+            continue
+        kind = str((read_json_object(run_dir / RESULT_JSON) or {}).get("device") or spec.config.device).split(":")[0]
+        if kind not in here:
+            here[kind] = code_identity(kind)["code_id"]
+        if recorded != here[kind]:
+            stale.append(spec)
+    return stale
+
+
+def run_options(plan: RunPlan, spec: RunSpec) -> dict[str, Any]:
+    """``execute_run``'s keywords for ``spec`` under ``plan`` (checkpoints kept, code mixing, starting over)."""
+    fresh = plan.rerun_stale and run_status(plan.run_dir(spec), spec.measure) == "finished"
+    return {"keep_checkpoints": plan.keep_checkpoints, "allow_mixed": plan.allow_mixed, "fresh": fresh}
 
 
 def _run_as_worker(plan: RunPlan, rank: int) -> SuiteOutcome:
@@ -677,7 +733,7 @@ def _run_as_worker(plan: RunPlan, rank: int) -> SuiteOutcome:
     try:
         for spec in _todo(plan):
             if spec.measure.accuracy:
-                attempted[spec.run_id] = execute_run(spec, plan.run_dir(spec), rank=rank, keep_checkpoints=plan.keep_checkpoints)
+                attempted[spec.run_id] = execute_run(spec, plan.run_dir(spec), rank=rank, **run_options(plan, spec))
     except KeyboardInterrupt:
         interrupted = True
     return SuiteOutcome(plan, [], attempted, [], interrupted, time.monotonic() - start)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from strabench.io import atomic_write_json, ensure_directory, inspect_lock, read_json_object
-from strabench.suite.config import MeasureSpec
 from strabench.suite.runner import MEASURE_JSON, PLAN_JSON, RESULT_JSON, RUN_JSON, run_status
+from strabench.suite.store import measure_of
 
 STATE_JSON = "state.json"
 LOCKS_DIR = ".locks"
@@ -56,7 +56,8 @@ def _runs_in(suite_dir: Path) -> list[tuple[str, Path, dict[str, Any]]]:
             if identity is not None:
                 found[run_dir.name] = (run_dir.name, run_dir, identity)
     plan = read_json_object(suite_dir / PLAN_JSON) or {}
-    for entry in plan.get("runs") or []:
+    entries = plan.get("runs")
+    for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and isinstance(entry.get("run_id"), str) and entry["run_id"] not in found:
             found[entry["run_id"]] = (entry["run_id"], suite_dir / entry["run_id"], entry)
     return list(found.values())
@@ -64,8 +65,7 @@ def _runs_in(suite_dir: Path) -> list[tuple[str, Path, dict[str, Any]]]:
 
 def run_state(suite_dir: Path, run_id: str, run_dir: Path, identity: dict[str, Any] | None = None) -> dict[str, Any]:
     """One run's state (see the module doc): run_id, state, job_id, host, reason, updated, attempts."""
-    measure_raw = (identity or {}).get("measure")
-    measure = MeasureSpec.from_dict(measure_raw) if isinstance(measure_raw, dict) else None
+    measure = measure_of(identity or {})
     recorded = read_json_object(run_dir / STATE_JSON) or {}
     on_disk = run_status(run_dir, measure)
     row: dict[str, Any] = {

@@ -44,7 +44,7 @@ IDENTITY_COLUMNS = (
 )
 MEASURE_COLUMNS = ("params", "macs_paper", "macs_fvcore", "macs_ptflops", "input", "latency_ms", "images_per_s")
 BASE_COLUMNS = (*IDENTITY_COLUMNS, *MEASURE_COLUMNS)
-TAIL_COLUMNS = ("train_time_s", "epochs", "config", "error")
+TAIL_COLUMNS = ("train_time_s", "epochs", "config", "error", "code")
 # Per-metric column suffixes: the untrained network's score, the test-set interval, the test-set size.
 UNTRAINED = "_untrained"
 CI_LOW, CI_HIGH, N_TEST = "_ci_low", "_ci_high", "_n_test"
@@ -178,7 +178,21 @@ def run_row(run_dir: Path, identity: dict[str, Any], measure: MeasureSpec | None
     row["epochs"] = as_int(result.get("epochs"), minimum=0)
     row["config"] = f"{run_id}/{CONFIG_TOML}" if (run_dir / CONFIG_TOML).is_file() else None
     row["error"] = (as_text(result.get("reason")) or as_text(measured.get("error"))) if status == "failed" else None
+    row["code"] = run_code(run_dir, result) if finished else None
     return row
+
+
+def run_code(run_dir: Path, result: dict[str, Any] | None = None) -> str | None:
+    """The code that made the run (``strabench.provenance``): its code id, or the ids of its
+    segments joined by "+" when it mixed code; from result.json, else env.json; None if neither
+    records one. Compare runs by this, never by the run id (which is the configuration's)."""
+    from strabench.provenance import env_segments, run_code_ids
+
+    result = read_json_object(run_dir / RESULT_JSON) if result is None else result
+    ids = result.get("code_ids") if isinstance(result, dict) else None
+    if not (isinstance(ids, list) and ids and all(isinstance(i, str) and i.isalnum() and len(i) <= 64 for i in ids)):
+        ids = run_code_ids(env_segments(run_dir))
+    return "+".join(ids) or None
 
 
 def _numeric(values: Any) -> dict[str, float]:
@@ -226,7 +240,7 @@ def stored_rows(
         if not isinstance(identity.get("variant"), str):
             continue
         identity = {**identity, "run_id": run_dir.name}
-        measure = _measure_of(identity)
+        measure = measure_of(identity)
         rows[run_dir.name] = run_row(run_dir, identity, measure)
     order: dict[str, int] = {}
     if plan is not None:
@@ -251,7 +265,9 @@ def stored_rows(
     return sorted(rows.values(), key=key)
 
 
-def _measure_of(identity: dict[str, Any]) -> MeasureSpec | None:
+def measure_of(identity: dict[str, Any]) -> MeasureSpec | None:
+    """The measure settings a run.json (or plan entry) records; None when missing or damaged
+    (an unknown key, a wrong type): a reader never fails on what it reads."""
     raw = identity.get("measure")
     if not isinstance(raw, dict):
         return None

@@ -64,9 +64,11 @@ from strabench.train.checkpoint import (
 from strabench.train.config import TrainConfig, config_from_mapping, config_hash, config_to_dict, resolve, to_toml
 from strabench.train.distributed import DistContext, init_distributed, pick_device, shutdown_distributed
 from strabench.metrics.resampling import CI_METHOD
+from strabench.provenance import check_resume, code_identity, env_segments, identity_of, record_segment, run_code_ids
 from strabench.train.evaluation import STRATEGIES, EvalResult, Predictor
 from strabench.train.losses import aux_weights_for
 from strabench.train.progress import ProgressHook, call_hook, default_progress
+from strabench.train.trusted import build_options
 
 __all__ = ["Trainer", "evaluate_checkpoint", "fit", "lr_factor", "ProgressHook"]
 
@@ -167,6 +169,8 @@ class Trainer:
         if self.strategy.sized_input:
             if tuple(kwargs.get("input_size", cfg.input_size)) != tuple(cfg.input_size):
                 raise ConfigError(f"model_overrides input_size {kwargs['input_size']} disagrees with input_size {cfg.input_size}")
+            kwargs["input_size"] = tuple(cfg.input_size)
+        elif self.info.source != "registry":  # a feature extractor from elsewhere is probed at the run's input
             kwargs["input_size"] = tuple(cfg.input_size)
         # Fail on an input size the model cannot take, or no batch of which fits in memory,
         # before generating or reading any data (shapes only: built on the meta device).
@@ -513,11 +517,14 @@ def fit(
     progress: ProgressHook | None = None,
     cache_dir: Path | str | None = None,
     keep_checkpoints: str = "last",
+    allow_mixed: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` (resuming from its checkpoint if ``resume``) and evaluate.
 
     Once the run has finished, only the checkpoints ``keep_checkpoints`` names stay
-    (``KEEP_CHECKPOINTS``; default: the last one).
+    (``KEEP_CHECKPOINTS``; default: the last one). Resuming a checkpoint that other code
+    trained raises ``strabench.provenance.MixedCodeError`` unless ``allow_mixed`` (then the mix
+    is recorded); every segment's environment and code identity goes into env.json.
 
     Returns the ``result.json`` dict. A finished run with the same config hash is returned
     as is. ``resume=False`` starts over, replacing the run files in ``out_dir``. Raises
@@ -540,7 +547,7 @@ def fit(
         if not ctx.is_main:
             hook = None
         try:
-            return _fit(trainer, chash, out_dir, resume, hook, keep_checkpoints)
+            return _fit(trainer, chash, out_dir, resume, hook, keep_checkpoints, allow_mixed)
         finally:
             close = getattr(hook, "close", None) if progress is None else None
             if close is not None:
@@ -549,7 +556,8 @@ def fit(
         shutdown_distributed(ctx)
 
 
-def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, keep: str = "last") -> dict[str, Any]:
+def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, keep: str = "last",
+         allow_mixed: bool = False) -> dict[str, Any]:
     cfg, ctx = trainer.cfg, trainer.ctx
     main = ctx.is_main
     if main:
@@ -569,11 +577,14 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
         last_record: dict[str, Any] | None = None
         best: float | None = None  # headline metric of checkpoint.best.pt (keep == "best")
         headline = (trainer.strategy.headline or (None,))[0]
+        code = code_identity(str(trainer.device))
+        mixed = False
         if resume and (checkpoint.is_file() or previous_path(checkpoint).is_file()):
             try:
                 state, used, _ = load_latest_good(out_dir, expected_config_hash=chash)
             except CheckpointError as exc:
                 raise CheckpointError(f"{exc} (use --no-resume to start over, or another --out)") from None
+            mixed = _check_same_code(out_dir, state, code, allow_mixed)
             trainer.load_state(state)
             start_epoch = int(state["epoch"])
             train_time = float(state.get("train_time_s", 0.0))
@@ -588,7 +599,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
             atomic_write_text(out_dir / "config.toml", to_toml(cfg))
             env = _env_info(trainer)
             env["resumed_from_epoch"] = start_epoch
-            atomic_write_json(out_dir / "env.json", env)
+            record_segment(out_dir, env, code, mixed=mixed)  # every segment's, never overwritten
 
         if untrained is None:
             untrained = _evaluate_on_main(trainer, "untrained", hook)
@@ -608,6 +619,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
                 state.update(
                     epoch=epoch, train_time_s=train_time, untrained=untrained, final=final, record=record,
                     config=config_to_dict(cfg), config_hash=chash, model_name=cfg.model,
+                    code={k: v for k, v in code.items() if k != "code_id"},
                 )
                 score = (record.get("eval") or {}).get(headline) if keep == "best" else None
                 improved = score is not None and (best is None or score > best)
@@ -629,9 +641,21 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
                 final = _evaluate_on_main(trainer, None, None)
             call_hook(hook, "on_eval", "final", final["metrics"])
             result = _plain(_result(trainer, chash, out_dir, final, untrained, train_time, last_record))
+            ids = run_code_ids(env_segments(out_dir)) or [code["code_id"]]
+            result.update(code_id=code["code_id"], code_ids=ids, mixed_code=len(ids) > 1)
             atomic_write_json(out_dir / "result.json", result)
             _retain_checkpoints(out_dir, keep)  # after result.json: a kill before it can still resume
         return ctx.broadcast_object(result)
+
+
+def _check_same_code(out_dir: Path, state: dict[str, Any], code: dict[str, Any], allow_mixed: bool) -> bool:
+    """Whether resuming ``state`` mixes code (refused unless ``allow_mixed``, see
+    ``strabench.provenance``): the checkpoint's recorded code, else env.json's latest segment's."""
+    previous = identity_of(state.get("code"))
+    if previous is None:
+        segments = env_segments(out_dir)
+        previous = identity_of(segments[-1]) if segments else None
+    return check_resume(previous, code, where=str(out_dir), epoch=int(state.get("epoch") or 0), allow_mixed=allow_mixed)
 
 
 def _evaluate_on_main(trainer: Trainer, name: str | None, hook: Any) -> dict[str, Any] | None:
@@ -714,7 +738,8 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
 
     For a strabench checkpoint the model's build options (``input_size``, ``model_overrides``) and
     default task/data come from the training config stored in it, unless ``cfg`` sets them; a
-    checkpoint of another model is refused. Returns ``{"model", "task", "data", "checkpoint",
+    checkpoint of another model is refused, and so is one whose blocks are user code that
+    ``cfg.model_overrides`` does not name (``strabench.train.trusted``). Returns ``{"model", "task", "data", "checkpoint",
     "epoch", "metrics", "details", ...}``.
     """
     from strabench.registry import create_model, model_info
@@ -731,7 +756,8 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
             task=cfg.task or trained.task,
             data=cfg.data or trained.data,
             input_size=cfg.input_size or trained.input_size,
-            model_overrides=cfg.model_overrides if cfg.model_overrides is not None else trained.model_overrides,
+            # the file's options, but code only where the caller names it (strabench.train.trusted)
+            model_overrides=build_options(trained.model_overrides or {}, cfg.model_overrides, str(path)),
             profile=cfg.profile or trained.profile,
             data_sizes=cfg.data_sizes if cfg.data_sizes is not None or not same_data else trained.data_sizes,
             data_seed=cfg.data_seed if cfg.data_seed is not None else trained.data_seed,
@@ -746,7 +772,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
     classifier = weights.get("classifier.weight")
     num_classes = int(classifier.shape[0]) if isinstance(classifier, torch.Tensor) else data.num_classes
     kwargs = dict(cfg.model_overrides)
-    if strategy.sized_input:
+    if strategy.sized_input or model_info(cfg.model).source != "registry":  # external: probed at this input
         kwargs["input_size"] = tuple(cfg.input_size)
     model = create_model(cfg.model, task=cfg.task, num_classes=num_classes, **kwargs)
     model.check_input((2, model_info(cfg.model).default_input[0], *cfg.input_size))
@@ -785,28 +811,32 @@ def model_from_checkpoint(
     A strabench checkpoint carries its training config: the model is built as it was trained
     (task, input size, ``model_overrides``) unless ``size`` overrides the input, and with the
     checkpoint's number of classes, so every tensor, the classifier included, loads strictly.
-    ``blocks`` (PATTERN -> BLOCK, as ``--replace``) stand in for the checkpoint's (a plain
-    state_dict of a model trained with ``--replace`` needs them).
+    ``blocks`` (PATTERN -> BLOCK, as ``--replace``) must be the checkpoint's, and are needed
+    where it names user code or is a plain state_dict of a model trained with ``--replace``
+    (``strabench.train.trusted``: a file never names code that is imported).
     """
     from strabench.registry import create_model, model_info
 
     info = model_info(model_name)
     weights, saved, _ = read_weights(Path(checkpoint))
-    task, overrides = info.default_task, {}
+    task = info.default_task
+    given = {"replace": dict(blocks)} if blocks else None
+    overrides = build_options(None, given, str(checkpoint))
     trained_size = (info.default_input[1], info.default_input[2])
     if saved is not None:
         if saved.get("model") != model_name:
             raise CheckpointError(f"{checkpoint} is a checkpoint of model {saved.get('model')!r}, not {model_name!r}")
         trained = config_from_mapping(saved, source=str(checkpoint))
         task = trained.task or task
-        overrides = dict(trained.model_overrides or {})
+        # the file's options, but code only where the caller names it (strabench.train.trusted)
+        overrides = build_options(trained.model_overrides or {}, given, str(checkpoint))
         trained_size = tuple(trained.input_size) if trained.input_size else trained_size
-    if blocks:
-        overrides["replace"] = dict(blocks)
     size = tuple(size or trained_size)
     classifier = weights.get("classifier.weight")
     if classifier is not None:
         overrides["num_classes"] = int(classifier.shape[0])
+    if info.source != "registry":  # a feature extractor from elsewhere is probed at this input
+        overrides["input_size"] = size
     model = create_model(model_name, task=task, **overrides)
     if getattr(model, "fixed_input", None) is not None and tuple(model.fixed_input) != size:
         model = create_model(model_name, task=task, input_size=size, **overrides)

@@ -177,9 +177,9 @@ def test_train_and_eval_a_torchvision_model_with_a_block_put_in(tmp_path):
     evaluated, saved = json.loads(result.stdout), json.loads((out / "result.json").read_text())
     assert evaluated["model"] == "torchvision:resnet18" and evaluated["epoch"] == 1
     assert evaluated["metrics"] == pytest.approx(saved["metrics"])
-    # other blocks than the checkpoint's: the weights do not fit, one line
+    # other blocks than the checkpoint's: refused before any weight is loaded, one line
     line = one_line_error(run("eval", "torchvision:resnet18", "--checkpoint", checkpoint, "--device", "cpu",
                               "--replace", "layer4.*.conv2=se"))
-    assert "does not fit" in line
+    assert "was trained with --replace 'layer4.*.conv2=eca', not --replace 'layer4.*.conv2=se'" in line
     line = one_line_error(run("train", "torchvision:resnet18", *REID_TINY, "--replace", "layer9=eca", "--out", str(tmp_path / "x")))
     assert "'layer9' matches no module" in line

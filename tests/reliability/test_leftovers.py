@@ -1,8 +1,10 @@
-"""Guarantee 11 -- nothing is left behind, and an error line is plain and whole.
+"""Guarantee 12 -- nothing is left behind, and an error line is plain and whole.
 
 A kill during synthetic-data generation leaves its half-written ``.tmp-*`` folder in the
 dataset cache; the next generation removes it (only strabench's own names, only once nothing
-in it changed for a minute, so a live generator in another process keeps its folder). An
+in it changed for a minute, so a live generator in another process keeps its folder). Job
+files of earlier versions in a results folder and the suite's private submitit folder are
+swept the same way, once the suite no longer needs them. An
 error line never carries raw ANSI escape codes when stderr is not a terminal (even with
 FORCE_COLOR set, even when the bad value itself holds an escape), and a shortened message
 says so instead of ending mid-word.
@@ -14,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from .helpers import child_env, strabench_argv
+from .helpers import child_env, invoke, strabench_argv
 
 TINY = dict(num_train_ids=2, train_images_per_id=1, num_test_ids=2, query_cams_per_id=1, gallery_images_per_id=2,
             num_distractors=0, num_junk=0, height=32, width=16)
@@ -67,3 +69,51 @@ def test_shortened_messages_end_at_a_word_and_say_so() -> None:
     assert len(short) <= 80 and short.endswith(" …")
     assert text.startswith(short[:-2]) and text[len(short) - 2] == " "  # cut at a space, not mid-word
     assert clip("short\nmessage", 80) == "short message"
+
+
+def _aged(path: Path, age_s: float) -> Path:
+    old = time.time() - age_s
+    for item in [*path.rglob("*"), path] if path.is_dir() else [path]:
+        os.utime(item, (old, old), follow_symlinks=False)
+    return path
+
+
+def test_job_files_are_swept_once_the_suite_is_finished_and_only_then(tmp_path: Path, monkeypatch) -> None:
+    """Job files of earlier versions in a results folder (``.jobs/*.pkl``, ``.submitit/``) and the
+    suite's private submitit folder: a legacy job pickle goes once a minute old (nothing reads
+    them any more); the submitit folders only once every run of the suite is finished and they
+    are a minute old (a queued job still needs its pickle)."""
+    from suite.fakes import FakeEngine, fake_measure, write_suite  # tests/suite
+
+    from strabench.suite import runner
+    from strabench.suite.jobfiles import suite_jobs_dir
+
+    monkeypatch.setattr(runner, "_fit", FakeEngine())
+    monkeypatch.setattr(runner, "measure_model", fake_measure)
+    monkeypatch.setenv("STRABENCH_JOBS_DIR", str(tmp_path / "jobs"))
+    suite = write_suite(tmp_path)
+    out = tmp_path / "results"
+    suite_dir = out / "t"
+    legacy = suite_dir / ".jobs"
+    legacy.mkdir(parents=True)
+    old_job = legacy / "base-s0-0123456789ab.pkl"
+    old_job.write_bytes(b"\x80\x04.")
+    _aged(old_job, 3600)
+    young_job = legacy / "stra-s0-0123456789ab.pkl"
+    young_job.write_bytes(b"\x80\x04.")
+    submitit = suite_dir / ".submitit" / "4242"
+    submitit.mkdir(parents=True)
+    (submitit / "4242_submitted.pkl").write_bytes(b"\x80\x04.")
+    _aged(suite_dir / ".submitit", 3600)
+    private = suite_jobs_dir(suite_dir, "t")
+    private.mkdir(parents=True, mode=0o700)
+    (private / "4243_submitted.pkl").write_bytes(b"\x80\x04.")
+    _aged(private, 3600)
+
+    assert invoke(["run", suite, "--out", out, "--only", "base"]).exit_code == 0  # the suite is not finished yet
+    assert not old_job.exists() and young_job.exists()
+    assert (suite_dir / ".submitit").exists() and private.exists()
+
+    _aged(young_job, 3600)
+    assert invoke(["run", suite, "--out", out]).exit_code == 0  # now every run is finished
+    assert not legacy.exists() and not (suite_dir / ".submitit").exists() and not private.exists()
