@@ -212,31 +212,38 @@ def _print_dry_run(out: "Console", plan: "RunPlan", rows: list[dict]) -> None:
 
 
 def _print_summary(out: "Console", outcome: "SuiteOutcome") -> None:
-    from rich.table import Table
+    from rich.markup import escape
+    from rich.text import Text
 
+    from strabench.report.terminal import drop_empty_columns, print_table
     from strabench.suite.runner import metric_columns
 
+    colour = {"finished": "green", "failed": "red", "partial": "yellow"}
     selected = {s.run_id for s in outcome.plan.selected}
     rows = [r for r in outcome.rows if r["run_id"] in selected]
     metrics = metric_columns(rows)[:3]
-    table = Table(title=f"suite {outcome.plan.suite.name} ({outcome.elapsed_s:.0f} s) -> {outcome.plan.out_dir / 'results.csv'}")
-    for column in ("variant", "seed", "hash", "status", *metrics, "params (M)", "GMACs (paper)", "latency (ms)", "train (s)"):
-        table.add_column(column, justify="left" if column in ("variant", "hash", "status") else "right")
-    colour = {"finished": "green", "failed": "red", "partial": "yellow", "pending": "white"}
+    headers = ["variant", "seed", "hash", "status", *metrics, "params M", "GMACs", "latency ms", "train s"]
+    cells = []
     for row in rows:
         if row["status"] == "finished":
-            cells = [_num(row["metrics"].get(m), 2) for m in metrics]
+            scores = [_num(row["metrics"].get(m), 2) for m in metrics]
         else:
-            cells = [row["status"]] * len(metrics)
-        status = "skipped" if row["run_id"] in outcome.skipped else row["status"]
-        table.add_row(
-            row["variant"], str(row["seed"]), row["hash"], f"[{colour[row['status']]}]{status}[/]", *cells,
+            scores = [row["status"]] * len(metrics)
+        status = Text("skipped" if row["run_id"] in outcome.skipped else row["status"], style=colour.get(row["status"], ""))
+        cells.append([
+            row["variant"], str(row["seed"]), row["hash"], status, *scores,
             _num(row["params"], 2, 1e6), _num(row.get("macs_paper"), 3, 1e9), _num(row["latency_ms"], 1), _num(row["train_time_s"], 0),
-        )
-    out.print(table)
+        ])
+    headers, cells, dropped = drop_empty_columns(headers, cells)
+    title = f"suite {outcome.plan.suite.name} ({outcome.elapsed_s:.0f} s) -> {outcome.plan.out_dir / 'results.csv'}"
+    print_table(out, headers, cells, title=title, right=lambda index: headers[index] not in ("variant", "hash", "status"))
+    notes = ["GMACs: the paper's convention"] if "GMACs" in headers else []
+    notes += [f"left out (— in every row): {', '.join(dropped)}"] if dropped else []
+    if notes:
+        out.print("; ".join(notes), highlight=False)
     for row in rows:
         if row["status"] == "failed" and row.get("error"):
-            out.print(f"[red]failed[/] {row['run_id']}: {row['error']}")
+            out.print(f"[red]failed[/] {escape(row['run_id'])}: {escape(str(row['error']))}")
 
 
 def _numbers(record: dict, keys: tuple[str, ...] | None) -> str:
