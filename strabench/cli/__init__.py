@@ -176,7 +176,7 @@ app = typer.Typer(
     cls=_StrabenchGroup,
     help="Benchmark and ablate attention blocks (StRA, SE, Non-local, SASA) in vision backbones.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -207,7 +207,7 @@ def _register() -> None:
 
     app.command("list", help=list_cmd.__doc__)(list_cmd.list_command)
     app.command("flops", help=flops.__doc__)(flops.flops_command)
-    for module_name in ("bench", "export", "train", "evaluate", "run", "status", "report", "viz", "doctor"):
+    for module_name in ("bench", "export", "train", "evaluate", "run", "status", "report", "show", "viz", "doctor"):
         try:
             module = __import__(f"strabench.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

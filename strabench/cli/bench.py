@@ -23,9 +23,11 @@ from typing import Annotated
 
 import typer
 
+from strabench.cli._complete import model_names
+
 
 def bench_command(
-    models: Annotated[list[str], typer.Argument(help="Registered names (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
+    models: Annotated[list[str], typer.Argument(autocompletion=model_names, help="Registered names (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
     baseline: Annotated[str | None, typer.Option("--baseline", help="Model to interleave with the others and report ratios to.")] = None,
     mode: Annotated[str, typer.Option("--mode", help="infer (eval, inference_mode) or train (full step).")] = "infer",
     batch: Annotated[int, typer.Option("--batch", help="Images per step.")] = 32,

@@ -13,11 +13,12 @@ from typing import Annotated
 
 import typer
 
+from strabench.cli._complete import model_names
 from strabench.errors import ConfigError
 
 
 def flops_command(
-    model: Annotated[str, typer.Argument(help="Registered name (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
+    model: Annotated[str, typer.Argument(autocompletion=model_names, help="Registered name (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
     input: Annotated[str | None, typer.Option("--input", help="HEIGHTxWIDTH, default: the model's (e.g. 256x128).")] = None,
     task: Annotated[str | None, typer.Option("--task", help="Task the model is built for (reid, face, fer).")] = None,
     counter: Annotated[str, typer.Option("--counter", help="paper, fvcore, ptflops or all.")] = "all",

@@ -5,7 +5,10 @@ interrupted one resumed from its checkpoint, a changed setting makes a new run. 
 rewritten after every run. --jobs N runs N at once (one GPU or cores/N threads each);
 --executor slurm submits each pending run as a SLURM job (a job array, through submitit;
 resources from the suite's [executor] table or the flags below), requeued and resumed on
-preemption; --wait follows the jobs, `strabench status DIR` shows them from any host. Split a
+preemption; --wait follows the jobs, `strabench status DIR` shows them from any host. KEY=VALUE
+arguments (or --set KEY=VALUE) change the suite file for this command, checked as the file is:
+`strabench run demo train.epochs=3 seeds=[0,1]`; they become part of each run's config and
+hash, and are recorded in its run.json (`strabench show RUN_DIR` prints them). Split a
 suite over machines by hand with --shard K/N; `strabench report` merges what is there. Exit 0:
 all runs finished (or submitted); 1: some run failed; 2: bad suite or options; 130:
 interrupted (rerun the same command to resume).
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from strabench.cli._complete import suite_names
 from strabench.suite.runner import SuiteListener
 
 if TYPE_CHECKING:
@@ -33,7 +37,8 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def run_command(
-    suite: Annotated[str, typer.Argument(help="Suite file (suites/quick.toml) or the name of one in ./suites.")],
+    suite: Annotated[str, typer.Argument(autocompletion=suite_names, help="Suite file (suites/quick.toml) or the name of one in ./suites.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE changes to the suite file, checked like it: train.epochs=3, seeds=[0,1], variants.stra.model=resnet50_sasa, +variants.NAME.model=M adds a variant, ~KEY deletes (see docs/cli.md).", show_default=False)] = None,
     out: Annotated[str, typer.Option("--out", help="Results root; the suite writes <out>/<suite name>/.")] = "results",
     profile: Annotated[str | None, typer.Option("--profile", help="quick or paper (default: the suite's).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Data spec overriding the suite's, e.g. market1501:/data/Market-1501.")] = None,
@@ -54,12 +59,14 @@ def run_command(
     cpus_per_task: Annotated[int | None, typer.Option("--cpus-per-task", help="slurm: CPU cores per task.")] = None,
     mem_gb: Annotated[int | None, typer.Option("--mem-gb", help="slurm: memory per job in GB.")] = None,
     timeout_min: Annotated[int | None, typer.Option("--timeout-min", help="slurm: time limit per job in minutes (a run that needs longer is requeued and resumes).")] = None,
+    assignments: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE: an override like the KEY=VALUE arguments (repeatable).")] = None,
 ) -> None:
     from strabench.env import configure_process
 
     configure_process()  # allocator and OpenMP wait policy, before torch starts its thread pool
     from strabench.cli._common import console, print_json
-    from strabench.suite.config import load_suite, parse_seeds
+    from strabench.suite.config import parse_seeds
+    from strabench.suite.overrides import load_suite_with_overrides
     from strabench.suite.runner import dist_rank, dry_run_rows, parse_shard, plan_runs, run_suite
 
     from strabench.errors import ConfigError
@@ -69,7 +76,8 @@ def run_command(
     from strabench.train.engine import check_keep_checkpoints
 
     check_keep_checkpoints(keep_checkpoints)
-    config = load_suite(suite)
+    given = [*(overrides or []), *(assignments or [])]
+    config = load_suite_with_overrides(suite, given)
     seed_values = parse_seeds(seeds or [])
     plan = plan_runs(
         config, out, profile=profile, data=data, seeds=seed_values or None, only=_split(only) or None,
@@ -100,7 +108,7 @@ def run_command(
         overrides = {"partition": partition, "gpus_per_node": gpus_per_node, "cpus_per_task": cpus_per_task,
                      "mem_gb": mem_gb, "timeout_min": timeout_min}
         settings = {**plan.suite.executor, **{k: v for k, v in overrides.items() if v is not None}}
-        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints) + f" --executor {executor}"
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints, given) + f" --executor {executor}"
         raise typer.Exit(_submit(console(), plan, settings, executor, wait=wait, resubmit=resubmit, command=resume))
     if dist_rank() != 0:  # a torchrun worker: rank 0 shows and records everything
         outcome = run_suite(plan)
@@ -122,7 +130,7 @@ def run_command(
         view.close()
     _print_summary(out_console, outcome)
     if outcome.interrupted:
-        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints)
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints, given)
         out_console.print(f"[yellow]interrupted[/]: finished runs are kept and the run in flight resumes from its checkpoint; resume with:\n  {resume}")
         raise typer.Exit(130)
     if outcome.locked:
@@ -183,8 +191,8 @@ def _submit(out: "Console", plan: "RunPlan", settings: dict, executor: str, *, w
     return 0 if all(r["state"] == "finished" for r in rows) else 1
 
 
-def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str], keep_checkpoints: str = "last") -> str:
-    args = ["strabench", "run", suite, "--out", out]
+def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str], keep_checkpoints: str = "last", overrides: list[str] | None = None) -> str:
+    args = ["strabench", "run", suite, *(overrides or []), "--out", out]
     keep = keep_checkpoints if keep_checkpoints != "last" else None
     for flag, value in (("--profile", profile), ("--data", data), ("--shard", shard), ("--device", device), ("--keep-checkpoints", keep)):
         if value:

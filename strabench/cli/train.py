@@ -9,6 +9,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from strabench.cli._complete import model_names
+
 PROFILE_HELP = "Recipe profile: 'quick' (minutes on a CPU, synthetic data) or 'paper' (appendix B values)."
 DATA_HELP = (
     "Dataset: synthetic_reid | synthetic_faces | synthetic_expressions (generated, cached) or "
@@ -107,7 +109,7 @@ def render_metrics(result: dict[str, Any], title: str) -> None:
 
 
 def train_command(
-    model: Annotated[str, typer.Argument(help="Registered name (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
+    model: Annotated[str, typer.Argument(autocompletion=model_names, help="Registered name (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
     task: Annotated[Optional[str], typer.Option(help="reid | face | fer (default: the model's task).")] = None,
     data: Annotated[Optional[str], typer.Option(help=DATA_HELP)] = None,
     profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "quick",

@@ -60,6 +60,7 @@ class RunSpec:
     config: "TrainConfig"  # resolved
     measure: MeasureSpec
     hash: str
+    overrides: tuple[str, ...] = ()  # the command line's suite overrides that concern this run (run.json)
 
     @property
     def run_id(self) -> str:
@@ -161,6 +162,7 @@ def plan_runs(
     from strabench.data.tasks import check_data
     from strabench.suite.checks import check_plan
     from strabench.suite.config import PROFILES, data_task_of
+    from strabench.suite.overrides import run_overrides
     from strabench.train.config import TrainConfig, resolve
 
     where = str(suite.path)
@@ -204,7 +206,7 @@ def plan_runs(
             except StrabenchError as exc:
                 raise ConfigError(f"{where}: variants[{index}] ({variant.name}): {exc}") from None
             digest = _existing_hash(Path(out) / suite.name, variant.name, seed, resolved, suite.measure)
-            runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, digest))
+            runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, digest, run_overrides(suite, variant.name)))
         if check_models:
             _check_builds(suite, index, variant, built)
     for spec_text in dict.fromkeys(str(r.config.data) for r in runs):  # resolved: absolute paths
@@ -461,6 +463,7 @@ def execute_run(
     identity = {
         "suite": spec.suite, "variant": spec.variant, "model": spec.model, "seed": spec.seed,
         "hash": spec.hash, "run_id": spec.run_id, "measure": spec.measure.as_dict(),
+        **({"overrides": list(spec.overrides)} if spec.overrides else {}),
     }
     if read_json_object(run_dir / RUN_JSON) != identity:
         atomic_write_json(run_dir / RUN_JSON, identity)
