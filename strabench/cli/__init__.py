@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from strabench.cli._tracking import rewrite_mlflow_uri
 from strabench.errors import StrabenchError
 
 try:  # recent typer vendors click as typer._click (typer.BadParameter is its subclass)
@@ -50,7 +51,7 @@ class _StrabenchGroup(TyperGroup):
     ) -> typer.Context:
         # Usage errors of the top-level options (``strabench --bogus``) happen here, before invoke.
         if parent is None:
-            args = _hoist_debug([*args])
+            args = rewrite_mlflow_uri(_hoist_debug([*args]))
         argv = [*args]  # a copy: click's parser consumes the list (and `list` is the list command here)
         try:
             ctx = super().make_context(info_name, args, parent=parent, **extra)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -60,6 +61,9 @@ def run_command(
     mem_gb: Annotated[int | None, typer.Option("--mem-gb", help="slurm: memory per job in GB.")] = None,
     timeout_min: Annotated[int | None, typer.Option("--timeout-min", help="slurm: time limit per job in minutes (a run that needs longer is requeued and resumes).")] = None,
     assignments: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE: an override like the KEY=VALUE arguments (repeatable).")] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the suite to MLflow as an experiment, each run with params, curves, metrics and files; --mlflow URI for another store (default: sqlite:///<out>/mlruns.db).")] = False,
+    mlflow_uri: Annotated[str | None, typer.Option("--mlflow-uri", help="The MLflow tracking URI (implies --mlflow).", hidden=True)] = None,
+    wandb: Annotated[bool, typer.Option("--wandb", help="Also log each run that ends to Weights & Biases (project: the suite's name; needs wandb).")] = False,
 ) -> None:
     from strabench.env import configure_process
 
@@ -87,6 +91,10 @@ def run_command(
         from dataclasses import replace
 
         plan = replace(plan, keep_checkpoints=keep_checkpoints)
+    from strabench.cli._tracking import TrackedView, log_runs, open_trackers
+
+    trackers = [] if dry_run or dist_rank() != 0 else open_trackers(
+        experiment=plan.suite.name, out=Path(out), mlflow=mlflow, mlflow_uri=mlflow_uri, wandb=wandb)
     if dry_run:
         rows = dry_run_rows(plan)
         if as_json:
@@ -109,7 +117,9 @@ def run_command(
                      "mem_gb": mem_gb, "timeout_min": timeout_min}
         settings = {**plan.suite.executor, **{k: v for k, v in overrides.items() if v is not None}}
         resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints, given) + f" --executor {executor}"
-        raise typer.Exit(_submit(console(), plan, settings, executor, wait=wait, resubmit=resubmit, command=resume))
+        code = _submit(console(), plan, settings, executor, wait=wait, resubmit=resubmit, command=resume)
+        log_runs(trackers, [plan.run_dir(s) for s in plan.selected], console().print, sweep=True)
+        raise typer.Exit(code)
     if dist_rank() != 0:  # a torchrun worker: rank 0 shows and records everything
         outcome = run_suite(plan)
         raise typer.Exit(130 if outcome.interrupted else 1 if outcome.failed or outcome.locked else 0)
@@ -119,6 +129,8 @@ def run_command(
 
         out_console = Console(width=max(out_console.width, 140))
     view: Any = LiveView(out_console) if out_console.is_terminal and jobs == 1 else LineView(out_console)
+    if trackers:
+        view = TrackedView(view, trackers, plan)
     try:
         if jobs > 1:
             from strabench.suite.executors import run_parallel

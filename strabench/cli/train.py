@@ -131,6 +131,9 @@ def train_command(
     replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, e.g. 'layer4.*.conv2=stra' (repeatable).")] = None,
     keep_checkpoints: Annotated[str, typer.Option("--keep-checkpoints", help="What a finished run keeps: last (checkpoint.pt), best (checkpoint.best.pt, best evaluated epoch) or none. While it runs, the last two are kept for resuming.")] = "last",
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a table.")] = False,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the run to MLflow (experiment 'train'): params, curves, metrics, files; --mlflow URI for another store (default: sqlite:///<run dir's parent>/mlruns.db).")] = False,
+    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="The MLflow tracking URI (implies --mlflow).", hidden=True)] = None,
+    wandb: Annotated[bool, typer.Option("--wandb", help="Also log the run to Weights & Biases (project 'train'; needs wandb).")] = False,
 ) -> None:
     from strabench.env import configure_process
 
@@ -163,6 +166,9 @@ def train_command(
     from strabench.train.progress import PlainProgress, RichProgress
 
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
+    from strabench.cli._tracking import log_runs, open_trackers
+
+    trackers = open_trackers(experiment="train", out=run_dir.parent, mlflow=mlflow, mlflow_uri=mlflow_uri, wandb=wandb) if main_process else []
     err = console(stderr=True)
     hook = (RichProgress(err, batch_size=cfg.batch_size) if err.is_terminal else PlainProgress()) if main_process else None
     if main_process:
@@ -191,6 +197,7 @@ def train_command(
             close()
     if not main_process:
         return
+    log_runs(trackers, [run_dir], lambda text: err.print(text, highlight=False, markup=False, soft_wrap=True))
     if as_json:
         print_json(result)
         return

@@ -138,6 +138,23 @@ def _existing_hash(out_dir: Path, variant: str, seed: int, config: "TrainConfig"
     return legacy if (out_dir / f"{variant}-s{seed}-{legacy}").is_dir() else current
 
 
+def _existing_run(
+    out_dir: Path, variant: str, seed: int, config: "TrainConfig", measure: MeasureSpec, *, eval_every_given: bool
+) -> tuple["TrainConfig", str]:
+    """The run's (config, hash); where no directory of it exists but one of the same run without
+    periodic evaluation does (made before the quick recipe evaluated every epoch), that one: its
+    results are the same, since evaluating touches neither the weights nor any epoch's random
+    stream; it only lacks the curve points. Not when the suite sets ``eval_every`` itself."""
+    digest = _existing_hash(out_dir, variant, seed, config, measure)
+    if eval_every_given or not config.eval_every or (out_dir / f"{variant}-s{seed}-{digest}").is_dir():
+        return config, digest
+    from dataclasses import replace
+
+    earlier = replace(config, eval_every=0)
+    older = _existing_hash(out_dir, variant, seed, earlier, measure)
+    return (earlier, older) if (out_dir / f"{variant}-s{seed}-{older}").is_dir() else (config, digest)
+
+
 def plan_runs(
     suite: SuiteConfig,
     out: Path | str,
@@ -205,7 +222,8 @@ def plan_runs(
                 resolved = resolve(config)
             except StrabenchError as exc:
                 raise ConfigError(f"{where}: variants[{index}] ({variant.name}): {exc}") from None
-            digest = _existing_hash(Path(out) / suite.name, variant.name, seed, resolved, suite.measure)
+            resolved, digest = _existing_run(Path(out) / suite.name, variant.name, seed, resolved, suite.measure,
+                                             eval_every_given="eval_every" in settings)
             runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, digest, run_overrides(suite, variant.name)))
         if check_models:
             _check_builds(suite, index, variant, built)
