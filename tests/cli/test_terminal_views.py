@@ -223,3 +223,25 @@ def test_flops_with_replace_is_titled_with_the_blocks_put_in() -> None:
     header = next(line for line in result.stdout.splitlines() if line.startswith("┃"))
     assert "paper" not in header and "delta" not in header, "no reference applies: the columns would be all —"
     assert "paper: no reference (" in result.stdout
+
+
+def test_the_run_summary_fits_100_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `make demo` prints first: the suite's summary table, on a 100-column terminal."""
+    from strabench.cli import _common
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(runner, "_fit", fakes.FakeEngine())
+    monkeypatch.setattr(runner, "measure_model", fakes.fake_measure)
+    monkeypatch.setattr(_common, "console", lambda stderr=False: Console(file=buffer, width=WIDTH, force_terminal=True, color_system=None))
+    suite = fakes.write_suite(tmp_path, seeds="[0, 1]")
+    result = CliRunner().invoke(app, ["run", str(suite), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    text = buffer.getvalue()
+    summary = text[text.index("suite t ("):]
+    lines = table_lines(summary)
+    assert lines and max(len(line) for line in lines) <= WIDTH and "…" not in summary
+    header = lines[1]
+    for column in ("variant", "seed", "hash", "status", "mAP", "rank1", "params M", "GMACs", "train s"):
+        assert column in header
+    assert "latency ms" not in header and "left out (— in every row): latency ms" in summary
+    assert sum(line.startswith("│") for line in lines) == 4
