@@ -39,8 +39,7 @@ _CELL_EXTRA = 3
 def column_chunks(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, *, keys: int = 1) -> list[list[int]]:
     """Column indices per table: the ``keys`` first columns in each, then as many as fit ``width``
     (at least one more per table, so a column wider than the terminal still shows, unwrapped)."""
-    needed = [max([len(str(h)) for h in str(header).splitlines() or [""]] + [len(r[i]) for r in rows]) + _CELL_EXTRA
-              for i, header in enumerate(headers)]
+    needed = [max([len(str(header)), *(len(r[i]) for r in rows)]) + _CELL_EXTRA for i, header in enumerate(headers)]
     base = list(range(min(keys, len(headers))))
     base_width = sum(needed[i] for i in base) + 1
     chunks: list[list[int]] = []
@@ -94,7 +93,7 @@ def print_table(
             table.add_column(headers[index], justify="right" if right(index) else "left", no_wrap=True, overflow="fold")
         for row in cells:
             table.add_row(*(_justified(row[i], "right" if right(i) else "left") for i in columns))
-        needed = sum(max(len(headers[i]), *(len(r[i]) for r in plain)) + _CELL_EXTRA for i in columns) + 1
+        needed = sum(max([len(headers[i]), *(len(r[i]) for r in plain)]) + _CELL_EXTRA for i in columns) + 1
         if out.is_terminal or needed <= out.width:
             out.print(table)
         else:  # a pipe: one line per row, however long

@@ -180,6 +180,15 @@ def test_column_chunks_repeat_the_key_column_and_fit() -> None:
     assert column_chunks(["key", "huge"], [["k", "x" * 300]], 80) == [[0, 1]]
 
 
+def test_a_table_without_rows_prints_its_header() -> None:
+    from strabench.report.terminal import print_table
+
+    for terminal in (True, False):
+        buffer = io.StringIO()
+        print_table(Console(file=buffer, width=40, force_terminal=terminal, color_system=None), ["a", "b"], [], title="t")
+        assert "┃ a ┃ b ┃" in buffer.getvalue()
+
+
 def test_drop_empty_columns_keeps_the_key_and_columns_with_any_value() -> None:
     headers, rows, dropped = drop_empty_columns(["v", "a", "b", "c"], [["x", "—", "1", ""], ["y", "—", "—", "—"]])
     assert headers == ["v", "b"] and rows == [["x", "1"], ["y", "—"]] and dropped == ["a", "c"]

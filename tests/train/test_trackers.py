@@ -172,3 +172,53 @@ def test_wandb_without_the_package_is_one_line(tmp_path: Path, monkeypatch) -> N
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: --wandb needs the wandb package: pip install wandb (then wandb login)"
     assert not (tmp_path / "r").exists(), "refused before anything ran"
+
+
+REAL_SUITE = """\
+name = "tiny"
+data = "synthetic_expressions"
+profile = "quick"
+seeds = [0]
+
+[train.quick]
+epochs = 2
+batch_size = 14
+input_size = [16, 16]
+data_sizes = { num_train = 28, num_public_test = 14, num_private_test = 14 }
+
+[measure]
+params = true
+macs = ["paper"]
+input = "16x16"
+accuracy = true
+
+[[variants]]
+name = "stra"
+model = "fer_resnet_stra"
+overrides = { layers = [1, 1, 1, 1] }
+"""
+
+
+@pytest.mark.slow
+def test_a_real_suite_run_leaves_tensorboard_curves_and_an_mlflow_experiment(tmp_path: Path) -> None:
+    """The real engine through `strabench run --mlflow`: each run's TensorBoard events (read with
+    TensorBoard's reader) and its MLflow run (read with MLflow's client) hold the epochs of its
+    metrics.jsonl, evaluated every epoch by the quick profile."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(REAL_SUITE)
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--mlflow"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = [p.parent for p in (out / "tiny").glob("*/run.json")]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [sorted(r["eval"]) for r in records] == [["test_acc", "val_acc"]] * 2, "evaluated every epoch"
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("eval/test_acc")][1:] == [(r["epoch"], pytest.approx(r["eval"]["test_acc"])) for r in records]
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    (run,) = runs_of(client, "tiny").values()
+    history = sorted(client.get_metric_history(run.info.run_id, "eval/test_acc"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in history][1:] == [(r["epoch"], r["eval"]["test_acc"]) for r in records]
+    assert (run_dir / "metrics.csv").is_file()
