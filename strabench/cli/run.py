@@ -4,10 +4,10 @@ Each run lives in <out>/<suite>/<variant>-s<seed>-<hash>/; a finished run is ski
 interrupted one resumed from its checkpoint, a changed setting makes a new run. results.csv is
 rewritten after every run. --jobs N runs N at once (one GPU or cores/N threads each);
 --executor slurm submits each pending run as a SLURM job (a job array, through submitit;
-resources from the suite's [executor] table or the flags below), requeued and resumed on
+resources from the suite's executor table or the flags below), requeued and resumed on
 preemption; --wait follows the jobs, `strabench status DIR` shows them from any host. KEY=VALUE
 arguments (or --set KEY=VALUE) change the suite file for this command, checked as the file is:
-`strabench run demo train.epochs=3 seeds=[0,1]`; they become part of each run's config and
+`strabench run demo train.quick.epochs=3 seeds=[0,1]`; they become part of each run's config and
 hash, and are recorded in its run.json (`strabench show RUN_DIR` prints them). Split a
 suite over machines by hand with --shard K/N; `strabench report` merges what is there. Exit 0:
 all runs finished (or submitted); 1: some run failed; 2: bad suite or options; 130:
@@ -39,7 +39,7 @@ def _split(values: list[str] | None) -> list[str]:
 
 def run_command(
     suite: Annotated[str, typer.Argument(autocompletion=suite_names, help="Suite file (suites/quick.toml) or the name of one in ./suites.")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE changes to the suite file, checked like it: train.epochs=3, seeds=[0,1], variants.stra.model=resnet50_sasa, +variants.NAME.model=M adds a variant, ~KEY deletes (see docs/cli.md).", show_default=False)] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE changes to the suite file, checked like it: train.quick.epochs=3, seeds=[0,1], variants.stra.model=resnet50_sasa, +variants.NAME.model=M adds a variant, ~KEY deletes (see docs/cli.md).", show_default=False)] = None,
     out: Annotated[str, typer.Option("--out", help="Results root; the suite writes <out>/<suite name>/.")] = "results",
     profile: Annotated[str | None, typer.Option("--profile", help="quick or paper (default: the suite's).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Data spec overriding the suite's, e.g. market1501:/data/Market-1501.")] = None,
@@ -70,6 +70,8 @@ def run_command(
     configure_process()  # allocator and OpenMP wait policy, before torch starts its thread pool
     from strabench.cli._common import console, print_json
     from strabench.suite.config import parse_seeds
+    from rich.markup import escape
+
     from strabench.suite.overrides import load_suite_with_overrides
     from strabench.suite.runner import dist_rank, dry_run_rows, parse_shard, plan_runs, run_suite
 
@@ -81,7 +83,7 @@ def run_command(
 
     check_keep_checkpoints(keep_checkpoints)
     given = [*(overrides or []), *(assignments or [])]
-    config = load_suite_with_overrides(suite, given)
+    config = load_suite_with_overrides(suite, given, warn=lambda line: console(stderr=True).print(f"[yellow]warning[/]: {escape(line)}", soft_wrap=True))
     seed_values = parse_seeds(seeds or [])
     plan = plan_runs(
         config, out, profile=profile, data=data, seeds=seed_values or None, only=_split(only) or None,

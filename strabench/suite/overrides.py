@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import difflib
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -192,8 +192,11 @@ def _where(prefix: str, parts: Iterable[str]) -> str:
     return f"{prefix}.{inner}" if prefix else inner
 
 
-def load_suite_with_overrides(suite: str | Path, texts: Iterable[str]) -> SuiteConfig:
-    """``load_suite`` with overrides applied before the checks; the result's ``overrides`` holds them."""
+def load_suite_with_overrides(suite: str | Path, texts: Iterable[str], *, warn: Callable[[str], None] | None = None) -> SuiteConfig:
+    """``load_suite`` with overrides applied before the checks; the result's ``overrides`` holds them.
+
+    ``warn`` receives one line per override that the file shadows (``train.epochs=3`` where
+    ``[train.quick]`` sets epochs too: the profile's table wins, as it would in the file)."""
     texts = list(texts)
     if not texts:
         return load_suite(suite)
@@ -205,7 +208,31 @@ def load_suite_with_overrides(suite: str | Path, texts: Iterable[str]) -> SuiteC
         config = parse_suite(data, path)
     except StrabenchError as exc:
         raise ConfigError(_attributed(str(exc), path, touched)) from None
+    if warn is not None:
+        for line in shadowed(data, overrides):
+            warn(line)
     return replace(config, overrides=tuple(texts))
+
+
+def shadowed(data: Mapping[str, Any], overrides: Iterable[Override]) -> list[str]:
+    """Overrides of ``train.KEY`` that a profile's table or a variant's ``train`` sets again
+    (those win: ``[train]`` < ``[train.PROFILE]`` < ``variants.NAME.train``)."""
+    from strabench.suite.config import PROFILES
+
+    lines = []
+    train = data.get("train") if isinstance(data.get("train"), dict) else {}
+    for override in overrides:
+        path = override.path
+        if override.op == "delete" or len(path) != 2 or path[0] != "train" or path[1] in PROFILES:
+            continue
+        key = path[1]
+        where = [f"train.{p}.{key}" for p in PROFILES if isinstance(train.get(p), dict) and key in train[p]]
+        where += [f"variants.{v.get('name')}.train.{key}" for v in data.get("variants") or []
+                  if isinstance(v, dict) and isinstance(v.get("train"), dict) and key in v["train"]]
+        if where:
+            lines.append(f"override {override.text!r}: {', '.join(where)} also set{'s' if len(where) == 1 else ''} {key} and "
+                         f"take{'s' if len(where) == 1 else ''} precedence where it applies; set {where[0]}=... to change it there")
+    return lines
 
 
 def _attributed(message: str, path: Path, touched: Mapping[str, str]) -> str:

@@ -190,3 +190,23 @@ def test_the_error_names_the_override_that_set_the_key_only(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as caught:
         load_suite_with_overrides(suite, ["seeds=[1]", "data=synthetic_faces"])
     assert str(caught.value).endswith("the suite's task is 'face' (with overrides 'seeds=[1]', 'data=synthetic_faces')")
+
+
+def test_an_override_the_file_shadows_is_warned_about(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path)  # [train.quick] epochs = 2
+    warned: list[str] = []
+    load_suite_with_overrides(suite, ["train.epochs=3", "train.lr=1e-4", "variants.stra.train.lr=1e-3"], warn=warned.append)
+    assert warned == [
+        "override 'train.epochs=3': train.quick.epochs also sets epochs and takes precedence where it applies; set train.quick.epochs=... to change it there",
+        "override 'train.lr=1e-4': variants.stra.train.lr also sets lr and takes precedence where it applies; set variants.stra.train.lr=... to change it there",
+    ]
+    warned.clear()
+    load_suite_with_overrides(suite, ["train.quick.epochs=3", "train.lr=1e-4"], warn=warned.append)
+    assert warned == []
+
+
+def test_the_warning_reaches_the_command_line(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path)
+    result = CliRunner().invoke(app, ["run", str(suite), "train.epochs=3", "--dry-run", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "warning: override 'train.epochs=3': train.quick.epochs also sets epochs" in result.stderr
