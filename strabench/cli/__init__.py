@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from strabench.cli._tracking import rewrite_mlflow_uri
 from strabench.errors import StrabenchError
 
 try:  # recent typer vendors click as typer._click (typer.BadParameter is its subclass)
@@ -52,7 +53,7 @@ class _StrabenchGroup(TyperGroup):
     ) -> typer.Context:
         # Usage errors of the top-level options (``strabench --bogus``) happen here, before invoke.
         if parent is None:
-            args = _hoist_debug([*args])
+            args = rewrite_mlflow_uri(_hoist_debug([*args]))
         argv = [*args]  # a copy: click's parser consumes the list (and `list` is the list command here)
         try:
             ctx = super().make_context(info_name, args, parent=parent, **extra)
@@ -189,7 +190,7 @@ app = typer.Typer(
     cls=_StrabenchGroup,
     help="Benchmark and ablate attention blocks (StRA, SE, Non-local, SASA) in vision backbones.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -220,7 +221,7 @@ def _register() -> None:
 
     app.command("list", help=list_cmd.__doc__)(list_cmd.list_command)
     app.command("flops", help=flops.__doc__)(flops.flops_command)
-    for module_name in ("bench", "export", "train", "evaluate", "run", "status", "report", "viz", "doctor"):
+    for module_name in ("bench", "export", "train", "evaluate", "run", "status", "report", "show", "viz", "doctor"):
         try:
             module = __import__(f"strabench.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -23,9 +23,11 @@ from typing import Annotated
 
 import typer
 
+from strabench.cli._complete import model_names
+
 
 def bench_command(
-    models: Annotated[list[str], typer.Argument(help="Registered names (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
+    models: Annotated[list[str], typer.Argument(autocompletion=model_names, help="Registered names (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
     baseline: Annotated[str | None, typer.Option("--baseline", help="Model to interleave with the others and report ratios to.")] = None,
     mode: Annotated[str, typer.Option("--mode", help="infer (eval, inference_mode) or train (full step).")] = "infer",
     batch: Annotated[int, typer.Option("--batch", help="Images per step.")] = 32,
@@ -76,61 +78,62 @@ def _progress():
     return lambda message: err.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True)
 
 
-def _render(rows: list[dict]) -> None:
-    from rich.table import Table
+#: Settings shown once above the table when every row has the same (a column only when they differ).
+_SETTINGS = (("mode", "mode"), ("batch", "batch"), ("input", "input"), ("device", "device"), ("threads", "threads"))
 
+
+def _render(rows: list[dict]) -> None:
+    """One table that never cuts a number (``strabench.report.terminal.print_table``): settings
+    common to every row go to a line above it; samples and the rest stay in --json / --csv."""
     from strabench.cli._common import console
+    from strabench.report.terminal import NOISY_LEGEND, drop_empty_columns, print_table
 
     out = console()
-    if not out.is_terminal:  # piped: do not squeeze the table into 80 columns
-        out.width = max(out.width, 150)
+    out.soft_wrap = not out.is_terminal  # a pipe or log: each line whole
     first = rows[0]
-    title = f"strabench bench --mode {first['mode']} (torch {first['torch_version']}, {first['cpu']})"
-    table = Table(title=title)
-    table.add_column("model", no_wrap=True)
-    for column in ("mode", "batch", "input", "device", "threads"):
-        table.add_column(column)
-    compiled = any(row.get("compile_s") is not None for row in rows)  # eager runs keep their table
-    for column in ("median ms", "IQR ms", "samples", "img/s", "ratio", "ratio range", "peak mem MB", *(["compile s"] if compiled else [])):
-        table.add_column(column, justify="right")
-    table.add_column("noisy")
+    varying = [(key, label) for key, label in _SETTINGS if len({str(r[key]) for r in rows}) > 1]
+    common = [f"{label} {first[key]}" for key, label in _SETTINGS if (key, label) not in varying]
+    compiled = any(row.get("compile_s") is not None for row in rows)
+    headers = ["model", *(label for _, label in varying), "median ms", "IQR ms", "img/s", "ratio", "ratio range", "peak MB",
+               *(["compile s"] if compiled else []), "noisy"]
+    cells = []
     for row in rows:
         ratio = row["ratio_to_baseline"]
         spread = [r for r in (row.get("ratio_rounds") or []) if r == r]
-        compile_cell = ["—" if row.get("compile_s") is None else f"{row['compile_s']:.1f}"] if compiled else []
-        table.add_row(
-            row["model"],
-            row["mode"],
-            str(row["batch"]),
-            row["input"],
-            row["device"],
-            str(row["threads"]),
-            f"{row['median_ms']:.1f}",
-            f"{row['iqr_ms']:.1f}",
-            str(row["samples"]),
-            f"{row['images_per_s']:.1f}",
+        cells.append([
+            row["model"], *(str(row[key]) for key, _ in varying),
+            f"{row['median_ms']:.1f}", f"{row['iqr_ms']:.1f}", f"{row['images_per_s']:.1f}",
             "—" if ratio is None else f"{ratio:.3f}×",
             f"{min(spread):.3f}–{max(spread):.3f}" if spread and row["model"] != first["baseline"] else "—",
             f"{row['peak_mem_mb']:.1f}",
-            *compile_cell,
-            "[bold yellow]NOISY[/]" if row.get("noisy") else "",
-        )
-    out.print(table)
+            *(["—" if row.get("compile_s") is None else f"{row['compile_s']:.1f}"] if compiled else []),
+            "NOISY" if row.get("noisy") else "",
+        ])
+    headers, cells, dropped = drop_empty_columns(headers, cells)
+    noisy_column = headers.index("noisy") if "noisy" in headers else -1
+    out.print(f"strabench bench: {', '.join(common)} (torch {first['torch_version']}, {first['cpu']})", highlight=False, soft_wrap=True)
+    print_table(out, headers, cells, right=lambda index: 0 < index != noisy_column, styles={noisy_column: "bold yellow"})
     extras = [f"amp={first['amp']}", f"channels_last={first['channels_last']}", f"runtime={first['runtime']}"]
-    out.print(", ".join(extras) + f"; {first['rounds']} round(s), min_run_time {first['min_run_time']} s")
+    out.print(", ".join(extras) + f"; {first['rounds']} round(s), min_run_time {first['min_run_time']} s", highlight=False)
     if first["baseline"]:
-        out.print(f"ratio = per-image time / {first['baseline']} measured around it, median over rounds")
+        out.print(f"ratio = per-image time / {first['baseline']} measured around it, median over rounds", highlight=False)
     if compiled:
         out.print("compile s: torch.compile's first call, or ONNX export + session creation; not in warm-up or timings")
     if first["optimizer"]:
-        out.print(f"train step: CE + aux losses, backward, {first['optimizer']}")
+        out.print(f"train step: CE + aux losses, backward, {first['optimizer']}", highlight=False)
     out.print(f"peak mem: {first['mem_method']}", highlight=False)
+    if dropped:
+        out.print(f"left out (— in every row): {', '.join(dropped)}", highlight=False)
+    from rich.markup import escape
+
     for row in rows:
         if row["note"]:
-            out.print(f"[yellow]{row['model']}: {row['note']}[/]")
+            out.print(f"[yellow]{escape(row['model'])}: {escape(row['note'])}[/]")
+    if any(row.get("noisy") for row in rows):
+        out.print(NOISY_LEGEND, highlight=False)
     for row in rows:
         if row.get("noisy"):
-            out.print(f"[bold yellow]warning[/]: {row['model']} timing is noisy: {row['noise']}")
+            out.print(f"[bold yellow]warning[/]: {escape(row['model'])} timing is noisy: {escape(str(row['noise']))}")
 
 
 def register(app: typer.Typer) -> None:

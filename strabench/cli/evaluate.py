@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from strabench.cli._complete import model_names
 from strabench.cli.train import DATA_HELP
 
 
@@ -15,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 
 def eval_command(
-    model: Annotated[str, typer.Argument(help="The model the weights belong to: a registered name or a reference (torchvision:NAME ...).")],
+    model: Annotated[str, typer.Argument(autocompletion=model_names, help="The model the weights belong to: a registered name or a reference (torchvision:NAME ...).")],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="checkpoint.pt of a training run, or a state_dict file.")],
     data: Annotated[Optional[str], typer.Option(help=DATA_HELP + " Default: the checkpoint's training data.")] = None,
     task: Annotated[Optional[str], typer.Option(help="reid | face | fer (default: the checkpoint's / the model's).")] = None,

@@ -20,9 +20,11 @@ from typing import Annotated
 
 import typer
 
+from strabench.cli._complete import model_names
+
 
 def export_command(
-    model: Annotated[str, typer.Argument(help="Registered model name (see `strabench list`).")],
+    model: Annotated[str, typer.Argument(autocompletion=model_names, help="Registered model name (see `strabench list`).")],
     onnx: Annotated[Path, typer.Option("--onnx", help="Where to write the .onnx file.")],
     input: Annotated[str | None, typer.Option("--input", help="HEIGHTxWIDTH, default: the model's (e.g. 256x128).")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Images per call the graph is exported for.")] = 1,

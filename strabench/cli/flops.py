@@ -13,11 +13,12 @@ from typing import Annotated
 
 import typer
 
+from strabench.cli._complete import model_names
 from strabench.errors import ConfigError
 
 
 def flops_command(
-    model: Annotated[str, typer.Argument(help="Registered name (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
+    model: Annotated[str, typer.Argument(autocompletion=model_names, help="Registered name (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
     input: Annotated[str | None, typer.Option("--input", help="HEIGHTxWIDTH, default: the model's (e.g. 256x128).")] = None,
     task: Annotated[str | None, typer.Option("--task", help="Task the model is built for (reid, face, fer).")] = None,
     counter: Annotated[str, typer.Option("--counter", help="paper, fvcore, ptflops or all.")] = "all",
@@ -44,34 +45,34 @@ def flops_command(
 
 
 def _render(result: dict) -> None:
-    from rich.table import Table
+    from rich.markup import escape
 
     from strabench.cli._common import console
+    from strabench.report.terminal import drop_empty_columns, print_table
 
     out = console()
     ref = result["paper_ref"]
-    table = Table(title=f"{result['model']} @ {'x'.join(map(str, result['input']))}")
-    table.add_column("measure")
-    table.add_column("convention")
-    table.add_column("ours", justify="right")
-    table.add_column("paper", justify="right")
-    table.add_column("delta", justify="right")
     ref_params = ref["params_m"] if ref else None
-    table.add_row("params (M)", result.get("params_scope", "all but classifier"), f"{result['params'] / 1e6:.3f}", _fmt(ref_params), _delta(result["params"] / 1e6, ref_params))
     ref_macs = ref["gmacs"] if ref else None
+    rows = [["params (M)", result.get("params_scope", "all but classifier"), f"{result['params'] / 1e6:.3f}", _fmt(ref_params),
+             _delta(result["params"] / 1e6, ref_params)]]
     for convention, macs in result["macs"].items():
         paper_col = ref_macs if convention == "paper" else None
-        table.add_row("GMACs", convention, f"{macs / 1e9:.3f}", _fmt(paper_col), _delta(macs / 1e9, paper_col))
-    out.print(table)
+        rows.append(["GMACs", convention, f"{macs / 1e9:.3f}", _fmt(paper_col), _delta(macs / 1e9, paper_col)])
+    headers, rows, _ = drop_empty_columns(["measure", "convention", "ours", "paper", "delta"], rows, keep=3)
+    title = f"{model_label(result)} @ {'x'.join(map(str, result['input']))}"
+    print_table(out, headers, rows, title=title, right=lambda index: index >= 2)
     for convention, ops in result["uncounted"].items():
         if ops:
             what = "left out (outside conv + linear layers)" if convention == "paper" else "could not count"
-            out.print(f"[yellow]{convention} {what}: {_summary(ops)}[/]", highlight=False)
+            out.print(f"[yellow]{convention} {what}: {escape(_summary(ops))}[/]", highlight=False)
     if ref:
-        out.print(f"paper: {', '.join(ref['tables'])}")
+        out.print(f"paper: {', '.join(ref['tables'])}", highlight=False)
     elif result.get("paper_note"):
-        out.print(f"paper: — ({result['paper_note']})", highlight=False)
+        out.print(f"paper: no reference ({result['paper_note']})", highlight=False)
     if result.get("by_module"):
+        from rich.table import Table
+
         detail = Table(title="GMACs by module")
         detail.add_column("module")
         conventions = list(result["macs"])
@@ -80,6 +81,13 @@ def _render(result: dict) -> None:
         for name, values in result["by_module"].items():
             detail.add_row(name, *(f"{values.get(c, 0) / 1e9:.4f}" for c in conventions))
         out.print(detail)
+
+
+def model_label(result: dict) -> str:
+    """The model as measured: ``resnet50[layer4.*.conv2=stra]`` when blocks were put in (as ``bench`` names it)."""
+    from strabench.measure.latency import replaced_label
+
+    return replaced_label(result["model"], result["replace"]) if result.get("replace") else result["model"]
 
 
 def _fmt(value: float | None) -> str:

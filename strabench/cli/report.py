@@ -3,9 +3,12 @@
 One markdown table per suite: our metrics as mean ± std over seeds, params, GMACs under each
 counting convention (named in the header) and latency; with --paper (default) the paper's
 value and our delta in adjacent columns, the paper table cited under it. Failed runs show as
-"failed". Writes <suite>/report.md (and plots/). On a terminal the tables are drawn as tables
-and the markdown's path is printed; piped, the markdown itself is printed. --json prints one
-record per variant, --format csv the same as CSV; --out FILE writes there instead.
+"failed". Writes <suite>/report.md (and plots/). On a terminal a compact view is printed per
+suite (variant, primary metric with its 95 % interval, untrained score, params, GMACs, latency
+ratio, and a verdict line per compared variant), then the markdown's path; --wide prints every
+column instead (split into several tables rather than cutting a cell). Piped, the markdown
+itself is printed. --json prints one record per variant, --format csv the same as CSV; --out
+FILE writes there instead.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per variant (instead of --format).")] = False,
     paper: Annotated[bool, typer.Option("--paper/--no-paper", help="Show the paper's numbers and our delta beside ours.")] = True,
     plots: Annotated[bool | None, typer.Option("--plots/--no-plots", help="Draw PNG plots and link them (md only; default: on).")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="On a terminal: every column of the markdown table, not the compact view.")] = False,
 ) -> None:
     import sys
 
@@ -60,54 +64,23 @@ def report_command(
         return
     terminal = console()
     if chosen == "md" and terminal.is_terminal:
-        _print_tables(terminal, paths, report, paper=paper)
+        _print_views(terminal, paths, report, paper=paper, wide=wide)
         return
     sys.stdout.write(report.text)
     sys.stdout.flush()
 
 
-def _print_tables(out: "Console", paths: list[Path], report: "Report", *, paper: bool) -> None:
-    """Each suite's table as rich tables (a 300-character markdown line is unreadable in a
-    terminal): the columns are split into as many tables as the terminal's width needs, each
-    starting with the variant, so no cell is folded."""
-    from rich.table import Table
-
-    from strabench.report.tables import find_suite_dirs, load_suite_results, merge_results, table_frame
+def _print_views(out: "Console", paths: list[Path], report: "Report", *, paper: bool, wide: bool) -> None:
+    """Each suite's compact (or --wide) view, then where the markdown with every note is."""
+    from strabench.report.tables import find_suite_dirs, load_suite_results, merge_results
+    from strabench.report.terminal import compact_view, print_suite, wide_view
 
     for suite in merge_results(load_suite_results(d) for d in find_suite_dirs(paths)):
-        frame = table_frame(suite, paper=paper)
-        title = suite.name + (f" — {suite.meta['paper_table']}" if suite.meta.get("paper_table") else "")
-        if frame.empty:
-            out.print(f"{title}: no runs")
-            continue
-        headers = [str(c) for c in frame.columns]
-        rows = [[str(cell).replace("`", "") for cell in row] for row in frame.itertuples(index=False)]
-        for part, columns in enumerate(_column_chunks(headers, rows, out.width)):
-            table = Table(title=title if part == 0 else None, title_justify="left")
-            for index in columns:
-                table.add_column(headers[index], justify="left" if index == 0 else "right", no_wrap=True)
-            for row in rows:
-                table.add_row(*(row[index] for index in columns))
-            out.print(table)
+        print_suite(out, (wide_view if wide else compact_view)(suite, paper=paper))
     markdown = [str(p) for p in report.written if p.suffix == ".md"]
     if markdown:
-        out.print(f"markdown with notes and plots: {', '.join(markdown)}")
-
-
-def _column_chunks(headers: list[str], rows: list[list[str]], width: int) -> list[list[int]]:
-    """Column indices per table: the first (the variant) in each, then as many as fit ``width``."""
-    needed = [max(len(h), *(len(r[i]) for r in rows)) + 3 for i, h in enumerate(headers)]
-    chunks: list[list[int]] = []
-    current = [0]
-    used = needed[0] + 1
-    for index in range(1, len(headers)):
-        if used + needed[index] > width and len(current) > 1:
-            chunks.append(current)
-            current, used = [0], needed[0] + 1
-        current.append(index)
-        used += needed[index]
-    chunks.append(current)
-    return chunks
+        more = "" if wide else "; every column: --wide"
+        out.print(f"markdown with notes and plots: {', '.join(markdown)}{more}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

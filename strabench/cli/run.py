@@ -5,8 +5,11 @@ interrupted one resumed from its checkpoint, a changed setting makes a new run. 
 rewritten after every run. --jobs N runs N at once (one GPU or cores/N threads each);
 --executor slurm submits each pending run as a SLURM job (a job array, through submitit;
 resources from the suite's [executor] table or the flags below), requeued and resumed on
-preemption; --wait follows the jobs, `strabench status DIR` shows them from any host. Split a
-suite over machines by hand with --shard K/N; `strabench report` merges what is there.
+preemption; --wait follows the jobs, `strabench status DIR` shows them from any host. KEY=VALUE
+arguments (or --set KEY=VALUE) change the suite file for this command, checked as the file is:
+`strabench run demo train.quick.epochs=3 seeds=[0,1]`; they become part of each run's config and
+hash, and are recorded in its run.json (`strabench show RUN_DIR` prints them). Split a suite over
+machines by hand with --shard K/N; `strabench report` merges what is there.
 --until-decided adds seeds in rounds (up to --max-seeds, within --max-minutes of runs) until
 every comparison with the baseline is better, worse, equivalent or the budget is spent, with
 error control over the rounds (docs/statistics.md); --dry-run states the seeds each comparison
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import shlex
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from strabench.cli._complete import suite_names
 from strabench.suite.runner import SuiteListener
 
 if TYPE_CHECKING:
@@ -37,7 +42,8 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def run_command(
-    suite: Annotated[str, typer.Argument(help="Suite file (suites/quick.toml) or the name of one in ./suites.")],
+    suite: Annotated[str, typer.Argument(autocompletion=suite_names, help="Suite file (suites/quick.toml) or the name of one in ./suites.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE changes to the suite file, checked like it: train.quick.epochs=3, seeds=[0,1], variants.stra.model=resnet50_sasa, +variants.NAME.model=M adds a variant, ~KEY deletes (see docs/cli.md).", show_default=False)] = None,
     out: Annotated[str, typer.Option("--out", help="Results root; the suite writes <out>/<suite name>/.")] = "results",
     profile: Annotated[str | None, typer.Option("--profile", help="quick or paper (default: the suite's).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Data spec overriding the suite's, e.g. market1501:/data/Market-1501.")] = None,
@@ -63,12 +69,19 @@ def run_command(
     until_decided: Annotated[bool, typer.Option("--until-decided", help="Add seeds in rounds until every comparison with the baseline is decided (better / worse / equivalent), with error control over the rounds; the design is fixed in <suite>/sequential.json.")] = False,
     max_seeds: Annotated[int | None, typer.Option("--max-seeds", help="--until-decided: at most this many seeds per variant (default: the suite's max_seeds).")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="--until-decided: start no round that would take the rounds past this many minutes of wall-clock time (counted over resumed sessions).")] = None,
+    assignments: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE: an override like the KEY=VALUE arguments (repeatable).")] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the suite to MLflow as an experiment, each run with params, curves, metrics and files; --mlflow URI for another store (default: sqlite:///<out>/mlruns.db).")] = False,
+    mlflow_uri: Annotated[str | None, typer.Option("--mlflow-uri", help="The MLflow tracking URI (implies --mlflow).", hidden=True)] = None,
+    wandb: Annotated[bool, typer.Option("--wandb", help="Also log each run that ends to Weights & Biases (project: the suite's name; needs wandb).")] = False,
 ) -> None:
     from strabench.env import configure_process
 
     configure_process()  # allocator and OpenMP wait policy, before torch starts its thread pool
     from strabench.cli._common import console, print_json
-    from strabench.suite.config import load_suite, parse_seeds
+    from strabench.suite.config import parse_seeds
+    from rich.markup import escape
+
+    from strabench.suite.overrides import load_suite_with_overrides
     from strabench.suite.runner import dist_rank, dry_run_rows, parse_shard, plan_runs, run_suite
 
     from strabench.errors import ConfigError
@@ -78,7 +91,8 @@ def run_command(
     from strabench.train.engine import check_keep_checkpoints
 
     check_keep_checkpoints(keep_checkpoints)
-    config = load_suite(suite)
+    given = [*(overrides or []), *(assignments or [])]
+    config = load_suite_with_overrides(suite, given, warn=lambda line: console(stderr=True).print(f"[yellow]warning[/]: {escape(line)}", soft_wrap=True))
     seed_values = parse_seeds(seeds or [])
     from strabench.cli import _until_decided as decided
 
@@ -93,6 +107,10 @@ def run_command(
         from dataclasses import replace
 
         plan = replace(plan, keep_checkpoints=keep_checkpoints, allow_mixed=allow_mixed, rerun_stale=rerun_stale)
+    from strabench.cli._tracking import TrackedView, log_runs, open_trackers
+
+    trackers = [] if dry_run or dist_rank() != 0 else open_trackers(
+        experiment=plan.suite.name, out=Path(out), mlflow=mlflow, mlflow_uri=mlflow_uri, wandb=wandb)
     if dry_run:
         rows = dry_run_rows(plan)
         if as_json:
@@ -116,8 +134,10 @@ def run_command(
         overrides = {"partition": partition, "gpus_per_node": gpus_per_node, "cpus_per_task": cpus_per_task,
                      "mem_gb": mem_gb, "timeout_min": timeout_min}
         settings = {**plan.suite.executor, **{k: v for k, v in overrides.items() if v is not None}}
-        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints, allow_mixed) + f" --executor {executor}"
-        raise typer.Exit(_submit(console(), plan, settings, executor, wait=wait, resubmit=resubmit, command=resume))
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints, allow_mixed, given) + f" --executor {executor}"
+        code = _submit(console(), plan, settings, executor, wait=wait, resubmit=resubmit, command=resume)
+        log_runs(trackers, [plan.run_dir(s) for s in plan.selected], console().print, sweep=True)
+        raise typer.Exit(code)
     from strabench.signals import interrupt_exit_code
 
     if dist_rank() == 0:
@@ -142,13 +162,15 @@ def run_command(
             finally:
                 round_view.close()
 
-        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints)
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints, allow_mixed, given)
         resume += f" --until-decided --max-seeds {design.max_seeds}" + (f" --max-minutes {max_minutes:g}" if max_minutes else "")
         resume += f" --jobs {jobs}" if jobs > 1 else ""
         options = {"profile": profile, "data": data, "device": device, "check_models": False}  # checked above
         raise typer.Exit(decided.run_rounds(out_console, config, out, design, execute=execute, plan_options=options,
                                             max_minutes=max_minutes, resume=resume, keep_checkpoints=keep_checkpoints))
     view: Any = LiveView(out_console) if out_console.is_terminal and jobs == 1 else LineView(out_console)
+    if trackers:
+        view = TrackedView(view, trackers, plan)
     try:
         if jobs > 1:
             from strabench.suite.executors import run_parallel
@@ -160,7 +182,7 @@ def run_command(
         view.close()
     _print_summary(out_console, outcome)
     if outcome.interrupted:
-        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints, allow_mixed)
+        resume = _command_line(suite, out, profile, data, _split(only), shard, device, _split(seeds), keep_checkpoints, allow_mixed, given)
         code = interrupt_exit_code()
         how = "interrupted" if code == 130 else f"stopped by signal {code - 128}"
         out_console.print(f"[yellow]{how}[/] (exit {code}): finished runs are kept and the run in flight resumes from its checkpoint; resume with:\n  {resume}")
@@ -253,8 +275,8 @@ def _say_stale(out: "Console", plan: "RunPlan") -> None:
               highlight=False, soft_wrap=True)
 
 
-def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str], keep_checkpoints: str = "last", allow_mixed: bool = False) -> str:
-    args = ["strabench", "run", suite, "--out", out]
+def _command_line(suite: str, out: str, profile: str | None, data: str | None, only: list[str], shard: str | None, device: str | None, seeds: list[str], keep_checkpoints: str = "last", allow_mixed: bool = False, overrides: list[str] | None = None) -> str:
+    args = ["strabench", "run", suite, *(overrides or []), "--out", out]
     if allow_mixed:
         args.append("--allow-mixed")
     keep = keep_checkpoints if keep_checkpoints != "last" else None
@@ -284,31 +306,38 @@ def _print_dry_run(out: "Console", plan: "RunPlan", rows: list[dict]) -> None:
 
 
 def _print_summary(out: "Console", outcome: "SuiteOutcome") -> None:
-    from rich.table import Table
+    from rich.markup import escape
+    from rich.text import Text
 
+    from strabench.report.terminal import drop_empty_columns, print_table
     from strabench.suite.runner import metric_columns
 
+    colour = {"finished": "green", "failed": "red", "partial": "yellow"}
     selected = {s.run_id for s in outcome.plan.selected}
     rows = [r for r in outcome.rows if r["run_id"] in selected]
     metrics = metric_columns(rows)[:3]
-    table = Table(title=f"suite {outcome.plan.suite.name} ({outcome.elapsed_s:.0f} s) -> {outcome.plan.out_dir / 'results.csv'}")
-    for column in ("variant", "seed", "hash", "status", *metrics, "params (M)", "GMACs (paper)", "latency (ms)", "train (s)"):
-        table.add_column(column, justify="left" if column in ("variant", "hash", "status") else "right")
-    colour = {"finished": "green", "failed": "red", "partial": "yellow", "pending": "white"}
+    headers = ["variant", "seed", "hash", "status", *metrics, "params M", "GMACs", "latency ms", "train s"]
+    cells = []
     for row in rows:
         if row["status"] == "finished":
-            cells = [_num(row["metrics"].get(m), 2) for m in metrics]
+            scores = [_num(row["metrics"].get(m), 2) for m in metrics]
         else:
-            cells = [row["status"]] * len(metrics)
-        status = "skipped" if row["run_id"] in outcome.skipped else row["status"]
-        table.add_row(
-            row["variant"], str(row["seed"]), row["hash"], f"[{colour[row['status']]}]{status}[/]", *cells,
+            scores = [row["status"]] * len(metrics)
+        status = Text("skipped" if row["run_id"] in outcome.skipped else row["status"], style=colour.get(row["status"], ""))
+        cells.append([
+            row["variant"], str(row["seed"]), row["hash"], status, *scores,
             _num(row["params"], 2, 1e6), _num(row.get("macs_paper"), 3, 1e9), _num(row["latency_ms"], 1), _num(row["train_time_s"], 0),
-        )
-    out.print(table)
+        ])
+    headers, cells, dropped = drop_empty_columns(headers, cells)
+    title = f"suite {outcome.plan.suite.name} ({outcome.elapsed_s:.0f} s) -> {outcome.plan.out_dir / 'results.csv'}"
+    print_table(out, headers, cells, title=title, right=lambda index: headers[index] not in ("variant", "hash", "status"))
+    notes = ["GMACs: the paper's convention"] if "GMACs" in headers else []
+    notes += [f"left out (— in every row): {', '.join(dropped)}"] if dropped else []
+    if notes:
+        out.print("; ".join(notes), highlight=False)
     for row in rows:
         if row["status"] == "failed" and row.get("error"):
-            out.print(f"[red]failed[/] {row['run_id']}: {_plain_text(row['error'])}")
+            out.print(f"[red]failed[/] {_plain_text(row['run_id'])}: {_plain_text(row['error'])}")
     for row in rows:
         stalled = [m for m in metrics if row["status"] == "finished" and row["metrics"].get(m) is not None
                    and row.get("metrics_untrained", {}).get(m) is not None and row["metrics"][m] <= row["metrics_untrained"][m]]

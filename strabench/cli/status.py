@@ -30,7 +30,8 @@ def status_table(rows: list[dict[str, Any]], title: str) -> Any:
 
     table = Table(title=escape(title))
     for column in ("run", "state", "job", "host", "attempts", "detail"):
-        table.add_column(column, overflow="fold")
+        prose = column in ("host", "detail")  # may wrap; run ids, states and numbers never do
+        table.add_column(column, no_wrap=not prose, overflow="fold", ratio=1 if prose else None)
     for row in rows:
         state = row["state"]
         table.add_row(cell(row["run_id"]), f"[{COLOURS.get(state, 'white')}]{state}[/]", cell(row.get("job_id") or ""),

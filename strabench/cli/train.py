@@ -9,6 +9,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from strabench.cli._complete import model_names
+
 PROFILE_HELP = "Recipe profile: 'quick' (minutes on a CPU, synthetic data) or 'paper' (appendix B values)."
 DATA_HELP = (
     "Dataset: synthetic_reid | synthetic_faces | synthetic_expressions (generated, cached) or "
@@ -107,7 +109,7 @@ def render_metrics(result: dict[str, Any], title: str) -> None:
 
 
 def train_command(
-    model: Annotated[str, typer.Argument(help="Registered name (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
+    model: Annotated[str, typer.Argument(autocompletion=model_names, help="Registered name (see `strabench list`), torchvision:NAME, timm:NAME or package.module:callable.")],
     task: Annotated[Optional[str], typer.Option(help="reid | face | fer (default: the model's task).")] = None,
     data: Annotated[Optional[str], typer.Option(help=DATA_HELP)] = None,
     profile: Annotated[str, typer.Option(help=PROFILE_HELP)] = "quick",
@@ -130,6 +132,9 @@ def train_command(
     allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Resume a checkpoint that other code trained (another strabench, torch or kernel); recorded in env.json. Default: refused.")] = False,
     keep_checkpoints: Annotated[str, typer.Option("--keep-checkpoints", help="What a finished run keeps: last (checkpoint.pt), best (checkpoint.best.pt, best evaluated epoch) or none. While it runs, the last two are kept for resuming.")] = "last",
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of a table.")] = False,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the run to MLflow (experiment 'train'): params, curves, metrics, files; --mlflow URI for another store (default: sqlite:///<run dir's parent>/mlruns.db).")] = False,
+    mlflow_uri: Annotated[Optional[str], typer.Option("--mlflow-uri", help="The MLflow tracking URI (implies --mlflow).", hidden=True)] = None,
+    wandb: Annotated[bool, typer.Option("--wandb", help="Also log the run to Weights & Biases (project 'train'; needs wandb).")] = False,
 ) -> None:
     from strabench.env import configure_process
 
@@ -162,6 +167,9 @@ def train_command(
     from strabench.train.progress import PlainProgress, RichProgress
 
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
+    from strabench.cli._tracking import log_runs, open_trackers
+
+    trackers = open_trackers(experiment="train", out=run_dir.parent, mlflow=mlflow, mlflow_uri=mlflow_uri, wandb=wandb) if main_process else []
     err = console(stderr=True)
     hook = (RichProgress(err, batch_size=cfg.batch_size) if err.is_terminal else PlainProgress()) if main_process else None
     if main_process:
@@ -195,6 +203,7 @@ def train_command(
             close()
     if not main_process:
         return
+    log_runs(trackers, [run_dir], lambda text: err.print(text, highlight=False, markup=False, soft_wrap=True))
     if as_json:
         print_json(result)
         return

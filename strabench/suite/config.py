@@ -197,6 +197,8 @@ class SuiteConfig:
     min_effect: Mapping[str, float] = field(default_factory=lambda: Amounts())
     pilot: str = ""
     max_seeds: int | None = None
+    overrides: tuple[str, ...] = ()
+    """Command-line overrides applied to the file (``strabench.suite.overrides``), as given."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot (written as ``suite.json`` next to the results)."""
@@ -219,6 +221,7 @@ class SuiteConfig:
             "min_effect": dict(self.min_effect),
             "pilot": self.pilot,
             "max_seeds": self.max_seeds,
+            **({"overrides": list(self.overrides)} if self.overrides else {}),
             "variants": [
                 {"name": v.name, "model": v.model, "overrides": _plain(v.overrides), "train": _plain(v.train),
                  **({"replace": _plain(v.replace)} if v.replace else {})}
@@ -408,6 +411,11 @@ def resolve_suite_path(suite: str | Path, *, search: tuple[Path, ...] = (Path("s
 def load_suite(path: str | Path) -> SuiteConfig:
     """Read and check a suite file; every problem is a one-line ConfigError naming file and key."""
     path = resolve_suite_path(path)
+    return parse_suite(read_suite_table(path), path)
+
+
+def read_suite_table(path: Path) -> dict[str, Any]:
+    """The decoded TOML of a suite file (not checked yet); unreadable or invalid: a ConfigError."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -416,7 +424,7 @@ def load_suite(path: str | Path) -> SuiteConfig:
         raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read suite file: {exc}") from None
-    return parse_suite(raw, path)
+    return raw
 
 
 def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:

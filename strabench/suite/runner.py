@@ -61,6 +61,7 @@ class RunSpec:
     config: "TrainConfig"  # resolved
     measure: MeasureSpec
     hash: str
+    overrides: tuple[str, ...] = ()  # the command line's suite overrides that concern this run (run.json)
 
     @property
     def run_id(self) -> str:
@@ -140,6 +141,23 @@ def _existing_hash(out_dir: Path, variant: str, seed: int, config: "TrainConfig"
     return legacy if (out_dir / f"{variant}-s{seed}-{legacy}").is_dir() else current
 
 
+def _existing_run(
+    out_dir: Path, variant: str, seed: int, config: "TrainConfig", measure: MeasureSpec, *, eval_every_given: bool
+) -> tuple["TrainConfig", str]:
+    """The run's (config, hash); where no directory of it exists but one of the same run without
+    periodic evaluation does (made before the quick recipe evaluated every epoch), that one: its
+    results are the same, since evaluating touches neither the weights nor any epoch's random
+    stream; it only lacks the curve points. Not when the suite sets ``eval_every`` itself."""
+    digest = _existing_hash(out_dir, variant, seed, config, measure)
+    if eval_every_given or not config.eval_every or (out_dir / f"{variant}-s{seed}-{digest}").is_dir():
+        return config, digest
+    from dataclasses import replace
+
+    earlier = replace(config, eval_every=0)
+    older = _existing_hash(out_dir, variant, seed, earlier, measure)
+    return (earlier, older) if (out_dir / f"{variant}-s{seed}-{older}").is_dir() else (config, digest)
+
+
 def plan_runs(
     suite: SuiteConfig,
     out: Path | str,
@@ -164,6 +182,7 @@ def plan_runs(
     from strabench.data.tasks import check_data
     from strabench.suite.checks import check_plan
     from strabench.suite.config import PROFILES, data_task_of
+    from strabench.suite.overrides import run_overrides
     from strabench.train.config import TrainConfig, resolve
 
     where = str(suite.path)
@@ -206,8 +225,9 @@ def plan_runs(
                 resolved = resolve(config)
             except StrabenchError as exc:
                 raise ConfigError(f"{where}: variants[{index}] ({variant.name}): {exc}") from None
-            digest = _existing_hash(Path(out) / suite.name, variant.name, seed, resolved, suite.measure)
-            runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, digest))
+            resolved, digest = _existing_run(Path(out) / suite.name, variant.name, seed, resolved, suite.measure,
+                                             eval_every_given="eval_every" in settings)
+            runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, digest, run_overrides(suite, variant.name)))
         if check_models:
             _check_builds(suite, index, variant, built)
     for spec_text in dict.fromkeys(str(r.config.data) for r in runs):  # resolved: absolute paths
@@ -526,6 +546,7 @@ def execute_run(
     identity = {
         "suite": spec.suite, "variant": spec.variant, "model": spec.model, "seed": spec.seed,
         "hash": spec.hash, "run_id": spec.run_id, "measure": spec.measure.as_dict(),
+        **({"overrides": list(spec.overrides)} if spec.overrides else {}),
     }
     if read_json_object(run_dir / RUN_JSON) != identity:
         atomic_write_json(run_dir / RUN_JSON, identity)

@@ -306,7 +306,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         pretrained=pretrained,
         model_overrides=model_overrides,
         data_sizes=data_sizes if synthetic else {},
-        eval_every=_int("eval_every", cfg.eval_every if cfg.eval_every is not None else 0, 0),
+        eval_every=_int("eval_every", cfg.eval_every if cfg.eval_every is not None else rec.get("eval_every", 0), 0),
         eval_batch_size=_int("eval_batch_size", eval_batch, 1),
     )
     if resolved.momentum >= 1.0:

@@ -7,6 +7,7 @@ held-out split, writing into ``out_dir``::
     env.json         versions, device, threads, world size
     metrics.jsonl    one line per epoch: epoch, loss, ce, aux, diversity, lr, time_s, images_per_s, steps,
                      frozen, and ``eval`` (the test metrics) when the epoch was evaluated
+    metrics.csv      the same as a table, and TensorBoard event files (train/tracking.py)
     checkpoint.pt    after every epoch (+ checkpoint.prev.pt), kill-safe, via train/checkpoint.py;
                      at the end of the run ``keep_checkpoints`` decides what stays (``KEEP_CHECKPOINTS``)
     result.json      written last: status, metrics, metrics_untrained, details, times, params
@@ -69,6 +70,7 @@ from strabench.train.evaluation import STRATEGIES, EvalResult, Predictor
 from strabench.train.losses import aux_weights_for
 from strabench.train.progress import ProgressHook, call_hook, default_progress
 from strabench.train.trusted import build_options
+from strabench.train.tracking import EpochLog
 
 __all__ = ["Trainer", "evaluate_checkpoint", "fit", "lr_factor", "ProgressHook"]
 
@@ -564,7 +566,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
         out_dir.mkdir(parents=True, exist_ok=True)
     ctx.barrier()
     lock = acquire_lock(out_dir) if main else contextlib.nullcontext()
-    with lock:
+    with lock, EpochLog(out_dir) as tracks:  # metrics.csv + TensorBoard events (strabench.train.tracking)
         checkpoint = out_dir / CHECKPOINT_NAME
         if main:  # temp files of writes a kill interrupted (never ours: we hold the lock)
             remove_stale_temps(out_dir)
@@ -631,6 +633,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
                     save_checkpoint(out_dir / BEST_CHECKPOINT_NAME, state, config_hash=chash)
                 trainer.last_good_hint = f"the last good checkpoint is {checkpoint} (epoch {epoch})"
                 append_jsonl(out_dir / "metrics.jsonl", record)
+                tracks.log(record, untrained=(untrained or {}).get("metrics"))
                 call_hook(hook, "on_epoch_end", epoch, record)
             ctx.barrier()
             last_record = record

@@ -220,6 +220,7 @@ def recipe(task: str, profile: str) -> dict[str, Any]:
     values = dict(PAPER[task])
     if check_profile(profile) == "quick":
         values.update(QUICK[task])
+        values.setdefault("eval_every", 1)  # quick: evaluate every epoch (< 1 s here), so curves have points
     values.setdefault("data_sizes", {})
     values["data_sizes"] = dict(values["data_sizes"])
     return values

@@ -61,7 +61,7 @@ def test_json_schema_and_baseline_ratio():
         assert row["noisy"] == (row["noise"] is not None)
 
 
-def test_a_noisy_row_is_flagged_in_the_table(monkeypatch):
+def _noisy_rows(model: str = "resnet50_stra"):
     from strabench.measure import latency
 
     def rows(*_args, **_kwargs):
@@ -73,16 +73,65 @@ def test_a_noisy_row_is_flagged_in_the_table(monkeypatch):
         return [
             {**base, "model": "resnet50", "median_ms": 1774.0, "iqr_ms": 981.0, "samples": 9, "ratio_to_baseline": 1.0,
              "ratio_rounds": [1.0, 1.0, 1.0], "noisy": bool(reasons), "noise": "; ".join(reasons)},
-            {**base, "model": "resnet50_stra", "median_ms": 1500.0, "iqr_ms": 10.0, "samples": 1, "ratio_to_baseline": 0.67,
+            {**base, "model": model, "median_ms": 1500.0, "iqr_ms": 10.0, "samples": 1, "ratio_to_baseline": 0.67,
              "ratio_rounds": [0.67, 1.19, 0.8], "noisy": True, "noise": "only 1 sample(s)"},
         ]
 
-    monkeypatch.setattr(latency, "benchmark_models", rows)
+    return rows
+
+
+def test_a_noisy_row_is_flagged_in_the_table(monkeypatch):
+    from strabench.measure import latency
+    from strabench.report.terminal import NOISY_LEGEND
+
+    monkeypatch.setattr(latency, "benchmark_models", _noisy_rows())
     result = bench("resnet50_stra", "--baseline", "resnet50")
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert text.count("NOISY") == 2 and "warning: resnet50 timing is noisy: IQR 55% of the median" in text
+    assert text.count("NOISY") == 3 and "warning: resnet50 timing is noisy: IQR 55% of the median" in text
+    assert result.output.count(NOISY_LEGEND) == 1, "one legend line, whole"
     assert "0.670–1.190" in text, "the ratio's range over rounds is shown"
+
+
+CELLS = ("resnet50[layer4.*.conv2=stra,layer3.*.conv2=stra]", "1774.0", "981.0", "1500.0", "10.0", "20.0", "1.000×",
+         "0.670×", "0.670–1.190", "NOISY")
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_table_never_cuts_a_cell_on_a_terminal(monkeypatch, width):
+    """At any terminal width every cell is whole: columns that do not fit go to a second table."""
+    import io
+
+    from rich.console import Console
+
+    from strabench.cli import _common
+    from strabench.measure import latency
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(latency, "benchmark_models", _noisy_rows(CELLS[0]))
+    monkeypatch.setattr(_common, "console", lambda stderr=False: Console(file=buffer, force_terminal=True, width=width, color_system=None))
+    result = bench("resnet50", "--baseline", "resnet50")
+    assert result.exit_code == 0, result.output
+    text = buffer.getvalue()
+    assert "…" not in text
+    table_lines = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table_lines and max(len(line) for line in table_lines) <= width
+    for cell in CELLS:
+        assert any(cell in line for line in table_lines), cell
+    assert not any("samples" in line for line in table_lines), "detail stays in --json / --csv"
+
+
+def test_piped_output_is_one_table_at_its_natural_width(monkeypatch):
+    from strabench.measure import latency
+
+    monkeypatch.setattr(latency, "benchmark_models", _noisy_rows(CELLS[0]))
+    result = bench("resnet50", "--baseline", "resnet50")  # CliRunner: stdout is not a terminal
+    assert result.exit_code == 0, result.output
+    header = [line for line in result.stdout.splitlines() if line.startswith("┃")]
+    assert len(header) == 1, "not split into several tables"
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 2 and all(cell in rows[0] + rows[1] for cell in CELLS[:-1])
+    assert "mode infer, batch 32, input 256x128, device cpu, threads 2" in result.stdout
 
 
 def test_without_baseline_the_ratio_is_null_and_the_baseline_is_prepended_when_not_listed():

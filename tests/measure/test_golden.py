@@ -74,6 +74,17 @@ def test_the_design_notes_counts(name, cache):
         assert round(entry["params"] / 1e6, 2) == params_m
         assert round(entry["macs_paper"] / 1e9, 3) == gmacs
 
+def test_table_has_every_registered_model(cache):
+    """A model registered without an entry would be built and counted on every `strabench list`."""
+    missing = [name for name in list_models() if name not in cache]
+    assert not missing, f"complexity.json lacks {missing}: run python -m strabench.measure.golden --write"
+    assert sorted(cache) == sorted(list_models()), "complexity.json names models that are not registered"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_cache_matches_the_live_model(name, cache):
+    assert cache.get(name) == compute_entry(name), f"{name}: complexity.json is stale; regenerate it"
+
 
 @pytest.mark.parametrize("name", sorted(PAPER_ROWS))
 def test_paper_rows_reproduce_to_printed_precision(name, cache):

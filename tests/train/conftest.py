@@ -34,6 +34,7 @@ def make_tiny_config(task: str = "reid", **overrides: Any):
         "device": "cpu",
         "num_workers": 0,
         "warmup_epochs": 0.0,
+        "eval_every": 0,  # at the end only, unless a test asks (the quick recipe evaluates every epoch)
     }
     values.update(overrides)
     return TrainConfig(**values)
