@@ -62,7 +62,7 @@ def _check_fields(obj: Any, minimums: Mapping[str, int]) -> None:
 @dataclass(frozen=True)
 class ReIDSizes:
     """Sizes of ``synthetic_reid`` (its train set suits the quick CPU profile; the test set is
-    sized for a narrow interval: 400 identities, 800 queries, 1,700 gallery images).
+    sized for a narrow interval: 500 identities, 1,000 queries, 2,100 gallery images).
 
     ``deformation`` scales how much a figure moves between images of one person: 0 rigid (no limb
     swing, lean, head offset or turning around: the camera, background, scale, occluders and
@@ -72,7 +72,7 @@ class ReIDSizes:
 
     num_train_ids: int = 60
     train_images_per_id: int = 12
-    num_test_ids: int = 400
+    num_test_ids: int = 500
     query_cams_per_id: int = 2  # one query per (test id, camera) for this many cameras
     gallery_images_per_id: int = 4  # includes one same-camera image per query camera
     num_distractors: int = 100  # pid 0000, gallery only

@@ -131,14 +131,14 @@ QUICK: Mapping[str, Mapping[str, Any]] = MappingProxyType(
                 # Many identities with few images each: with 24 identities x 12 images the
                 # networks memorised the training identities and did not transfer to unseen
                 # ones (test mAP at or below the untrained network's); 150 x 6 does.
-                # The test set (400 identities, 800 queries) gives a trained run a 95 % interval
-                # of about +-1.1 mAP when identities are resampled (50 identities: +-5);
+                # The test set (500 identities, 1,000 queries) gives a trained run a 95 % interval
+                # of about +-1.2 mAP when identities are resampled (50 identities: +-5);
                 # docs/data.md has the measurements.
                 "data_sizes": MappingProxyType(
                     {
                         "num_train_ids": 150,
                         "train_images_per_id": 6,
-                        "num_test_ids": 400,
+                        "num_test_ids": 500,
                         "query_cams_per_id": 2,
                         "gallery_images_per_id": 4,
                         "num_distractors": 100,

@@ -339,8 +339,8 @@ def test_deformation_is_part_of_the_dataset_identity(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ default sizes
-#: Measured on a trained network (docs/data.md), on test sets of 400 identities: the spread of
-#: per-query AP (percentage points: 12.5-15.8 measured) and the correlation of the AP of two
+#: Measured on a trained network (docs/data.md), on test sets of 400-500 identities: the spread
+#: of per-query AP (percentage points: 13-15.4 measured) and the correlation of the AP of two
 #: queries of one person (0.33-0.50 measured), rounded up.
 PER_QUERY_AP_SD, QUERY_ICC = 16.0, 0.5
 
