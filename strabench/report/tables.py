@@ -472,6 +472,11 @@ def table_frame(results: SuiteResults, *, paper: bool = True, summary: Sequence[
     return pd.DataFrame([[cell(r) for _, cell in columns] for r in summary], columns=[h for h, _ in columns])
 
 
+def _labelled(record: dict[str, Any]) -> str:
+    """The variant, and its suite setting (``[[settings]]``) where it has one."""
+    return f"{record['variant']} ({record['setting']})" if record.get("setting") else record["variant"]
+
+
 def comparison_frame(results: SuiteResults, summary: Sequence[dict[str, Any]], metric: str):
     """Paired comparisons with the baseline for one metric (None when there are none)."""
     import pandas as pd
@@ -483,7 +488,7 @@ def comparison_frame(results: SuiteResults, summary: Sequence[dict[str, Any]], m
     for r in compared:
         m = metric
         rows.append([
-            r["variant"], r[f"{m}_vs"], str(r[f"{m}_pairs"]),
+            _labelled(r), r[f"{m}_vs"], str(r[f"{m}_pairs"]),
             f"{_fmt(r[f'{m}_diff'], 2, True)} {_interval_cell(r[f'{m}_diff_ci_low'], r[f'{m}_diff_ci_high'], 2, True)}",
             _fmt(r[f"{m}_p_improve"], 2), _fmt(r[f"{m}_p"], 4), _fmt(r[f"{m}_p_holm"], 4), _fmt(r[f"{m}_min_p"], 4),
             r[f"{m}_verdict"],
@@ -504,7 +509,7 @@ def runs_frame(results: SuiteResults, metric: str):
         value = row["metrics"].get(metric)
         ci = row.get("metrics_ci", {}).get(metric)
         rows.append([
-            row["variant"], "—" if row.get("seed") is None else str(int(row["seed"])), row["status"],
+            _labelled(row), "—" if row.get("seed") is None else str(int(row["seed"])), row["status"],
             _fmt(value, 2) if value is not None else row["status"],
             _interval_cell(*ci) if ci else ("—" if value is None else "not recorded"),
             str(row.get("test_size", {}).get(metric, "—")),

@@ -129,6 +129,7 @@ def test_variants_are_compared_within_their_setting_and_plotted(tmp_path: Path, 
     report = CliRunner().invoke(app, ["report", str(tmp_path / "results" / "sweep")]).output
     assert re.search(r"\|\s*setting\s*\|", report), "the settings get a column of the table"
     assert "diff_vs_deformation.png" in report
+    assert "| stra (d0)" in report and "| stra (d2)" in report  # comparison and runs tables name the setting
 
 
 def test_no_sweep_plot_without_two_deformation_levels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
