@@ -125,7 +125,7 @@ def train_command(
     input_size: Annotated[Optional[str], typer.Option("--input", help="Input HEIGHTxWIDTH (default: the recipe's).")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="DataLoader workers (default: 0 on CPU, up to 8 on CUDA).")] = None,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Use channels_last memory format.")] = False,
-    eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N epochs (0: only at the end).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Also evaluate every N epochs, on a fixed subset of the test set (0: only at the end, on all of it).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
     assignments: Annotated[Optional[list[str]], typer.Option("--set", help="Any config field, KEY=VALUE (TOML value), e.g. --set milestones=[8,12].")] = None,
     replace: Annotated[Optional[list[str]], typer.Option("--replace", help="PATTERN=BLOCK: put a block in place of matching modules, or after them for a gate (se, eca, mode), e.g. 'layer4.*.conv2=stra' or 'layer4.*.conv2=stra(groups=4)' (repeatable; docs/blocks.md).")] = None,

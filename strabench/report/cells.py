@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-__all__ = ["fmt", "interval_cell"]
+__all__ = ["fmt", "interval_cell", "labelled"]
 
 
 def fmt(value: float | None, digits: int = 2, signed: bool = False) -> str:
@@ -19,3 +20,8 @@ def interval_cell(low: float | None, high: float | None, digits: int = 2, signed
     if low is None or high is None:
         return "—"
     return f"[{fmt(low, digits, signed)}, {fmt(high, digits, signed)}]"
+
+
+def labelled(record: dict[str, Any]) -> str:
+    """The variant, and its suite setting (``[[settings]]``) where it has one."""
+    return f"{record['variant']} ({record['setting']})" if record.get("setting") else record["variant"]

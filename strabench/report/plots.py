@@ -2,8 +2,12 @@
 
 With accuracy: the primary metric against params and against paper-convention MACs, one
 labelled point per variant (the idea of the paper's Fig. 2), and training curves (loss and the
-evaluated metric per epoch, from each run's ``metrics.jsonl``). Without accuracy (the
-complexity suite): GMACs per counting convention and latency per model, as bars.
+evaluated metric per epoch, from each run's ``metrics.jsonl``: the full test set's score before
+and after training as points, periodic evaluations on the fixed subset as lines labelled so).
+When the suite's settings differ in the synthetic data's ``deformation``: each variant's paired
+difference to the baseline against the deformation, with its interval (the report's comparison
+numbers per setting). Without accuracy (the complexity suite): GMACs per counting convention and
+latency per model, as bars.
 """
 
 from __future__ import annotations
@@ -63,6 +67,12 @@ def _eval_value(record: dict[str, Any], metric: str) -> Any:
     return record.get(metric)
 
 
+def _subset_value(record: dict[str, Any], metric: str) -> Any:
+    """An epoch's metric on the fixed evaluation subset (``eval_subset``), if it was evaluated so."""
+    subset = record.get("eval_subset")
+    return subset.get(metric) if isinstance(subset, dict) else None
+
+
 def _curves(results: SuiteResults, metric: str | None, path: Path) -> Path | None:
     from strabench.io import as_dict, as_int, as_number, read_jsonl
 
@@ -89,17 +99,23 @@ def _curves(results: SuiteResults, metric: str | None, path: Path) -> Path | Non
             if ce and any(abs(c - l) > 1e-9 for (_, c), (_, l) in zip(ce, losses)):
                 loss_ax.plot(*zip(*ce), linestyle="--", color=line.get_color(), label=f"{label} (CE only)")
         if metric is not None:
-            values = [(r["epoch"], v) for r in records if as_number(v := _eval_value(r, metric)) is not None]
+            subset = [(r["epoch"], v) for r in records if as_number(v := _subset_value(r, metric)) is not None]
+            full = [(r["epoch"], v) for r in records if as_number(v := _eval_value(r, metric)) is not None]
             if as_number(before) is not None:
-                values = [(0, before), *values]  # epoch 0 = the untrained network
-            if values:
-                metric_ax.plot(*zip(*values), marker="o", label=label)
+                full = [(0, before), *full]  # epoch 0 = the untrained network
+            colour = None
+            if subset:
+                (line,) = metric_ax.plot(*zip(*subset), marker=".", linestyle=":", label=f"{label} (fixed test subset)")
+                colour = line.get_color()
+            if full:
+                metric_ax.plot(*zip(*full), marker="o", linestyle="-" if not subset else "none", color=colour,
+                               label=f"{label} (full test set)")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("training loss (dashed: cross-entropy alone)")
     loss_ax.set_title("loss per epoch")
     metric_ax.set_xlabel("epoch (0 = untrained)")
     metric_ax.set_ylabel(f"{metric} (%)" if metric else "metric")
-    metric_ax.set_title(f"{metric or 'eval metric'} when evaluated")
+    metric_ax.set_title(f"{metric or 'eval metric'} when evaluated (dotted: a fixed subset of the test set)")
     for ax in (loss_ax, metric_ax):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -147,6 +163,74 @@ def results_baseline(summary: Sequence[dict[str, Any]]) -> str:
     return next((r["variant"] for r in summary if r.get("latency_ratio") == 1.0), "baseline")
 
 
+#: The dataset parameter a suite's settings may sweep, drawn on the x axis of the sweep plot;
+#: its value where a synthetic dataset's config leaves it out.
+SWEEP_KEY, SWEEP_DEFAULT = "deformation", 1.0
+
+
+def _sweep_values(results: SuiteResults) -> dict[str, float]:
+    """group -> the ``data_sizes.deformation`` its runs trained on (synthetic data only)."""
+    from strabench.io import as_number
+    from strabench.suite.store import read_config
+
+    values: dict[str, float] = {}
+    for row in results.rows:
+        group = row.get("group")
+        if not group or group in values or not str(row.get("data") or "").startswith("synthetic"):
+            continue
+        sizes = read_config(results.directory / row["run_id"]).get("data_sizes")
+        value = as_number(sizes.get(SWEEP_KEY)) if isinstance(sizes, dict) else None
+        values[group] = SWEEP_DEFAULT if value is None else float(value)
+    return values
+
+
+def comparison_points(summary: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """The report's paired comparisons with the baseline, one per (variant, setting): variant,
+    group, difference and its 95 % interval (None where there is none). Read from the summary
+    records (``strabench.report.tables.summarise``), never recomputed here."""
+    points = []
+    for record in summary:
+        diff = record.get(f"{metric}_diff")
+        if diff is None:
+            continue
+        points.append({"variant": record["variant"], "group": record.get("group"), "setting": record.get("setting"),
+                       "diff": diff, "low": record.get(f"{metric}_diff_ci_low"), "high": record.get(f"{metric}_diff_ci_high"),
+                       "n": record.get(f"{metric}_pairs"), "baseline": record.get(f"{metric}_vs")})
+    return points
+
+
+def _sweep_plot(results: SuiteResults, summary: Sequence[dict[str, Any]], metric: str, path: Path) -> Path | None:
+    """Each variant's difference to the baseline against ``deformation``, with its interval.
+
+    Drawn when the compared groups span two or more deformation levels. Points of one variant are
+    joined in deformation order and nudged sideways a little so that intervals do not overlap.
+    """
+    levels = _sweep_values(results)
+    points = [p | {"x": levels[p["group"]]} for p in comparison_points(summary, metric) if p["group"] in levels]
+    if len({p["x"] for p in points}) < 2:
+        return None
+    variants = list(dict.fromkeys(p["variant"] for p in points))
+    span = max(p["x"] for p in points) - min(p["x"] for p in points)
+    figure, (ax,) = _figure()
+    for i, variant in enumerate(variants):
+        mine = sorted((p for p in points if p["variant"] == variant), key=lambda p: p["x"])
+        nudge = (i - (len(variants) - 1) / 2) * 0.015 * span
+        xs = [p["x"] + nudge for p in mine]
+        ys = [p["diff"] for p in mine]
+        low = [p["diff"] - p["low"] if p["low"] is not None else 0.0 for p in mine]
+        high = [p["high"] - p["diff"] if p["high"] is not None else 0.0 for p in mine]
+        n = sorted({p["n"] for p in mine if p["n"] is not None})
+        seeds = f", n = {'/'.join(map(str, n))}" if n else ""
+        ax.errorbar(xs, ys, yerr=[low, high], fmt="o-", capsize=3, label=f"{variant} − {mine[0]['baseline']}{seeds}")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel(f"{SWEEP_KEY} of the synthetic data (0 = rigid)")
+    ax.set_ylabel(f"Δ {metric} vs baseline (%): mean, 95% CI over paired seeds")
+    ax.set_title(f"{results.name}: difference to the baseline against {SWEEP_KEY}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(figure, path)
+
+
 def plot_suite(results: SuiteResults, out: Path | None = None) -> dict[str, Path]:
     """Write the suite's figures under ``out`` (default ``<suite dir>/plots``); label -> PNG path."""
     out = out or results.directory / PLOTS_DIR
@@ -164,4 +248,7 @@ def plot_suite(results: SuiteResults, out: Path | None = None) -> dict[str, Path
     made = _curves(results, metric, out / "training_curves.png")
     if made:
         plots["training curves"] = made
+    made = _sweep_plot(results, summary, metric, out / f"diff_vs_{SWEEP_KEY}.png")
+    if made:
+        plots[f"Δ {metric} vs {SWEEP_KEY}"] = made
     return plots

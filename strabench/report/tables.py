@@ -31,7 +31,7 @@ from strabench.errors import ConfigError
 from strabench.io import read_json_object
 from strabench.metrics.resampling import CI_METHOD
 from strabench.paper import PAPER, PAPER_COMPLEXITY_INPUT, PAPER_SETTINGS
-from strabench.report.cells import fmt, interval_cell
+from strabench.report.cells import fmt, interval_cell, labelled
 from strabench.report.counting import STATUS_RANK, dedupe_seeds, did_not_learn
 from strabench.report.stats import CI_METHOD_SEEDS, group_stats
 from strabench.suite.store import read_results_csv  # noqa: F401 - part of this module's API
@@ -40,8 +40,9 @@ PAPER_TITLE = 'Zhang, Li, Shen, Liu, "Structure-Regularized Attention for Deform
 MAC_LABELS = {"paper": "paper conv.", "fvcore": "fvcore", "ptflops": "ptflops"}
 PRIMARY_METRICS = ("mAP", "mean", "test_acc", "val_acc", "rank1")
 _STATUS_RANK = STATUS_RANK
-SETTING_KEYS = ("data", "profile", "train_input", "device", "data_seed")
-SETTING_LABELS = {"data": "data", "profile": "profile", "train_input": "train input", "device": "device", "data_seed": "data seed"}
+SETTING_KEYS = ("setting", "data", "profile", "train_input", "device", "data_seed")
+SETTING_LABELS = {"setting": "setting", "data": "data", "profile": "profile", "train_input": "train input", "device": "device",
+                  "data_seed": "data seed"}
 
 
 @dataclass
@@ -532,7 +533,7 @@ def runs_frame(results: SuiteResults, metric: str):
             status += ", not counted (a second folder of this seed)"
         missing = "no finite value" if status.startswith("finished") else str(row["status"] or "—")
         rows.append([
-            row["variant"], "—" if row.get("seed") is None else str(int(row["seed"])), status,
+            labelled(row), "—" if row.get("seed") is None else str(int(row["seed"])), status,
             _fmt(value, 2) if value is not None else missing,
             _interval_cell(*ci) if ci else ("—" if value is None else "not recorded"),
             str(row.get("test_size", {}).get(metric, "—")),

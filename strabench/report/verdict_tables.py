@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from strabench.report.cells import fmt, interval_cell
+from strabench.report.cells import fmt, interval_cell, labelled
 from strabench.report.power import POWER, cost_text
 from strabench.report.sequential import METHOD
 from strabench.report.stats import CI_METHOD_SEEDS
@@ -62,7 +62,7 @@ def comparison_frame(baseline: str | None, summary: Sequence[dict[str, Any]], me
     rows = []
     for r in compared:
         diff = f"{fmt(r[f'{m}_diff'], 2, True)} {interval_cell(r[f'{m}_diff_ci_low'], r[f'{m}_diff_ci_high'], 2, True)}"
-        row = [r["variant"], r[f"{m}_vs"], str(r[f"{m}_pairs"]), diff.strip(), fmt(r[f"{m}_p_improve"], 2), _p_toward(r, m)]
+        row = [labelled(r), r[f"{m}_vs"], str(r[f"{m}_pairs"]), diff.strip(), fmt(r[f"{m}_p_improve"], 2), _p_toward(r, m)]
         if margin is not None:
             row.append(fmt(r.get(f"{m}_p_equivalent"), 4) if r.get(f"{m}_tested_n") is not None else "—")
         holm = r.get(f"{m}_p_holm")
@@ -115,7 +115,7 @@ def comparison_notes(baseline: str | None, summary: Sequence[dict[str, Any]], me
         )
     for r in compared:
         for flag in r.get(f"{m}_flags") or []:
-            lines.append(f"WARNING `{r['variant']}` vs `{r[f'{m}_vs']}`: {flag}.")
+            lines.append(f"WARNING `{labelled(r)}` vs `{r[f'{m}_vs']}`: {flag}.")
     return lines
 
 
@@ -131,9 +131,9 @@ def noise_frame(summary: Sequence[dict[str, Any]], metric: str):
     entries = []
     for r in summary:
         if isinstance(r.get(f"{m}_test_se_one_run"), float):
-            entries.append((r["variant"], r, f"{m}_"))
+            entries.append((labelled(r), r, f"{m}_"))
         if isinstance(r.get(f"{m}_diff_test_se_one_run"), float):
-            entries.append((f"{r['variant']} − {r[f'{m}_vs']}", r, f"{m}_diff_"))
+            entries.append((f"{labelled(r)} − {r[f'{m}_vs']}", r, f"{m}_diff_"))
     if not entries:
         return None
     rows = []

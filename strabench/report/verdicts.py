@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["add_comparisons", "pilot_spread", "verdict_line"]
 
-SETTING_KEYS = ("data", "profile", "train_input", "device", "data_seed")
+SETTING_KEYS = ("setting", "data", "profile", "train_input", "device", "data_seed")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,10 @@ Layout of a suite file::
     gpus_per_node = 1
     timeout_min = 240
 
+    [[settings]]                         # optional: conditions every variant runs under (a sweep)
+    name = "rigid"                       # label; run directories become <variant>-<setting>-s<seed>-<hash>
+    train = { data_sizes = { deformation = 0.0 } }   # TrainConfig overrides of this setting
+
     [[variants]]
     name = "stra"                        # label; run directories are <name>-s<seed>-<hash>
     model = "resnet50_stra"              # registry name
@@ -53,6 +57,12 @@ Layout of a suite file::
 ``model_overrides`` (the keywords of ``create_model``), present only when non-empty, so a run
 without replacements keeps the identity (hash) it always had. Unknown blocks are refused when
 the file is loaded; patterns that match nothing and blocks that do not fit, when it is planned.
+
+Settings: each ``[[settings]]`` table is one condition of an experiment (a deformation level, a
+dataset size); every variant runs in every setting, and the report compares each variant with
+the baseline *within* a setting. A setting's ``train`` table applies after the suite's
+``[train]`` tables and before the variant's own ``train``; ``data_sizes`` tables are merged key
+by key, so a setting may change one dataset parameter and keep the suite's others.
 
 Per-profile tables keep quick-run sizes out of paper runs: ``--profile paper`` drops
 ``[train.quick]`` so the paper recipe (``strabench.train.recipes``) fills those fields.
@@ -81,12 +91,13 @@ SUITE_OWNED = ("model", "task", "data", "profile", "seed", "model_overrides")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # used with fullmatch: `$` would let a final newline through
 _TOP_KEYS = (
     "name", "description", "paper_table", "task", "data", "profile", "seeds", "baseline", "train", "measure", "executor",
-    "variants", "alpha", "equivalence_margin", "min_effect", "pilot", "max_seeds",
+    "settings", "variants", "alpha", "equivalence_margin", "min_effect", "pilot", "max_seeds",
 )
 #: The metric a bare number in ``equivalence_margin`` / ``min_effect`` is about, per task.
 PRIMARY_METRIC = {"reid": "mAP", "face": "mean", "fer": "test_acc"}
 #: The metrics each task reports (face: ``mean`` and one per verification set, named by its file).
 TASK_METRICS: dict[str, tuple[str, ...] | None] = {"reid": ("mAP", "rank1", "rank5", "rank10"), "fer": ("val_acc", "test_acc"), "face": None}
+_SETTING_KEYS = ("name", "train")
 _VARIANT_KEYS = ("name", "model", "overrides", "replace", "train")
 _MEASURE_KEYS = ("params", "macs", "input", "latency", "accuracy")
 _LATENCY_KEYS = ("batch", "input", "mode", "threads", "min_run_time", "rounds")
@@ -173,6 +184,26 @@ class Amounts(dict):
 
 
 @dataclass(frozen=True)
+class SettingSpec:
+    """One condition every variant runs under: a label and its training-config overrides."""
+
+    name: str
+    train: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+
+
+def merge_train(*tables: Mapping[str, Any]) -> dict[str, Any]:
+    """Later tables win; ``data_sizes`` tables are merged key by key (see the module doc)."""
+    merged: dict[str, Any] = {}
+    for table in tables:
+        for key, value in table.items():
+            if key == "data_sizes" and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged
+
+
+@dataclass(frozen=True)
 class SuiteConfig:
     """A loaded, checked suite file. ``train`` = every profile; ``profile_train[p]`` = profile p only."""
 
@@ -199,6 +230,8 @@ class SuiteConfig:
     max_seeds: int | None = None
     overrides: tuple[str, ...] = ()
     """Command-line overrides applied to the file (``strabench.suite.overrides``), as given."""
+    settings: tuple[SettingSpec, ...] = ()
+    """The ``[[settings]]`` (empty: one implicit setting, run directories without a setting label)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot (written as ``suite.json`` next to the results)."""
@@ -222,6 +255,7 @@ class SuiteConfig:
             "pilot": self.pilot,
             "max_seeds": self.max_seeds,
             **({"overrides": list(self.overrides)} if self.overrides else {}),
+            **({"settings": [{"name": s.name, "train": _plain(s.train)} for s in self.settings]} if self.settings else {}),
             "variants": [
                 {"name": v.name, "model": v.model, "overrides": _plain(v.overrides), "train": _plain(v.train),
                  **({"replace": _plain(v.replace)} if v.replace else {})}
@@ -493,6 +527,7 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         replace = _check_replace(check, entry.get("replace", {}), f"{key}.replace")
         vtrain, _ = _check_train_table(check, check.table(entry.get("train", {}), f"{key}.train"), f"{key}.train", allow_profiles=False)
         variants.append(VariantSpec(vname, model, _freeze(overrides), _freeze(vtrain), _freeze(replace)))
+    settings = _parse_settings(check, raw.get("settings"))
     baseline = variants[0].name if variants else ""
     if "baseline" in raw:
         baseline = check.string(raw["baseline"], "baseline")
@@ -529,6 +564,7 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         min_effect=Amounts(effects),
         pilot=pilot,
         max_seeds=max_seeds,
+        settings=settings,
     )
 
 
@@ -557,6 +593,32 @@ def _finite_amount(check: _Checker, value: Any, key: str) -> float:
     if amount == float("inf"):
         check.fail(key, "expected a finite number, got inf")
     return amount
+
+
+def _parse_settings(check: _Checker, raw: Any) -> tuple[SettingSpec, ...]:
+    """``[[settings]]``: each a name (it labels run directories) and a train table."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        check.fail("settings", f"expected one or more [[settings]] tables, got {_describe(raw)}")
+    settings: list[SettingSpec] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(raw):
+        key = f"settings[{i}]"
+        entry = check.table(entry, key)
+        check.keys(entry, _SETTING_KEYS, key)
+        if "name" not in entry:
+            check.fail(f"{key}.name", "missing")
+        name = check.string(entry["name"], f"{key}.name")
+        if not _NAME_RE.fullmatch(name):
+            check.fail(f"{key}.name", f"expected letters, digits and _.+- only (it names a directory), got {name!r}")
+        if name in seen:
+            check.fail(f"{key}.name", f"duplicate setting name {name!r} (also settings[{seen[name]}])")
+        seen[name] = i
+        train, _ = _check_train_table(check, check.table(entry.get("train", {}), f"{key}.train"), f"{key}.train",
+                                      allow_profiles=False)
+        settings.append(SettingSpec(name, _freeze(train)))
+    return tuple(settings)
 
 
 def _check_replace(check: _Checker, value: Any, key: str) -> dict[str, str]:

@@ -52,7 +52,7 @@ STATUSES = ("finished", "failed", "partial", "pending")
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: a variant of the suite trained/measured with one seed."""
+    """One run: a variant of the suite trained/measured with one seed (in one of its settings)."""
 
     suite: str
     variant: str
@@ -62,10 +62,22 @@ class RunSpec:
     measure: MeasureSpec
     hash: str
     overrides: tuple[str, ...] = ()  # the command line's suite overrides that concern this run (run.json)
+    setting: str = ""  # the suite's [[settings]] name; "" when the suite has none
+
+    @property
+    def label(self) -> str:
+        """``variant`` or ``variant-setting``: what the run directory's name starts with."""
+        return f"{self.variant}-{self.setting}" if self.setting else self.variant
 
     @property
     def run_id(self) -> str:
-        return f"{self.variant}-s{self.seed}-{self.hash}"
+        return f"{self.label}-s{self.seed}-{self.hash}"
+
+    def identity(self) -> dict[str, Any]:
+        """run.json's identity fields (``setting`` only when there is one, so older runs keep theirs)."""
+        return {"suite": self.suite, "variant": self.variant, **({"setting": self.setting} if self.setting else {}),
+                "model": self.model, "seed": self.seed, "hash": self.hash, "run_id": self.run_id,
+                **({"overrides": list(self.overrides)} if self.overrides else {})}
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,8 @@ class RunPlan:
         return {
             "suite": self.suite.as_dict(),
             "runs": [
-                {"run_id": r.run_id, "variant": r.variant, "model": r.model, "seed": r.seed, "hash": r.hash}
+                {"run_id": r.run_id, "variant": r.variant, **({"setting": r.setting} if r.setting else {}),
+                 "model": r.model, "seed": r.seed, "hash": r.hash}
                 for r in self.runs
             ],
         }
@@ -132,30 +145,14 @@ def run_hash(config: "TrainConfig", measure: MeasureSpec, *, legacy: bool = Fals
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _existing_hash(out_dir: Path, variant: str, seed: int, config: "TrainConfig", measure: MeasureSpec) -> str:
-    """The run's hash, or the legacy one where only a directory under the legacy hash exists."""
+def _existing_hash(out_dir: Path, label: str, seed: int, config: "TrainConfig", measure: MeasureSpec) -> str:
+    """The run's hash, or the legacy one where only a directory under the legacy hash exists
+    (``label``: the variant, or ``variant-setting``)."""
     current = run_hash(config, measure)
-    if measure.latency is None or (out_dir / f"{variant}-s{seed}-{current}").is_dir():
+    if measure.latency is None or (out_dir / f"{label}-s{seed}-{current}").is_dir():
         return current
     legacy = run_hash(config, measure, legacy=True)
-    return legacy if (out_dir / f"{variant}-s{seed}-{legacy}").is_dir() else current
-
-
-def _existing_run(
-    out_dir: Path, variant: str, seed: int, config: "TrainConfig", measure: MeasureSpec, *, eval_every_given: bool
-) -> tuple["TrainConfig", str]:
-    """The run's (config, hash); where no directory of it exists but one of the same run without
-    periodic evaluation does (made before the quick recipe evaluated every epoch), that one: its
-    results are the same, since evaluating touches neither the weights nor any epoch's random
-    stream; it only lacks the curve points. Not when the suite sets ``eval_every`` itself."""
-    digest = _existing_hash(out_dir, variant, seed, config, measure)
-    if eval_every_given or not config.eval_every or (out_dir / f"{variant}-s{seed}-{digest}").is_dir():
-        return config, digest
-    from dataclasses import replace
-
-    earlier = replace(config, eval_every=0)
-    older = _existing_hash(out_dir, variant, seed, earlier, measure)
-    return (earlier, older) if (out_dir / f"{variant}-s{seed}-{older}").is_dir() else (config, digest)
+    return legacy if (out_dir / f"{label}-s{seed}-{legacy}").is_dir() else current
 
 
 def plan_runs(
@@ -181,7 +178,7 @@ def plan_runs(
     """
     from strabench.data.tasks import check_data
     from strabench.suite.checks import check_plan
-    from strabench.suite.config import PROFILES, data_task_of
+    from strabench.suite.config import PROFILES, data_task_of, merge_train
     from strabench.suite.overrides import run_overrides
     from strabench.train.config import TrainConfig, resolve
 
@@ -206,28 +203,32 @@ def plan_runs(
     runs: list[RunSpec] = []
     built: dict[str, Any] = {}  # meta-device builds by model_key, shared with check_plan
     for index, variant in enumerate(suite.variants):
-        settings: dict[str, Any] = {**suite.train, **suite.profile_train.get(profile, {}), **variant.train}
-        if device is not None:
-            settings["device"] = device
-        if data != suite.data and not data.split(":")[0].startswith("synthetic"):
-            settings.pop("data_sizes", None)  # synthetic sizes do not apply to a real dataset
-        for seed in seeds:
-            try:
-                config = TrainConfig(
-                    model=variant.model,
-                    task=suite.task,
-                    data=data,
-                    profile=profile,
-                    seed=seed,
-                    model_overrides=variant.model_overrides(),
-                    **settings,
-                )
-                resolved = resolve(config)
-            except StrabenchError as exc:
-                raise ConfigError(f"{where}: variants[{index}] ({variant.name}): {exc}") from None
-            resolved, digest = _existing_run(Path(out) / suite.name, variant.name, seed, resolved, suite.measure,
-                                             eval_every_given="eval_every" in settings)
-            runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, digest, run_overrides(suite, variant.name)))
+        for setting in suite.settings or (None,):
+            settings: dict[str, Any] = merge_train(suite.train, suite.profile_train.get(profile, {}),
+                                                   setting.train if setting else {}, variant.train)
+            if device is not None:
+                settings["device"] = device
+            if data != suite.data and not data.split(":")[0].startswith("synthetic"):
+                settings.pop("data_sizes", None)  # synthetic sizes do not apply to a real dataset
+            where_run = f"variants[{index}] ({variant.name})" + (f", setting {setting.name!r}" if setting else "")
+            for seed in seeds:
+                try:
+                    config = TrainConfig(
+                        model=variant.model,
+                        task=suite.task,
+                        data=data,
+                        profile=profile,
+                        seed=seed,
+                        model_overrides=variant.model_overrides(),
+                        **settings,
+                    )
+                    resolved = resolve(config)
+                except StrabenchError as exc:
+                    raise ConfigError(f"{where}: {where_run}: {exc}") from None
+                label = f"{variant.name}-{setting.name}" if setting else variant.name
+                digest = _existing_hash(Path(out) / suite.name, label, seed, resolved, suite.measure)
+                runs.append(RunSpec(suite.name, variant.name, variant.model, seed, resolved, suite.measure, digest,
+                                    run_overrides(suite, variant.name), setting.name if setting else ""))
         if check_models:
             _check_builds(suite, index, variant, built)
     for spec_text in dict.fromkeys(str(r.config.data) for r in runs):  # resolved: absolute paths
@@ -543,11 +544,7 @@ def execute_run(
     from strabench.train.config import config_hash, to_toml
 
     ensure_directory(run_dir)
-    identity = {
-        "suite": spec.suite, "variant": spec.variant, "model": spec.model, "seed": spec.seed,
-        "hash": spec.hash, "run_id": spec.run_id, "measure": spec.measure.as_dict(),
-        **({"overrides": list(spec.overrides)} if spec.overrides else {}),
-    }
+    identity = {**spec.identity(), "measure": spec.measure.as_dict()}
     if read_json_object(run_dir / RUN_JSON) != identity:
         atomic_write_json(run_dir / RUN_JSON, identity)
     try:

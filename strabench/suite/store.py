@@ -39,7 +39,7 @@ CONFIG_TOML = "config.toml"
 CHECKPOINT_FILES = ("checkpoint.pt", "checkpoint.prev.pt")
 
 IDENTITY_COLUMNS = (
-    "suite", "variant", "model", "overrides", "data", "profile", "train_input", "device", "seed", "data_seed",
+    "suite", "variant", "setting", "model", "overrides", "data", "profile", "train_input", "device", "seed", "data_seed",
     "group", "config_hash", "hash", "run_id", "status",
 )
 MEASURE_COLUMNS = ("params", "macs_paper", "macs_fvcore", "macs_ptflops", "input", "latency_ms", "images_per_s")
@@ -151,6 +151,7 @@ def run_row(run_dir: Path, identity: dict[str, Any], measure: MeasureSpec | None
     run_id = as_text(identity.get("run_id")) or run_dir.name
     row: dict[str, Any] = {
         "suite": as_text(identity.get("suite")), "variant": as_text(identity.get("variant")),
+        "setting": as_text(identity.get("setting")) or None,  # the suite's [[settings]] name, if any
         "model": as_text(identity.get("model")) or as_text(config.get("model")),
         "overrides": as_text(overrides_text(config.get("model_overrides")), limit=2000),
         "data": as_text(config.get("data")), "profile": as_text(config.get("profile")),
@@ -247,8 +248,7 @@ def stored_rows(
         for spec in plan.runs:
             order.setdefault(spec.variant, len(order))
             if spec.run_id not in rows:
-                identity = {"suite": spec.suite, "variant": spec.variant, "model": spec.model, "seed": spec.seed,
-                            "hash": spec.hash, "run_id": spec.run_id}
+                identity = spec.identity()
                 rows[spec.run_id] = run_row(plan.run_dir(spec), identity, spec.measure)
     for identity in planned:
         run_id = identity.get("run_id")

@@ -6,10 +6,13 @@ held-out split, writing into ``out_dir``::
     config.toml      the resolved config (its hash names the run)
     env.json         versions, device, threads, world size
     metrics.jsonl    one line per epoch: epoch, loss, ce, aux, diversity, lr, time_s, images_per_s, steps,
-                     frozen, and ``eval`` (the test metrics) when the epoch was evaluated
+                     frozen; ``eval`` (the test metrics) on the last epoch; ``eval_subset`` and
+                     ``eval_subset_items`` (metrics on a fixed subset of the test set, and how many
+                     items each averages) on the epochs ``eval_every`` evaluates
     metrics.csv      the same as a table, and TensorBoard event files (train/tracking.py)
     checkpoint.pt    after every epoch (+ checkpoint.prev.pt), kill-safe, via train/checkpoint.py;
                      at the end of the run ``keep_checkpoints`` decides what stays (``KEEP_CHECKPOINTS``)
+    per_item.csv     each test item's score at the end (``strabench.metrics.per_item``)
     result.json      written last: status, metrics, metrics_untrained, details, times, params
 
 Why each design choice:
@@ -64,6 +67,7 @@ from strabench.train.checkpoint import (
 )
 from strabench.train.config import TrainConfig, config_from_mapping, config_hash, config_to_dict, resolve, to_toml
 from strabench.train.distributed import DistContext, init_distributed, pick_device, shutdown_distributed
+from strabench.metrics.per_item import PER_ITEM_CSV
 from strabench.metrics.resampling import CI_METHOD
 from strabench.provenance import check_resume, code_identity, env_segments, identity_of, record_segment, run_code_ids
 from strabench.train.evaluation import STRATEGIES, EvalResult, Predictor
@@ -74,7 +78,7 @@ from strabench.train.tracking import EpochLog
 
 __all__ = ["Trainer", "evaluate_checkpoint", "fit", "lr_factor", "ProgressHook"]
 
-RUN_FILES = ("config.toml", "env.json", "metrics.jsonl", "result.json")
+RUN_FILES = ("config.toml", "env.json", "metrics.jsonl", PER_ITEM_CSV, "result.json")
 WARMUP_START = 0.1
 
 
@@ -398,9 +402,14 @@ class Trainer:
 
     # -- evaluation and state
 
-    def evaluate(self) -> EvalResult:
-        """Evaluate the (unwrapped) model on the task's held-out split (call on rank 0)."""
-        return self.strategy.evaluate(self.model, self.data, self.predictor)
+    def evaluate(self, *, subset: bool = False) -> EvalResult:
+        """Evaluate the (unwrapped) model on the task's held-out split (call on rank 0); with
+        ``subset``, on its fixed subset for periodic evaluation (``TaskStrategy.subset``)."""
+        if not subset:
+            return self.strategy.evaluate(self.model, self.data, self.predictor)
+        if getattr(self, "_subset_data", None) is None:
+            self._subset_data = self.strategy.subset(self.data)
+        return self.strategy.evaluate(self.model, self._subset_data, self.predictor)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -609,12 +618,15 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             record = trainer.run_epoch(epoch, hook=hook)
             train_time += record["time_s"]
-            if epoch == cfg.epochs or (cfg.eval_every and epoch % cfg.eval_every == 0):
+            if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):  # periodic: a fixed subset
+                periodic = _evaluate_on_main(trainer, None, None, subset=True)
+                if main:
+                    record.update(_subset_fields(periodic))
+            if epoch == cfg.epochs:  # the run's score: the full test set, once
                 evaluated = _evaluate_on_main(trainer, None, None)
                 if main:
                     record["eval"] = evaluated["metrics"]
-                    if epoch == cfg.epochs:
-                        final = evaluated
+                    final = evaluated
             record = _plain(record)
             if main:
                 state = trainer.state()
@@ -623,7 +635,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
                     config=config_to_dict(cfg), config_hash=chash, model_name=cfg.model,
                     code={k: v for k, v in code.items() if k != "code_id"},
                 )
-                score = (record.get("eval") or {}).get(headline) if keep == "best" else None
+                score = _selection_score(record, headline) if keep == "best" else None
                 improved = score is not None and (best is None or score > best)
                 if improved:
                     best = float(score)
@@ -646,6 +658,7 @@ def _fit(trainer: Trainer, chash: str, out_dir: Path, resume: bool, hook: Any, k
             result = _plain(_result(trainer, chash, out_dir, final, untrained, train_time, last_record))
             ids = run_code_ids(env_segments(out_dir)) or [code["code_id"]]
             result.update(code_id=code["code_id"], code_ids=ids, mixed_code=len(ids) > 1)
+            result["per_item"] = _write_per_item(out_dir, final)
             atomic_write_json(out_dir / "result.json", result)
             _retain_checkpoints(out_dir, keep)  # after result.json: a kill before it can still resume
         return ctx.broadcast_object(result)
@@ -661,18 +674,48 @@ def _check_same_code(out_dir: Path, state: dict[str, Any], code: dict[str, Any],
     return check_resume(previous, code, where=str(out_dir), epoch=int(state.get("epoch") or 0), allow_mixed=allow_mixed)
 
 
-def _evaluate_on_main(trainer: Trainer, name: str | None, hook: Any) -> dict[str, Any] | None:
-    """Rank 0 evaluates while the others wait (see distributed.py for why)."""
+def _evaluate_on_main(trainer: Trainer, name: str | None, hook: Any, *, subset: bool = False) -> dict[str, Any] | None:
+    """Rank 0 evaluates while the others wait (see distributed.py for why). The final evaluation
+    (not ``name``d, not a subset) keeps each item's score, as plain columns a checkpoint can hold."""
     evaluated = None
     if trainer.ctx.is_main:
         started = time.perf_counter()
-        result = trainer.evaluate()
+        result = trainer.evaluate(subset=subset)
         evaluated = _plain({"metrics": result.metrics, "extra": result.extra, "intervals": result.intervals,
                             "test_size": result.test_size, "time_s": time.perf_counter() - started})
+        if result.per_item is not None and name is None and not subset:
+            evaluated["per_item"] = _plain({"columns": result.per_item.columns, "metrics": list(result.per_item.metrics)})
         if name is not None:
             call_hook(hook, "on_eval", name, result.metrics)
     trainer.ctx.barrier()
     return evaluated
+
+
+def _subset_fields(evaluated: dict[str, Any] | None) -> dict[str, Any]:
+    """A periodic evaluation's metrics.jsonl fields: named as the subset's, never as the test score."""
+    if evaluated is None:
+        return {}
+    return {"eval_subset": evaluated["metrics"], "eval_subset_items": evaluated["test_size"]}
+
+
+def _selection_score(record: dict[str, Any], headline: str | None) -> float | None:
+    """What ``keep_checkpoints="best"`` ranks epochs by: the fixed subset's headline metric (every
+    evaluated epoch has one when ``eval_every`` is set), else the only evaluation, the last epoch's."""
+    subset = record.get("eval_subset")
+    return (subset if subset else record.get("eval") or {}).get(headline)
+
+
+def _write_per_item(out_dir: Path, final: dict[str, Any]) -> str | None:
+    """``per_item.csv`` from the final evaluation (atomically); its name for result.json, or None
+    when the evaluation kept no per-item scores (a checkpoint of an earlier version)."""
+    from strabench.metrics.per_item import PerItemTable
+
+    table = final.get("per_item")
+    if not isinstance(table, dict):
+        return None
+    rows = PerItemTable(dict(table["columns"]), tuple(table["metrics"]))
+    atomic_write_text(out_dir / PER_ITEM_CSV, rows.to_csv())
+    return PER_ITEM_CSV
 
 
 def _result(

@@ -13,15 +13,25 @@ in ``STRATEGIES`` by task name:
 
 Only held-out splits are ever evaluated; training-set accuracy is never reported as a score.
 Every metric comes with a 95 % interval from resampling the test set (``intervals``; see
-``strabench.metrics.resampling``) and the number of test items it averages (``test_size``).
+``strabench.metrics.resampling``: ReID queries are resampled by identity, verification pairs by
+their first person within folds, FER images one by one), the number of test items it averages
+(``test_size``) and each item's own score (``per_item``, written as ``per_item.csv``: see
+``strabench.metrics.per_item``).
+
+Periodic evaluation during training (``eval_every``) uses a fixed, small subset of the test set
+(``TaskStrategy.subset``: the first identities, pairs of each fold, images), so that it costs
+little however large the test set is; its numbers are labelled as the subset's wherever they
+are stored and are never the run's score.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +39,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from strabench.metrics.resampling import bootstrap_mean, bootstrap_stratified_mean
+from strabench.metrics.per_item import PerItemTable, classification_per_item, concat, reid_per_item, verification_per_item
+from strabench.metrics.resampling import bootstrap_cluster_mean, bootstrap_mean
 from strabench.train.losses import LossParts, training_loss
 
-__all__ = ["EvalResult", "Predictor", "STRATEGIES", "TaskStrategy"]
+__all__ = ["EvalResult", "Predictor", "STRATEGIES", "SUBSET_SIZES", "TaskStrategy"]
+
+#: The fixed subset periodic evaluation uses, per task: ReID test identities (their queries and
+#: gallery images, and distractors in the same proportion), verification pairs per fold and
+#: kind (matched / mismatched), FER images per split. About the size of earlier full test sets.
+SUBSET_SIZES = {"reid": 100, "face": 30, "fer": 700}
 
 
 @dataclass(frozen=True)
@@ -41,13 +57,15 @@ class EvalResult:
 
     ``intervals``: per metric, the 95 % test-set bootstrap interval [low, high] in the metric's
     unit (absent where the test set is too small to resample); ``test_size``: per metric, how
-    many test items (queries, pairs, images) it averages.
+    many test items (queries, pairs, images) it averages; ``per_item``: every test item's score
+    (each metric column averages to its metric).
     """
 
     metrics: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)
     intervals: dict[str, list[float]] = field(default_factory=dict)
     test_size: dict[str, int] = field(default_factory=dict)
+    per_item: PerItemTable | None = None
 
 
 @dataclass
@@ -110,6 +128,11 @@ class TaskStrategy:
     def evaluate(self, model: nn.Module, data: Any, predictor: Predictor) -> EvalResult:
         raise NotImplementedError
 
+    def subset(self, data: Any, size: int | None = None) -> Any:
+        """The fixed part of ``data``'s test split that periodic evaluation uses (same type as
+        ``data``; ``size`` defaults to ``SUBSET_SIZES[task]``)."""
+        raise NotImplementedError
+
 
 class ReIDStrategy(TaskStrategy):
     task = "reid"
@@ -127,15 +150,33 @@ class ReIDStrategy(TaskStrategy):
             cmc, mean_ap = reid.evaluate(distmat, data.query.pids, data.gallery.pids, data.query.camids, data.gallery.camids, max_rank=max_rank)
         per_query = reid.evaluate_per_query(distmat, data.query.pids, data.gallery.pids, data.query.camids, data.gallery.camids)
         valid = per_query.valid
+        pids = data.query.pids
         metrics = {"mAP": 100.0 * float(mean_ap)}
         outcomes = {"mAP": per_query.ap[valid]}
-        for k in (1, 5, 10):
-            if k <= len(cmc):
-                metrics[f"rank{k}"] = 100.0 * float(cmc[k - 1])
-                outcomes[f"rank{k}"] = (per_query.first_rank[valid] <= k).astype(np.float64)
-        intervals = {name: ci.as_list(100.0) for name, values in outcomes.items() if (ci := bootstrap_mean(values)) is not None}
+        ranks = [k for k in (1, 5, 10) if k <= len(cmc)]
+        for k in ranks:
+            metrics[f"rank{k}"] = 100.0 * float(cmc[k - 1])
+            outcomes[f"rank{k}"] = (per_query.first_rank[valid] <= k).astype(np.float64)
+        # A person's queries succeed or fail together: resample identities, not queries.
+        intervals = {name: ci.as_list(100.0) for name, values in outcomes.items()
+                     if (ci := bootstrap_cluster_mean(values, pids[valid])) is not None}
+        names = [record.path.name for record in data.query.records]
+        items = reid_per_item(per_query.ap, per_query.first_rank, valid, names, pids, ranks)
         return EvalResult(metrics, {"num_query": int(q.shape[0]), "num_gallery": int(g.shape[0])}, intervals,
-                          {name: int(valid.sum()) for name in metrics})
+                          {name: int(valid.sum()) for name in metrics}, items.consistent_with(metrics))
+
+    def subset(self, data: Any, size: int | None = None) -> Any:
+        """The first ``size`` test identities (by pid): their queries and gallery images, and the
+        same share of the distractors (pid 0) and junk."""
+        size = SUBSET_SIZES[self.task] if size is None else size
+        chosen = set(sorted({int(r.pid) for r in data.query.records})[:size])
+        share = len(chosen) / max(1, len({int(r.pid) for r in data.query.records}))
+        others = [r for r in data.gallery.records if int(r.pid) <= 0]
+        step = max(1, round(1.0 / share)) if share > 0 else len(others) + 1
+        gallery = [r for r in data.gallery.records if int(r.pid) in chosen] + others[::step]
+        query = [r for r in data.query.records if int(r.pid) in chosen]
+        return dataclasses.replace(data, query=type(data.query)(query, data.query.transform),
+                                   gallery=type(data.gallery)(gallery, data.gallery.transform))
 
 
 class FaceStrategy(TaskStrategy):
@@ -148,7 +189,9 @@ class FaceStrategy(TaskStrategy):
 
         metrics: dict[str, float] = {}
         details: dict[str, Any] = {}
-        folds: dict[str, list[np.ndarray]] = {}  # per set, each fold's per-pair outcomes
+        # per set: per-pair outcome, fold (stratum) and first person (cluster)
+        outcomes: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+        tables: list[PerItemTable] = []
         for name, dataset in sorted(data.verification.items()):
             emb, emb_flip = predictor.outputs(model, dataset, flip=True)
             fused = verification.fuse_flip(emb, emb_flip)
@@ -159,21 +202,49 @@ class FaceStrategy(TaskStrategy):
                 "thresholds": [float(t) for t in result["thresholds"]],
                 "pairs": int(len(dataset.issame)),
             }
+            people = _first_people(dataset)
             correct, fold_of = result["pair_correct"].astype(np.float64), result["pair_fold"]
-            folds[name] = [correct[fold_of == f] for f in range(len(result["accuracy"]))]
+            outcomes[name] = (correct, fold_of, people or [str(i) for i in range(len(correct))])
+            tables.append(verification_per_item(name, result["pair_correct"], fold_of, dataset.issame,
+                                                verification.pair_distances(fused), people))
         metrics["mean"] = float(np.mean(list(metrics.values())))
-        # Accuracy is the mean of the folds' accuracies: resample pairs within their fold.
+        # Accuracy is the mean of the folds' accuracies: resample within folds, a person's pairs together.
         intervals: dict[str, list[float]] = {}
-        for name, parts in folds.items():
-            if (ci := bootstrap_stratified_mean(parts)) is not None:
+        for name, (correct, fold_of, people) in outcomes.items():
+            if (ci := bootstrap_cluster_mean(correct, people, strata=fold_of)) is not None:
                 intervals[name] = ci.as_list(100.0)
-        every = [part for parts in folds.values() for part in parts]
-        weights = [1.0 / (len(folds) * len(parts)) for parts in folds.values() for _ in parts]
-        if every and (ci := bootstrap_stratified_mean(every, weights)) is not None:
-            intervals["mean"] = ci.as_list(100.0)
-        sizes = {name: details[name]["pairs"] for name in folds}
+        if outcomes:
+            values = np.concatenate([c for c, _, _ in outcomes.values()])
+            clusters = [f"{name}/{p}" for name, (_, _, people) in outcomes.items() for p in people]
+            strata = [f"{name}/{f}" for name, (_, fold_of, _) in outcomes.items() for f in fold_of]
+            weights = {f"{name}/{f}": 1.0 / (len(outcomes) * len(np.unique(fold_of)))
+                       for name, (_, fold_of, _) in outcomes.items() for f in np.unique(fold_of)}
+            if (ci := bootstrap_cluster_mean(values, clusters, strata=strata, weights=weights)) is not None:
+                intervals["mean"] = ci.as_list(100.0)
+        sizes = {name: details[name]["pairs"] for name in outcomes}
         sizes["mean"] = sum(sizes.values())
-        return EvalResult(metrics, {"verification": details}, intervals, sizes)
+        items = concat(tables).consistent_with(metrics) if tables else None
+        return EvalResult(metrics, {"verification": details}, intervals, sizes, items)
+
+    def subset(self, data: Any, size: int | None = None) -> Any:
+        """In every fold of every set, its first ``size`` matched and first ``size`` mismatched
+        pairs (fewer where a fold has fewer), as many in each fold, so the folds stay the folds."""
+        from strabench.data.datasets import VerificationDataset
+        from strabench.data.verification import VerificationSet
+        from strabench.metrics.verification import kfold_splits
+
+        size = SUBSET_SIZES[self.task] if size is None else size
+        sets = {}
+        for name, dataset in data.verification.items():
+            same = np.asarray(dataset.issame, dtype=bool)
+            folds = [test for _, test in kfold_splits(len(same), dataset.num_folds)]
+            take = min([size] + [int(min(same[t].sum(), (~same[t]).sum())) for t in folds])
+            chosen = [int(i) for t in folds for kind in (True, False) for i in t[same[t] == kind][:take]]
+            pairs = dataset.pairs
+            images = [pairs.images[2 * i + k] for i in chosen for k in (0, 1)]
+            subset = VerificationSet(pairs.name, images, same[chosen], pairs.num_folds)
+            sets[name] = VerificationDataset(subset, dataset.transform)
+        return dataclasses.replace(data, verification=sets)
 
 
 class FERStrategy(TaskStrategy):
@@ -189,21 +260,42 @@ class FERStrategy(TaskStrategy):
         per_class: dict[str, list[float | None]] = {}
         intervals: dict[str, list[float]] = {}
         sizes: dict[str, int] = {}
+        tables: list[PerItemTable] = []
         for split, key in (("val", "val_acc"), ("test", "test_acc")):
             dataset = getattr(data, split)
             logits, _ = predictor.outputs(model, dataset)
             labels = np.asarray(dataset.labels)
             metrics[key] = 100.0 * classification.top1_accuracy(logits, labels)
             hits = classification.top1_correct(logits, labels).astype(np.float64)
-            if (ci := bootstrap_mean(hits)) is not None:
+            if (ci := bootstrap_mean(hits)) is not None:  # each image an independent draw
                 intervals[key] = ci.as_list(100.0)
             sizes[key] = int(labels.shape[0])
             cm = classification.confusion_matrix(logits, labels, len(CLASS_NAMES))
             confusion[split] = [[int(v) for v in row] for row in cm]
             acc = classification.per_class_accuracy(logits, labels, len(CLASS_NAMES))
             per_class[split] = [None if np.isnan(a) else 100.0 * float(a) for a in acc]
+            tables.append(classification_per_item(split, key, logits.argmax(dim=1).numpy(), labels))
         return EvalResult(metrics, {"class_names": list(CLASS_NAMES), "confusion_matrix": confusion, "per_class_acc": per_class},
-                          intervals, sizes)
+                          intervals, sizes, concat(tables).consistent_with(metrics))
+
+    def subset(self, data: Any, size: int | None = None) -> Any:
+        """The first ``size`` images of each test split (rows are in a random class order)."""
+        from strabench.data.datasets import ArrayImageDataset
+
+        size = SUBSET_SIZES[self.task] if size is None else size
+
+        def head(dataset: Any) -> Any:
+            return ArrayImageDataset(dataset.images[:size], dataset.labels[:size], dataset.transform)
+
+        return dataclasses.replace(data, val=head(data.val), test=head(data.test))
+
+
+def _first_people(dataset: Any) -> list[str] | None:
+    """The first person of each pair of an LFW-layout set (its image's folder), None for ``.bin`` sets."""
+    images = dataset.pairs.images
+    if not images or not isinstance(images[0], Path):
+        return None
+    return [images[2 * i].parent.name for i in range(len(images) // 2)]
 
 
 STRATEGIES: Mapping[str, TaskStrategy] = {s.task: s for s in (ReIDStrategy(), FaceStrategy(), FERStrategy())}

@@ -229,7 +229,15 @@ def test_unknown_or_bad_sizes_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="query_cams_per_id=6"):
         generate_synthetic_reid(tmp_path / "c", query_cams_per_id=6)
     with pytest.raises(ConfigError, match="pairs_per_fold=50"):
-        generate_synthetic_faces(tmp_path / "d", pairs_per_fold=50)
+        generate_synthetic_faces(tmp_path / "d", num_test_ids=20, pairs_per_fold=50)
+    with pytest.raises(ConfigError, match="deformation=-0.5"):
+        generate_synthetic_reid(tmp_path / "e", deformation=-0.5)
+    with pytest.raises(ConfigError, match="deformation=nan"):
+        generate_synthetic_faces(tmp_path / "f", deformation=float("nan"))
+    with pytest.raises(ConfigError, match="deformation=True"):
+        generate_synthetic_expressions(tmp_path / "g", deformation=True)
+    with pytest.raises(ConfigError, match="between 0 and 4"):
+        generate_synthetic_reid(tmp_path / "h", deformation=9)
     assert not any(tmp_path.iterdir())  # validated before anything was written
 
 
@@ -237,3 +245,144 @@ def test_refuses_to_generate_into_non_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(DataError, match="non-empty folder"):
         generate_synthetic_faces(tmp_path, **TINY_FACES)
+
+
+# -------------------------------------------------------------------------- deformation
+def _render(person, pose, size=(64, 128)) -> np.ndarray:
+    from PIL import ImageDraw
+
+    from strabench.data.synthetic_reid import _draw_figure
+
+    img = Image.new("RGB", size, (128, 128, 128))
+    _draw_figure(img, person, pose, size[0] / 2, 8.0, size[1] - 16.0)
+    return np.asarray(img, dtype=np.float32)
+
+
+def test_deformation_zero_is_rigid_and_one_is_not() -> None:
+    """At 0 every image of a person has the same silhouette (front-facing, no swing, bend, lean
+    or head offset); at 1 and 2 the poses differ from image to image, more at 2."""
+    from strabench.data._synthetic_kit import _rng
+    from strabench.data.synthetic_reid import _draw_pose, _random_person
+
+    person = _random_person(_rng(0, 1, 17))
+    spread = {}
+    for level in (0.0, 1.0, 2.0):
+        images = [_render(person, _draw_pose(_rng(0, 2, 17, k), level, _rng(0, 8, 2, 17, k))) for k in range(12)]
+        spread[level] = np.mean([np.abs(images[0] - im).mean() for im in images[1:]])
+        if level == 0.0:
+            assert all(np.array_equal(images[0], im) for im in images[1:])
+    assert 0.0 == spread[0.0] < spread[1.0] < spread[2.0], spread
+
+
+def test_deformation_scales_the_same_draws() -> None:
+    """Each level draws the same numbers from the image's generator and scales them, so what is
+    drawn after the pose (the camera's nuisance) is the same at every level."""
+    from strabench.data._synthetic_kit import _rng
+    from strabench.data.synthetic_reid import _draw_pose
+
+    poses, after = {}, {}
+    for level in (0.0, 0.5, 1.0, 2.5):
+        rng = _rng(3, 2, 5, 1)
+        poses[level] = _draw_pose(rng, level, _rng(3, 8, 2, 5, 1))
+        after[level] = rng.random()
+    assert len(set(after.values())) == 1
+    for level in (0.5, 2.5):
+        assert poses[level].swing == pytest.approx(level * poses[1.0].swing)
+        assert poses[level].lean == pytest.approx(level * poses[1.0].lean)
+        assert poses[level].shins == pytest.approx(tuple(level * v for v in poses[1.0].shins))
+    assert poses[0.0].facing_front and poses[0.0].head == 0.0 and not any(poses[0.0].arm_up)
+    assert poses[1.0].turn == 1.0 and poses[1.0].tilt == 0.0 and poses[1.0].warp == 0.0
+    assert poses[2.5].turn < 1.0 and poses[2.5].warp > 0.0
+
+
+def test_deformation_levels_draw_the_same_people_and_scenes(tmp_path: Path) -> None:
+    """A controlled sweep: the same file names (people, cameras, frames) at every level, and an
+    image differs between levels far less than two images of one person differ at one level."""
+    sizes = dict(num_train_ids=3, train_images_per_id=3, num_test_ids=3, query_cams_per_id=1,
+                 gallery_images_per_id=2, num_distractors=2, num_junk=1)
+    roots = {d: generate_synthetic_reid(tmp_path / f"d{d}", seed=2, deformation=d, **sizes) for d in (0.0, 1.0, 2.0)}
+    files = {d: sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg")) for d, root in roots.items()}
+    assert files[0.0] == files[1.0] == files[2.0]
+
+    def pixels(d: float, name: str) -> np.ndarray:
+        return np.asarray(Image.open(roots[d] / name), dtype=np.float32)
+
+    train = [n for n in files[1.0] if n.startswith("bounding_box_train/")]
+    across_levels = np.median([np.abs(pixels(0.0, n) - pixels(2.0, n)).mean() for n in train])
+    same_person = np.median([np.abs(pixels(1.0, a) - pixels(1.0, b)).mean()
+                             for a, b in zip(train, train[1:]) if a[19:23] == b[19:23]])
+    assert across_levels < 0.5 * same_person, (across_levels, same_person)
+
+
+def test_face_deformation_scales_pose_and_expression(tmp_path: Path) -> None:
+    from strabench.data._synthetic_kit import _rng
+    from strabench.data.synthetic_faces import _Expression, _face_nuisance_expression
+
+    assert _face_nuisance_expression(_rng(0, 15, 1, 0), 0.0) == _Expression()  # neutral
+    assert _face_nuisance_expression(_rng(0, 15, 1, 0), 1.0) != _Expression()
+    sizes = dict(num_train_ids=2, images_per_train_id=2, num_test_ids=4, images_per_test_id=2, num_folds=2,
+                 pairs_per_fold=1, size=32)
+    a = _all_files(generate_synthetic_faces(tmp_path / "a", seed=1, deformation=0.0, **sizes))
+    b = _all_files(generate_synthetic_faces(tmp_path / "b", seed=1, deformation=1.0, **sizes))
+    assert a.keys() == b.keys() and a["pairs.txt"] == b["pairs.txt"]
+    assert sum(a[k] != b[k] for k in a if k.endswith(".jpg")) == len([k for k in a if k.endswith(".jpg")])
+
+
+def test_deformation_is_part_of_the_dataset_identity(tmp_path: Path) -> None:
+    from strabench.data.synthetic import dataset_folder
+
+    small = dict(num_train_ids=2, train_images_per_id=2, num_test_ids=2, gallery_images_per_id=3)
+    one = dataset_folder("synthetic_reid", cache_dir=tmp_path, **small)
+    assert dataset_folder("synthetic_reid", cache_dir=tmp_path, deformation=1, **small) == one  # 1 and 1.0: one dataset
+    assert dataset_folder("synthetic_reid", cache_dir=tmp_path, deformation=1.0, **small) == one
+    assert dataset_folder("synthetic_reid", cache_dir=tmp_path, deformation=0.0, **small) != one
+
+
+# ------------------------------------------------------------------------ default sizes
+#: Measured on a trained network (docs/data.md), on test sets of 400-500 identities: the spread
+#: of per-query AP (percentage points: 13-15.4 measured) and the correlation of the AP of two
+#: queries of one person (0.33-0.50 measured), rounded up.
+PER_QUERY_AP_SD, QUERY_ICC = 16.0, 0.5
+
+
+def _reid_half_width(sizes) -> float:
+    """95 % half-width of mAP when identities are resampled: queries / design effect."""
+    q = sizes["query_cams_per_id"]
+    effective = sizes["num_test_ids"] * q / (1.0 + (q - 1) * QUERY_ICC)
+    return 1.96 * PER_QUERY_AP_SD / effective**0.5
+
+
+def test_default_test_sets_give_narrow_intervals() -> None:
+    """The dataclass defaults and the quick profile: test sets large enough for +-1.5 mAP (ReID,
+    with the measured spread and correlation) and +-1 point (accuracies, binomial bound at 50 %),
+    training sets as they were, test people disjoint from training people. No image is drawn:
+    the LFW pairs are built for the default number of people to check each is in one pair."""
+    import dataclasses
+
+    from strabench.data._synthetic_kit import _rng
+    from strabench.data.synthetic import ExpressionSizes, FaceSizes, ReIDSizes
+    from strabench.data.synthetic_faces import _lfw_pairs
+    from strabench.train.recipes import QUICK
+
+    def binomial_half_width(n: int) -> float:
+        return 1.96 * 0.5 / n**0.5 * 100.0
+
+    for reid in (dataclasses.asdict(ReIDSizes()), {**dataclasses.asdict(ReIDSizes()), **QUICK["reid"]["data_sizes"]}):
+        assert _reid_half_width(reid) <= 1.5, reid
+        assert reid["num_train_ids"] + reid["num_test_ids"] <= 1501  # disjoint pids from Market's 1501
+    assert (QUICK["reid"]["data_sizes"]["num_train_ids"], QUICK["reid"]["data_sizes"]["train_images_per_id"]) == (150, 6)
+    assert (ReIDSizes().num_train_ids, ReIDSizes().train_images_per_id) == (60, 12)
+
+    for face in (FaceSizes(), FaceSizes(**QUICK["face"]["data_sizes"])):
+        assert binomial_half_width(2 * face.num_folds * face.pairs_per_fold) <= 1.0
+        assert face.num_test_ids >= 3 * face.num_folds * face.pairs_per_fold
+        names = [f"P{i}" for i in range(face.num_test_ids)]
+        lines = _lfw_pairs(_rng(0, 16), names, face)[1:]
+        people = [t for line in lines for t in line.split("\t") if not t.isdigit()]
+        assert len(people) == len(set(people)) == 3 * len(lines) // 2  # everyone in exactly one pair
+    assert (FaceSizes(**QUICK["face"]["data_sizes"]).num_train_ids, FaceSizes().num_train_ids) == (24, 80)
+
+    for fer in (ExpressionSizes(), ExpressionSizes(**QUICK["fer"]["data_sizes"])):
+        for n in (fer.num_public_test, fer.num_private_test):
+            assert binomial_half_width(n) <= 1.0 and n % 7 == 0
+    assert (ExpressionSizes(**QUICK["fer"]["data_sizes"]).num_train, ExpressionSizes().num_train) == (560, 1400)

