@@ -40,6 +40,9 @@ def check_options(*, until_decided: bool, max_seeds: int | None, max_minutes: fl
         raise ConfigError(f"--until-decided needs a budget of seeds: --max-seeds N, or max_seeds in {config.path}")
     if max_minutes is not None and not max_minutes > 0:
         raise ConfigError(f"--max-minutes must be > 0, got {max_minutes:g}")
+    if config.settings:
+        raise ConfigError(f"--until-decided decides one comparison per variant; {config.path} has [[settings]]: "
+                          "run it with a fixed seed list (seeds = [...]) and read the verdicts with strabench report")
     if only and config.baseline not in only:
         raise ConfigError(f"--until-decided compares with the baseline {config.baseline!r}: add it to --only")
 
