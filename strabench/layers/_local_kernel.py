@@ -22,10 +22,10 @@ Everything else (CUDA, bf16/fp16, stride > 1, other layouts) takes the op-per-pa
 does everything when the kernels cannot be built.
 
 Build: the system C compiler (``$CC``, else ``cc``) with ``-O3 -fopenmp``, once per source and
-compiler, into ``<cache>/kernels/`` (``strabench.data.synthetic.cache_root``: ``$STRABENCH_CACHE``,
-else ``~/.cache/strabench``; a folder under the temp dir when that is read-only), written
-atomically so concurrent processes (DDP ranks) can race safely; a damaged cached file is
-rebuilt. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
+compiler, into ``<cache>/kernels/`` (``strabench.cache.cache_root``: ``$STRABENCH_CACHE``, else
+``~/.cache/strabench``), a folder of this user's with mode 0700, with the library's sha256
+recorded beside it; only a library that passes those checks is loaded, and a damaged or foreign
+one is rebuilt (``_kernel_cache``). Without a usable cache the kernels are not used. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
 when torch is), with torch's intra-op thread count. Hot loops are compiled for x86-64-v4, v3
 and baseline and picked at load time, so one cached build serves every node of a
 heterogeneous cluster sharing a home directory.
@@ -39,17 +39,15 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from strabench.cache import cache_root
+from strabench.layers import _kernel_cache
+from strabench.layers._kernel_cache import KernelUnavailable
 from strabench.measure.traffic import counting, record_kernel
 
 __all__ = [
@@ -62,80 +60,21 @@ _SOURCE = Path(__file__).with_name("_local_kernel.c")
 _FLAGS = ("-O3", "-std=c11", "-ffp-contract=fast", "-fPIC", "-shared", "-fopenmp")
 _ABI_VERSION = 3
 _ENV_SWITCH = "STRABENCH_FUSED_KERNEL"
+_STEM = "local_kernel"
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
 
-class KernelUnavailable(RuntimeError):
-    """The fused kernel cannot be built or loaded here (the message says why)."""
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return name
-    return None
-
-
-def _compiler_id(cc: str) -> str:
-    try:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise KernelUnavailable(f"{cc} --version failed: {exc}") from exc
-    return out.stdout.splitlines()[0] if out.returncode == 0 and out.stdout else cc
-
-
 def _cache_dir() -> Path:
-    from strabench.data.synthetic import cache_root
-
     return cache_root() / "kernels"
 
 
 def build(cache_dir: Path | None = None) -> Path:
-    """Compile the kernel (or find the cached build of this source and compiler); its path.
-
-    Raises ``KernelUnavailable`` with the reason (no compiler, no OpenMP, compile error).
-    """
-    cc = _compiler()
-    if cc is None:
-        raise KernelUnavailable("no C compiler found (set CC, or install gcc/clang)")
-    source = _SOURCE.read_bytes()
-    cc_id = _compiler_id(cc)
-    key = hashlib.sha256(b"\0".join([source, cc_id.encode(), " ".join(_FLAGS).encode(),
-                                     platform.machine().encode()])).hexdigest()[:16]
-    name = f"local_kernel-{key}.so"
-    dirs = [cache_dir] if cache_dir is not None else [
-        _cache_dir(), Path(tempfile.gettempdir()) / f"strabench-kernels-{getattr(os, 'getuid', lambda: 0)()}"
-    ]
-    for folder in dirs:
-        if (folder / name).is_file():
-            return folder / name
-    errors = []
-    for folder in dirs:  # a read-only cache (a shared home on a cluster) falls back to /tmp
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=folder)
-        except OSError as exc:
-            errors.append(f"{folder}: {exc.strerror or exc}")
-            continue
-        os.close(fd)
-        return _compile(cc, cc_id, Path(tmp), folder / name)
-    raise KernelUnavailable(f"no writable kernel cache ({'; '.join(errors)})")
-
-
-def _compile(cc: str, cc_id: str, tmp: Path, lib: Path) -> Path:
-    try:
-        out = subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", tmp], capture_output=True, text=True,
-                             timeout=300, check=False)
-        if out.returncode != 0:
-            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-            raise KernelUnavailable(f"{cc_id} could not build the kernel: {last}")
-        os.replace(tmp, lib)  # atomic: a racing process sees no file or a whole one
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise KernelUnavailable(f"building the kernel with {cc} failed: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return lib
+    """Compile the kernels into the cache unless a verified build of this source and compiler is
+    there; the library's path. Raises ``KernelUnavailable`` with the reason (no compiler, no
+    OpenMP, compile error, a cache folder that is not this user's)."""
+    path, _note = _kernel_cache.ensure_built(_SOURCE, _FLAGS, cache_dir or _cache_dir(), _STEM)
+    return path
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -169,19 +108,20 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
 
 
 @functools.lru_cache(maxsize=1)
-def _load() -> ctypes.CDLL | str:
-    """The loaded library, or why there is none (built once per process)."""
+def _state() -> tuple[ctypes.CDLL | str, str]:
+    """(the loaded library, or why there is none; what loading it repaired): once per process."""
     if os.environ.get(_ENV_SWITCH, "1").strip().lower() in ("0", "off", "false", "no"):
-        return f"switched off by {_ENV_SWITCH}={os.environ[_ENV_SWITCH]}"
+        return f"switched off by {_ENV_SWITCH}={os.environ[_ENV_SWITCH]}", ""
     try:
-        path = build()
-        try:
-            return _declare(ctypes.CDLL(str(path)))
-        except OSError:  # a damaged cached file: rebuild it once
-            path.unlink(missing_ok=True)
-            return _declare(ctypes.CDLL(str(build())))
+        lib, note = _kernel_cache.load(_SOURCE, _FLAGS, _cache_dir(), _STEM)
+        return _declare(lib), note
     except (KernelUnavailable, OSError, AttributeError) as exc:
-        return f"unavailable: {exc}"
+        return f"unavailable: {exc}", ""
+
+
+def _load() -> ctypes.CDLL | str:
+    """The loaded library, or why there is none (built or verified once per process)."""
+    return _state()[0]
 
 
 def status() -> str:
@@ -189,7 +129,8 @@ def status() -> str:
     lib = _load()
     if not isinstance(lib, ctypes.CDLL):
         return f"op-per-pass: fused kernel {lib}"
-    return f"fused C kernel ({lib.lws_vector_bytes(0)}-byte vectors)"
+    note = _state()[1]
+    return f"fused C kernel ({lib.lws_vector_bytes(0)}-byte vectors{'; ' + note if note else ''})"
 
 
 def vector_bytes(force: int = 0) -> int:
