@@ -1,4 +1,5 @@
-"""StRA's fused CPU kernels, built from ``_local_kernel.c`` on first use.
+"""StRA's fused CPU kernels (``_local_kernel.c``) through ctypes: the bodies of the ``strabench::``
+operators of ``ops``, which are what the rest of strabench calls.
 
 The local weighted sum: the op-per-pass weighting in ``_local_ops`` makes K*K passes over the
 value tensor in each direction (plus a multiply and a reduction per offset for the attention's
@@ -6,7 +7,7 @@ gradient), so on a CPU it runs at the memory bandwidth of ~30 passes over the ac
 C kernel does each direction in one pass, with a group's channel rows in cache, so its traffic
 is the inputs and outputs once (float32/float64, stride 1, NCHW or channels_last).
 
-The whole LocalAttention block (``_local_fast``, NCHW): the grouped 1x1 convolutions as a
+The LocalAttention block's other parts, NCHW: the grouped 1x1 convolutions as a
 register-blocked GEMM (``pointwise_*``: MKL runs its AVX2 code on AMD CPUs and oneDNN's grouped
 backward is slow in NCHW; these tiles keep 6 x 4 vectors of accumulators in registers), the
 channels_last copy the weight gradient reads (``channels_last``), and the attention from the
@@ -15,11 +16,8 @@ logits: omega + nu, the softmax and the weighting of one (image, group) in one p
 picked per process from the CPU (``vector_bytes``).
 
 Inference (eval-mode batch norms, no autograd), NCHW: the whole LocalAttention block in one call
-(``local_attention_infer``) and the whole mode attention in one call (``mode_attention_forward``,
-for ``_mode_fast``), which at batch 1 replace dozens of small ops each.
-
-Everything else (CUDA, bf16/fp16, stride > 1, other layouts) takes the op-per-pass path, as
-does everything when the kernels cannot be built.
+(``local_attention_infer``) and the whole mode attention in one call (``mode_attention_forward``),
+which at batch 1 replace dozens of small ops each.
 
 Build: the system C compiler (``$CC``, else ``cc``) with ``-O3 -fopenmp``, once per source and
 compiler, into ``<cache>/kernels/`` (``strabench.cache.cache_root``: ``$STRABENCH_CACHE``, else
@@ -30,9 +28,9 @@ when torch is), with torch's intra-op thread count. Hot loops are compiled for x
 and baseline and picked at load time, so one cached build serves every node of a
 heterogeneous cluster sharing a home directory.
 
-``STRABENCH_FUSED_KERNEL=0`` turns the kernels off (the modules and the op-per-pass weighting
-run); ``status()`` says which path runs and why, and every run's environment record carries it.
-Every kernel reports the bytes it reads and writes to ``strabench.measure.traffic``.
+``STRABENCH_FUSED_KERNEL=0`` turns the kernels off (the operators run their decompositions, the
+blocks their plain torch ops); ``status()`` says which and why, and every run's environment record
+carries it.
 """
 
 from __future__ import annotations
@@ -48,10 +46,9 @@ from torch import Tensor
 from strabench.cache import cache_root
 from strabench.layers import _kernel_cache
 from strabench.layers._kernel_cache import KernelUnavailable
-from strabench.measure.traffic import counting, record_kernel
 
 __all__ = [
-    "KernelUnavailable", "applies", "attention_backward", "attention_forward", "available", "backward", "build",
+    "KernelUnavailable", "attention_backward", "attention_forward", "available", "backward", "build",
     "channels_last", "forward", "local_attention_infer", "mode_attention_forward", "pointwise_backward_input",
     "pointwise_backward_weight", "pointwise_forward", "status", "vector_bytes",
 ]
@@ -141,37 +138,21 @@ def vector_bytes(force: int = 0) -> int:
     return _load().lws_vector_bytes(force)
 
 
-def applies(value: Tensor, stride: int) -> bool:
-    """Whether the fused kernel runs this weighting (and can be loaded)."""
-    return (
-        stride == 1
-        and value.device.type == "cpu"
-        and value.dtype in _SUFFIX
-        and (value.is_contiguous() or value.is_contiguous(memory_format=torch.channels_last))
-        and available()
-    )
-
-
 def _nhwc(t: Tensor) -> bool:
     return not t.is_contiguous()
 
 
+@torch.compiler.assume_constant_result  # decided once per process: a compiler reads it as a constant
 def available() -> bool:
     """Whether the kernels are built and loaded (``status()`` says why not)."""
     return isinstance(_load(), ctypes.CDLL)
 
 
 def _call(name: str, dtype: torch.dtype, *args: object) -> None:
-    """Run kernel ``name`` for ``dtype``; under torch.profiler it shows as the op ``strabench::<name>``
-    (a ctypes call is invisible to the profiler otherwise, and its time would go uncounted)."""
+    """Run kernel ``name`` for ``dtype`` (the ``strabench::`` operators of ``ops`` call these)."""
     lib = _load()
-    assert isinstance(lib, ctypes.CDLL), "applies() must be checked first"
-    kernel = getattr(lib, f"{name}_{_SUFFIX[dtype]}")
-    if torch._C._autograd._profiler_enabled():
-        with torch.profiler.record_function(f"strabench::{name}"):
-            failed = kernel(*args)
-    else:
-        failed = kernel(*args)
+    assert isinstance(lib, ctypes.CDLL), "kernel_fits() must be checked first"
+    failed = getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*args)
     if failed:
         raise MemoryError(f"the fused kernel {name} ran out of scratch memory")
 
@@ -188,7 +169,6 @@ def forward(masked: Tensor, value: Tensor, kernel_size: int) -> Tensor:
     b, c, h, w = value.shape
     g = masked.shape[1]
     out = torch.empty_like(value)
-    record_kernel("local_weighted_sum_fused", [masked, value], [out])
     _call("lws_forward", value.dtype, masked.data_ptr(), value.data_ptr(), out.data_ptr(), b, g, c // g,
           h, w, kernel_size, int(_nhwc(value)), torch.get_num_threads())
     return out
@@ -207,7 +187,6 @@ def backward(
     grad_value = torch.empty_like(value) if need_value else None
     written = [t for t in (grad_attn, grad_value) if t is not None]
     read = [grad_out, *([value] if need_attn else []), *([masked] if need_value else [])]
-    record_kernel("local_weighted_sum_fused_backward", read, written)
     _call("lws_backward", value.dtype, masked.data_ptr(), value.data_ptr(), grad_out.data_ptr(),
           _ptr_of(grad_attn), _ptr_of(grad_value), b, g, c // g, h, w, kernel_size, int(_nhwc(value)),
           torch.get_num_threads())
@@ -223,7 +202,6 @@ def pointwise_forward(weight: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:
     b, c, h, w = x.shape
     g, m, k = weight.shape
     y = torch.empty((b, g * m, h, w), dtype=x.dtype)
-    record_kernel("grouped_pointwise", [t for t in (weight, bias, x) if t is not None], [y])
     _call("gpw_forward", x.dtype, weight.data_ptr(), _ptr_of(bias), x.data_ptr(), y.data_ptr(), b, g, m, k,
           h * w, torch.get_num_threads())
     return y
@@ -236,7 +214,6 @@ def pointwise_backward_input(pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
     b, _, h, w = gy1.shape
     g, _, k = w1.shape
     gx = torch.empty((b, g * k, h, w), dtype=gy1.dtype)
-    record_kernel("grouped_pointwise_backward_input", [t for pair in pairs for t in pair], [gx])
     _call("gpw_backward_input", gy1.dtype, w1.data_ptr(), gy1.data_ptr(), w1.shape[1], _ptr_of(w2), _ptr_of(gy2),
           0 if w2 is None else w2.shape[1], gx.data_ptr(), b, g, k, h * w, torch.get_num_threads())
     return gx
@@ -246,7 +223,6 @@ def channels_last(x: Tensor) -> Tensor:
     """``x.contiguous(memory_format=torch.channels_last)`` for a contiguous NCHW x, in tiles (faster here)."""
     b, c, h, w = x.shape
     out = torch.empty_like(x, memory_format=torch.channels_last)
-    record_kernel("nchw_to_nhwc", [x], [out])
     _call("nchw_to_nhwc", x.dtype, x.data_ptr(), out.data_ptr(), b, c, h * w, torch.get_num_threads())
     return out
 
@@ -256,7 +232,6 @@ def pointwise_backward_weight(grad_out: Tensor, x_channels_last: Tensor, groups:
     b, gm, h, w = grad_out.shape
     k = x_channels_last.shape[1] // groups
     gw = torch.empty((groups, gm // groups, k), dtype=grad_out.dtype)
-    record_kernel("grouped_pointwise_backward_weight", [grad_out, x_channels_last], [gw])
     _call("gpw_backward_weight", grad_out.dtype, grad_out.data_ptr(), x_channels_last.data_ptr(), gw.data_ptr(),
           b, groups, gm // groups, k, h * w, torch.get_num_threads())
     return gw
@@ -275,7 +250,6 @@ def attention_forward(
     g = logits.shape[1] // (kk + 1)
     out = torch.empty_like(value)
     attn = torch.empty((b, g, kk, h * w), dtype=value.dtype)
-    record_kernel("local_attention_fused", [logits, valid, value], [out, attn])
     _call("la_forward", value.dtype, logits.data_ptr(), valid.data_ptr(), value.data_ptr(), attn.data_ptr(),
           out.data_ptr(), b, g, c // g, h, w, kernel_size, int(mask), torch.get_num_threads())
     return out, attn
@@ -290,8 +264,6 @@ def attention_backward(
     g, kk = attn.shape[1:3]
     grad_logits = torch.empty((b, g * (kk + 1), h, w), dtype=value.dtype) if need_logits else None
     grad_value = torch.empty_like(value) if need_value else None
-    record_kernel("local_attention_fused_backward", [attn, valid, value, grad_out],
-                  [t for t in (grad_logits, grad_value) if t is not None])
     _call("la_backward", value.dtype, attn.data_ptr(), valid.data_ptr(), value.data_ptr(), grad_out.data_ptr(),
           _ptr_of(grad_logits), _ptr_of(grad_value), b, g, c // g, h, w, kernel_size, torch.get_num_threads())
     return grad_logits, grad_value
@@ -303,13 +275,6 @@ def attention_backward(
 
 Conv = tuple[Tensor, Tensor | None]
 Norm = tuple[Tensor | None, Tensor | None, Tensor, Tensor, float]
-
-
-def _record(name: str, x: Tensor, convs: list[Conv], norms: list[Norm], extra: list[Tensor], out: Tensor) -> None:
-    if counting():  # gathering the list is most of a batch-1 call's Python time otherwise
-        read = [x, *extra, *(t for conv in convs for t in conv if t is not None),
-                *(t for norm in norms for t in norm[:4] if t is not None)]
-        record_kernel(name, read, [out])
 
 
 def _norm_args(norms: list[Norm]) -> tuple[ctypes.Array, ctypes.Array]:
@@ -325,7 +290,6 @@ def local_attention_infer(x: Tensor, groups: int, kernel_size: int, mask: bool, 
     convs (value projection, branch), norms the branch's two BNs; valid (K*K, H*W) 1/0."""
     b, c, h, w = x.shape
     out = torch.empty_like(x)
-    _record("local_attention_infer", x, [value, first, second], norms, [valid], out)
     pointers, eps = _norm_args(norms)
     (wv, bv), (w1, b1), (w2, b2) = value, first, second
     _call("la_infer", x.dtype, x.data_ptr(), valid.data_ptr(), out.data_ptr(), b, groups, c // groups, h, w,
@@ -345,7 +309,6 @@ def mode_attention_forward(x: Tensor, groups: int, first: Conv, second: Conv, no
     b, c, h, w = x.shape
     (w1, b1), (w2, b2) = first, second
     out = torch.empty_like(x)
-    _record("mode_attention_fused", x, [first, second], norms[:4 if interaction else 3], [], out)
     pointers, eps = _norm_args(norms)
     _call("ma_forward", x.dtype, x.data_ptr(), out.data_ptr(), b, groups, c // groups, h * w, w1.data_ptr(),
           _ptr_of(b1), w1.shape[0] // groups, w2.data_ptr(), _ptr_of(b2), pointers, eps, int(interaction),

@@ -212,7 +212,10 @@ def test_unfold_local_attention_counts_mul_and_sum_separately():
 @pytest.mark.parametrize(
     "key,make,shape",
     [
-        (LOCAL_WEIGHTED_SUM_OP_NAME, lambda: LocalAttention(64), (1, 64, 8, 8)),
+        (LOCAL_WEIGHTED_SUM_OP_NAME, lambda: LocalAttention(64, stride=2), (1, 64, 8, 8)),
+        ("strabench::local_attention", lambda: LocalAttention(64), (1, 64, 8, 8)),
+        ("strabench::grouped_pointwise", lambda: LocalAttention(64), (1, 64, 8, 8)),
+        ("strabench::grouped_pointwise", lambda: ModeAttention(64), (1, 64, 4, 4)),
         ("aten::softmax", lambda: ModeAttention(64), (1, 64, 4, 4)),
         ("aten::linalg_vector_norm", lambda: ModeAttention(64), (1, 64, 4, 4)),
         ("aten::meshgrid", lambda: SASA(32, heads=4, kernel_size=3), (1, 32, 4, 4)),
