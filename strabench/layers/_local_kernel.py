@@ -9,8 +9,8 @@ is the inputs and outputs once (float32/float64, stride 1, NCHW or channels_last
 
 The LocalAttention block's other parts, NCHW: the grouped 1x1 convolutions as a
 register-blocked GEMM (``pointwise_*``: MKL runs its AVX2 code on AMD CPUs and oneDNN's grouped
-backward is slow in NCHW; these tiles keep 6 x 4 vectors of accumulators in registers), the
-channels_last copy the weight gradient reads (``channels_last``), and the attention from the
+backward is slow in NCHW; these tiles keep 6 x 4 vectors of accumulators in registers; the
+weight gradient transposes x slice by slice in cache), and the attention from the
 logits: omega + nu, the softmax and the weighting of one (image, group) in one pass
 (``attention_*``). The blocked loops come in 64-byte (AVX-512) and 32-byte (AVX2) vectors, one
 picked per process from the CPU (``vector_bytes``).
@@ -55,7 +55,7 @@ __all__ = [
 
 _SOURCE = Path(__file__).with_name("_local_kernel.c")
 _FLAGS = ("-O3", "-std=c11", "-ffp-contract=fast", "-fPIC", "-shared", "-fopenmp")
-_ABI_VERSION = 3
+_ABI_VERSION = 4
 _ENV_SWITCH = "STRABENCH_FUSED_KERNEL"
 _STEM = "local_kernel"
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -90,8 +90,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         getattr(lib, f"gpw_backward_weight_{suffix}").argtypes = [
             _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int]
         getattr(lib, f"nchw_to_nhwc_{suffix}").argtypes = [_ptr, _ptr, _i64, _i64, _i64, _int]
-        for name in ("gpw_forward", "gpw_backward_input", "gpw_backward_weight", "nchw_to_nhwc"):
+        for name in ("gpw_forward", "gpw_backward_input", "nchw_to_nhwc"):
             getattr(lib, f"{name}_{suffix}").restype = None
+        getattr(lib, f"gpw_backward_weight_{suffix}").restype = _int
         la_fwd, la_bwd = getattr(lib, f"la_forward_{suffix}"), getattr(lib, f"la_backward_{suffix}")
         la_fwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int, _int]
         la_bwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int]
@@ -227,12 +228,12 @@ def channels_last(x: Tensor) -> Tensor:
     return out
 
 
-def pointwise_backward_weight(grad_out: Tensor, x_channels_last: Tensor, groups: int) -> Tensor:
-    """d/dweight (G, M, K) of a grouped 1x1 conv; x in channels_last (contiguous (B, H, W, C) memory)."""
+def pointwise_backward_weight(grad_out: Tensor, x: Tensor, groups: int) -> Tensor:
+    """d/dweight (G, M, K) of a grouped 1x1 conv of the contiguous NCHW x."""
     b, gm, h, w = grad_out.shape
-    k = x_channels_last.shape[1] // groups
+    k = x.shape[1] // groups
     gw = torch.empty((groups, gm // groups, k), dtype=grad_out.dtype)
-    _call("gpw_backward_weight", grad_out.dtype, grad_out.data_ptr(), x_channels_last.data_ptr(), gw.data_ptr(),
+    _call("gpw_backward_weight", grad_out.dtype, grad_out.data_ptr(), x.data_ptr(), gw.data_ptr(),
           b, groups, gm // groups, k, h * w, torch.get_num_threads())
     return gw
 

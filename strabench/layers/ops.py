@@ -43,9 +43,6 @@ __all__ = [
     "local_attention_infer", "local_weighted_sum", "mode_attention_infer",
 ]
 
-_C_DTYPES = (torch.float32, torch.float64)
-
-
 def _memory_format(t: Tensor) -> torch.memory_format:
     if not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
@@ -54,15 +51,19 @@ def _memory_format(t: Tensor) -> torch.memory_format:
 
 def kernel_fits(*tensors: Tensor | None, channels_last: bool = False) -> bool:
     """Whether the C kernels take these tensors: loaded, CPU, one float32/float64 dtype, each
-    contiguous (the first one, with ``channels_last``, may be channels_last instead)."""
-    present = [t for t in tensors if t is not None]
-    first = present[0]
-    if first.dtype not in _C_DTYPES:
+    contiguous (the first one, with ``channels_last``, may be channels_last instead). Called on
+    every operator call: a few attribute reads per tensor."""
+    first = tensors[0]
+    dtype = first.dtype
+    if dtype is not torch.float32 and dtype is not torch.float64:
         return False
-    for i, t in enumerate(present):
-        if t.device.type != "cpu" or t.dtype != first.dtype:
+    for t in tensors:
+        if t is None:
+            continue
+        if t.dtype is not dtype or not t.is_cpu:
             return False
-        if not (t.is_contiguous() or (i == 0 and channels_last and t.is_contiguous(memory_format=torch.channels_last))):
+        if not t.is_contiguous() and not (channels_last and t is first
+                                          and t.is_contiguous(memory_format=torch.channels_last)):
             return False
     return _local_kernel.available()
 
@@ -131,7 +132,7 @@ def _(grad, weight, groups):
 def grouped_pointwise_backward_weight(grad: Tensor, x: Tensor, groups: int) -> Tensor:
     """d/dweight (out, in / groups, 1, 1) of ``grouped_pointwise``."""
     if kernel_fits(grad, x):
-        gw = _local_kernel.pointwise_backward_weight(grad, _local_kernel.channels_last(x), groups)
+        gw = _local_kernel.pointwise_backward_weight(grad, x, groups)
         return gw.view(grad.shape[1], x.shape[1] // groups, 1, 1)
     shape = (grad.shape[1], x.shape[1] // groups, 1, 1)
     return torch.nn.grad.conv2d_weight(x, shape, grad, groups=groups).contiguous()

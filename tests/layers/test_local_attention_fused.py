@@ -363,7 +363,7 @@ def test_grouped_pointwise_kernels_match_einsum(b, g, m, k, h, w, dtype, width) 
         "d input": (_local_kernel.pointwise_backward_input([(w1, gy1)]), grad_input(w1, gy1).reshape(x.shape)),
         "d input, two convs": (_local_kernel.pointwise_backward_input([(w1, gy1), (w2, gy2)]),
                                (grad_input(w1, gy1) + grad_input(w2, gy2)).reshape(x.shape)),
-        "d weight": (_local_kernel.pointwise_backward_weight(gy1, _local_kernel.channels_last(x), g),
+        "d weight": (_local_kernel.pointwise_backward_weight(gy1, x, g),
                      torch.einsum("bgmhw,bgkhw->gmk", gy1.double().view(b, g, m, h, w), xg)),
     }
     for name, (got, want) in cases.items():
@@ -438,7 +438,7 @@ def test_kernels_do_not_depend_on_the_thread_count() -> None:
         valid = valid_mask(3, 9, 8, torch.float32)
         out, attn = _local_kernel.attention_forward(logits, valid, x, 3, False)
         return [_local_kernel.pointwise_forward(w, None, x), _local_kernel.pointwise_backward_input([(w, gy)]),
-                _local_kernel.pointwise_backward_weight(gy, _local_kernel.channels_last(x), 8), out, attn,
+                _local_kernel.pointwise_backward_weight(gy, x, 8), out, attn,
                 *_local_kernel.attention_backward(attn, valid, x, gy, 3, True, True)]
 
     one, two = at_one_and_two_threads(kernels)
