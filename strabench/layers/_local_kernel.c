@@ -14,7 +14,8 @@
  *   nchw: (B, C, H*W) contiguous; work item = one (b, g), its C/G channel rows stay in cache;
  *   nhwc: (B, H*W, C) contiguous (torch.channels_last); work item = one (b, pixel).
  * Work items are spread over OpenMP threads (the process's own runtime: torch's libgomp).
- * The hot loops are compiled for x86-64-v4/v3 and baseline, picked at load time (target_clones).
+ * The hot loops are compiled for x86-64-v4/v3 and baseline, picked at load time (target_clones;
+ * LWS_ONE_TARGET builds the baseline only: the sanitizer build).
  *
  * The rest of the LocalAttention block, NCHW only (the strabench:: operators of
  * strabench/layers/ops.py): its grouped 1x1 convolutions as a register-blocked GEMM (gpw_*; a
@@ -35,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(LWS_ONE_TARGET)
 #define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define HOT

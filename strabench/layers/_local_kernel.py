@@ -36,7 +36,6 @@ carries it.
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 from pathlib import Path
 
@@ -55,6 +54,11 @@ __all__ = [
 
 _SOURCE = Path(__file__).with_name("_local_kernel.c")
 _FLAGS = ("-O3", "-std=c11", "-ffp-contract=fast", "-fPIC", "-shared", "-fopenmp")
+#: ``STRABENCH_KERNEL_SANITIZE=1``: a separate build under AddressSanitizer and UBSan (baseline target
+#: only, -O1), for a process started with libasan preloaded (``make sanitize``; docs/kernels.md)
+_SANITIZE_SWITCH = "STRABENCH_KERNEL_SANITIZE"
+_SANITIZE_FLAGS = ("-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                   "-DLWS_ONE_TARGET", "-std=c11", "-ffp-contract=fast", "-fPIC", "-shared", "-fopenmp")
 _ABI_VERSION = 4
 _ENV_SWITCH = "STRABENCH_FUSED_KERNEL"
 _STEM = "local_kernel"
@@ -66,11 +70,19 @@ def _cache_dir() -> Path:
     return cache_root() / "kernels"
 
 
+def _recipe() -> tuple[tuple[str, ...], str]:
+    """(compiler flags, library stem): the sanitizer build where ``STRABENCH_KERNEL_SANITIZE=1``."""
+    if os.environ.get(_SANITIZE_SWITCH, "0").strip().lower() in ("1", "on", "true", "yes"):
+        return _SANITIZE_FLAGS, f"{_STEM}_sanitized"
+    return _FLAGS, _STEM
+
+
 def build(cache_dir: Path | None = None) -> Path:
     """Compile the kernels into the cache unless a verified build of this source and compiler is
     there; the library's path. Raises ``KernelUnavailable`` with the reason (no compiler, no
     OpenMP, compile error, a cache folder that is not this user's)."""
-    path, _note = _kernel_cache.ensure_built(_SOURCE, _FLAGS, cache_dir or _cache_dir(), _STEM)
+    flags, stem = _recipe()
+    path, _note = _kernel_cache.ensure_built(_SOURCE, flags, cache_dir or _cache_dir(), stem)
     return path
 
 
@@ -105,16 +117,33 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
-@functools.lru_cache(maxsize=1)
-def _state() -> tuple[ctypes.CDLL | str, str]:
-    """(the loaded library, or why there is none; what loading it repaired): once per process."""
+def _load_once() -> tuple[ctypes.CDLL | str, str]:
     if os.environ.get(_ENV_SWITCH, "1").strip().lower() in ("0", "off", "false", "no"):
         return f"switched off by {_ENV_SWITCH}={os.environ[_ENV_SWITCH]}", ""
     try:
-        lib, note = _kernel_cache.load(_SOURCE, _FLAGS, _cache_dir(), _STEM)
+        flags, stem = _recipe()
+        lib, note = _kernel_cache.load(_SOURCE, flags, _cache_dir(), stem)
         return _declare(lib), note
     except (KernelUnavailable, OSError, AttributeError) as exc:
         return f"unavailable: {exc}", ""
+
+
+#: The process's one load: (the library, or why there is none; what loading it repaired). A plain
+#: dict, filled on first use (the blocks' constructors ask): ``torch.compile`` reads it as a constant
+#: when it traces a block, where it could not trace the loading itself.
+_LOADED: dict[str, tuple[ctypes.CDLL | str, str]] = {}
+
+
+def _state() -> tuple[ctypes.CDLL | str, str]:
+    state = _LOADED.get("kernels")
+    if state is None:
+        state = _LOADED["kernels"] = _load_once()
+    return state
+
+
+def _forget() -> None:
+    """Load again on next use (tests: another cache, compiler or switch)."""
+    _LOADED.clear()
 
 
 def _load() -> ctypes.CDLL | str:
@@ -127,8 +156,12 @@ def status() -> str:
     lib = _load()
     if not isinstance(lib, ctypes.CDLL):
         return f"op-per-pass: fused kernel {lib}"
-    note = _state()[1]
-    return f"fused C kernel ({lib.lws_vector_bytes(0)}-byte vectors{'; ' + note if note else ''})"
+    notes = [f"{lib.lws_vector_bytes(0)}-byte vectors"]
+    if _recipe()[1] != _STEM:
+        notes.append("AddressSanitizer + UBSan build")
+    if _state()[1]:
+        notes.append(_state()[1])
+    return f"fused C kernel ({'; '.join(notes)})"
 
 
 def vector_bytes(force: int = 0) -> int:
@@ -143,7 +176,7 @@ def _nhwc(t: Tensor) -> bool:
     return not t.is_contiguous()
 
 
-@torch.compiler.assume_constant_result  # decided once per process: a compiler reads it as a constant
+
 def available() -> bool:
     """Whether the kernels are built and loaded (``status()`` says why not)."""
     return isinstance(_load(), ctypes.CDLL)

@@ -52,7 +52,8 @@ def _memory_format(t: Tensor) -> torch.memory_format:
 def kernel_fits(*tensors: Tensor | None, channels_last: bool = False) -> bool:
     """Whether the C kernels take these tensors: loaded, CPU, one float32/float64 dtype, each
     contiguous (the first one, with ``channels_last``, may be channels_last instead). Called on
-    every operator call: a few attribute reads per tensor."""
+    every operator call: a few attribute reads per tensor. The blocks load the kernels when they
+    are built, so a compiler tracing a block reads their availability as a constant."""
     first = tensors[0]
     dtype = first.dtype
     if dtype is not torch.float32 and dtype is not torch.float64:

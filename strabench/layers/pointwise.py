@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from strabench.layers import ops
+from strabench.layers import _local_kernel, ops
 
 __all__ = ["GroupedPointwiseConv"]
 
@@ -26,6 +26,7 @@ class GroupedPointwiseConv(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, *, groups: int, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, 1, groups=groups, bias=bias)
         self.kernels = "fused"
+        _local_kernel.available()  # load (or build) the kernels now, once per process: see ops.kernel_fits
 
     def forward(self, x: Tensor) -> Tensor:
         bias = self.bias

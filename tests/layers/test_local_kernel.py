@@ -202,9 +202,9 @@ def test_traffic_counts_the_fused_kernel(channels_last: bool) -> None:
 def fresh_loader(monkeypatch, tmp_path):
     """A loader with an empty cache of its own; the process's loaded kernel comes back afterwards."""
     monkeypatch.setenv("STRABENCH_CACHE", str(tmp_path / "cache"))
-    _local_kernel._state.cache_clear()
+    _local_kernel._forget()
     yield tmp_path
-    _local_kernel._state.cache_clear()
+    _local_kernel._forget()
 
 
 def test_an_unusable_cache_means_no_kernels_with_the_reason(fresh_loader, monkeypatch) -> None:
