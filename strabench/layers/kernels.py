@@ -34,7 +34,7 @@ from strabench.layers.sasa import SASA
 from strabench.layers.se import SqueezeExcite
 from strabench.layers.stra import SpatialThenMode, StRA
 
-__all__ = ["BLOCK_CLASSES", "KERNELS", "fuse_for_inference", "fused_for_inference", "implementations", "refuse_fused", "use_kernels"]
+__all__ = ["BLOCK_CLASSES", "KERNELS", "fuse_for_inference", "fused_for_inference", "implementations", "refuse_fused", "switchable", "use_kernels"]
 
 #: ``use_kernels`` choices (``--kernels`` of ``strabench bench``).
 KERNELS = ("fused", "stock")
@@ -52,6 +52,11 @@ def use_kernels(model: nn.Module, kernels: str) -> nn.Module:
         if isinstance(module, _SWITCHED):
             module.kernels = kernels
     return model
+
+
+def switchable(model: nn.Module) -> bool:
+    """Whether ``use_kernels`` changes anything in ``model`` (it has blocks with StRA's kernels)."""
+    return any(isinstance(m, _SWITCHED) for m in model.modules())
 
 
 def fuse_for_inference(model: nn.Module) -> list[str]:

@@ -55,6 +55,7 @@ __all__ = [
     "Prepared",
     "check_outputs",
     "check_runtime",
+    "describe_implementation",
     "export_model",
     "export_onnx",
     "onnx_session",
@@ -310,6 +311,29 @@ def prepare_step(
         diff = check_outputs(session, model, inputs, name=name)
         return Prepared(_ort_step(session, inputs, device), compile_s=compile_s, max_abs_diff=diff)
     raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+
+
+def describe_implementation(model: "nn.Module", shape: tuple[int, ...], device: str, runtime: str,
+                            channels_last: bool) -> str:
+    """What ``model``'s blocks run, as a latency row names it: ``StRA: local_attention_infer +
+    mode_attention_infer; SASA: SDPA`` (``strabench.layers.kernels.implementations`` on one image
+    of the model as prepared), under ``runtime``; "" for a model without such blocks."""
+    import torch
+
+    from strabench.layers.kernels import implementations
+
+    x = torch.zeros(1, *shape, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    was_training = model.training
+    try:  # eval: no BN statistics move; a train-mode block runs the same operators
+        found = implementations(model.eval(), x)
+    finally:
+        model.train(was_training)
+    text = "; ".join(f"{block}: {ran}" for block, ran in found.items())
+    if text and runtime == "onnxruntime":
+        return f"ONNX Runtime, exported from the decompositions of ({text})"
+    return f"{text} (torch.compile)" if text and runtime == "compile" else text
 
 
 def check_runtime(runtime: str, *, mode: str, amp: str, channels_last: bool) -> None:

@@ -327,10 +327,12 @@ def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
     rows = benchmark_models(
         models, baseline=baseline_model, mode=settings["mode"], batch=settings["batch"], input_size=size,
         device="cpu", threads=settings["threads"], min_run_time=settings["min_run_time"], rounds=settings["rounds"],
+        kernels="both",  # each model with StRA's kernels and in plain torch ops (stock_* fields)
     )
     by_model = {row["model"]: row for row in rows}
     keep = ("median_ms", "iqr_ms", "samples", "images_per_s", "ratio_to_baseline", "ratio_rounds", "noisy",
-            "noise", "batch", "input", "mode", "threads", "peak_mem_mb", "note")
+            "noise", "batch", "input", "mode", "threads", "peak_mem_mb", "note", "implementation",
+            "stock_ratio_to_baseline", "stock_ratio_rounds", "stock_implementation")
     overrides = {v.name: v.model_overrides() for v in plan.suite.variants}  # replace included: not timed either
     measured: dict[str, Any] = {}
     for name, model in variants.items():
