@@ -4,12 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo readme-demo test venv clean
+.PHONY: demo readme-demo test test-torch sanitize venv clean
 
+# Installs, then builds StRA's C kernels into the user's cache (when a C compiler is there: a
+# compiler whose build fails stops here; without one the blocks run as plain torch ops).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m strabench.layers.build_kernels
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,6 +35,26 @@ readme-demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
+
+# The layer tests with StRA's C kernels switched off: every block in its plain-torch form.
+TORCH_PATH_TESTS := tests/layers/test_local_attention.py tests/layers/test_mode_attention.py tests/layers/test_stra.py \
+	tests/layers/test_local_traceable.py tests/layers/test_sasa.py
+
+test-torch: $(STAMP)
+	STRABENCH_FUSED_KERNEL=0 $(BIN)/python -m pytest -n 2 -q $(TORCH_PATH_TESTS)
+
+# The kernel tests once under AddressSanitizer + UBSan (gcc or clang with their runtimes): a
+# separate sanitized build of the kernels, libasan (and libstdc++, for the C++ extensions torch
+# loads) preloaded into python, leak checks off (python's own allocations). About 15 minutes on
+# 2 cores; `make test` runs a short sanitized smoke test (tests/layers/test_kernel_sanitized.py).
+CC ?= cc
+SANITIZED_TESTS := tests/layers/test_local_kernel.py tests/layers/test_ops.py tests/layers/test_pointwise.py \
+	tests/layers/test_local_attention_fused.py tests/layers/test_mode_attention_fused.py
+
+sanitize: $(STAMP)
+	STRABENCH_KERNEL_SANITIZE=1 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libstdc++.so)" \
+	$(BIN)/python -m pytest -q -p no:xdist $(SANITIZED_TESTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

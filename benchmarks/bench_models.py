@@ -83,14 +83,15 @@ def profile(args: argparse.Namespace) -> dict:
     per op the median over repetitions is reported, so a burst of load on this shared machine
     does not land on one model only.
     """
+    import copy
     import statistics
 
     import torch
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from strabench.measure.report import build_for_input
-
     from strabench.env import configure_process
+    from strabench.layers.kernels import fuse_for_inference
+    from strabench.measure.report import build_for_input
 
     allocator = configure_process(calm_threads=False)["allocator"]  # as `strabench bench` does
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -98,20 +99,22 @@ def profile(args: argparse.Namespace) -> dict:
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     x = torch.randn(args.batch, 3, 256, 128).contiguous(memory_format=fmt)
     names = ("resnet50", "resnet50_stra")
-    layers, feats = {}, {}
+    layers, inference, feats = {}, {}, {}
     for name in names:
         model = build_for_input(name, (256, 128)).to(memory_format=fmt)
         with torch.no_grad():
             feats[name] = model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))))
         layers[name] = model.layer4
+        # inference as `strabench bench --mode infer` runs it: each StRA block one operator call
+        inference[name] = copy.deepcopy(model.layer4).eval()
+        fuse_for_inference(inference[name])
 
     def step(name: str, mode: str) -> None:
-        layer4 = layers[name].train(mode == "train")
         if mode == "infer":
             with torch.inference_mode():
-                layer4(feats[name])
+                inference[name](feats[name])
         else:
-            layer4(feats[name].clone().requires_grad_(True)).sum().backward()
+            layers[name].train()(feats[name].clone().requires_grad_(True)).sum().backward()
 
     samples: dict = {(n, m): [] for n in names for m in ("infer", "train")}
     modules: dict = {n: [] for n in names}
@@ -127,7 +130,7 @@ def profile(args: argparse.Namespace) -> dict:
                     copies[name, mode] = _copies(lambda n=name, m=mode: step(n, m))
             if mode == "infer" and rep:  # one more forward per model with its sub-modules labelled
                 for name in names:
-                    modules[name].append(_module_times(layers[name], lambda n=name: step(n, "infer")))
+                    modules[name].append(_module_times(inference[name], lambda n=name: step(n, "infer")))
     report: dict = {"modules_infer": {
         name: {key: statistics.median(rep.get(key, 0.0) for rep in reps) for key in reps[0]} for name, reps in modules.items()
     }}
@@ -179,10 +182,9 @@ def _module_times(layer4, run) -> dict[str, float]:
     """Inclusive forward ms of layer4's parts, summed over its blocks (``conv2.local`` ...).
 
     Each part's ``forward`` is wrapped in a ``record_function`` for the pass (an instance
-    attribute, removed afterwards), not hooked: a hooked block runs its stock modules instead of
-    its fused CPU path (``strabench.layers._local_fast``, ``_mode_fast``), so hooks would time
-    another implementation. Parts not called on the fused path (``conv2.local.value``) are not
-    labelled.
+    attribute, removed afterwards); what runs is the same as unwrapped (StRA's blocks run the same
+    operators whatever observes them). Parts a fused block does not call (``conv2.local.value``)
+    are not labelled.
     """
     from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
 

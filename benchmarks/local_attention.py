@@ -10,18 +10,19 @@ estimate on a machine other processes are using (the JSON records the load avera
     python benchmarks/local_attention.py [--threads 2] [--channels-last] [--parts] [--out result.json]
     python benchmarks/local_attention.py --device cuda --amp bf16 --channels-last
 
-The layers: ``local_attention_fast`` (the block as it runs by default, ``impl="auto"``: on the
-CPU in NCHW the fused block of ``strabench.layers._local_fast``, in channels_last the modules
-with the fused weighting kernel, when the kernels can be built; ``machine.local_attention_kernel``
-says), ``local_attention_shifted`` (the modules with the op-per-pass PyTorch weighting),
-``local_attention_unfold`` (the authors' unfold weighting) and ``conv3x3``. ``--parts`` also
-times the block's three parts on their own, each with its ratio to the conv. Where the fused
-block runs: ``part_projections`` (the value projection and the branch's first grouped 1x1
-conv, one kernel call each way), ``part_branch`` (BN, tanh, the second grouped conv, BN, from a
-fixed first-conv output) and ``part_attention_kernel`` (softmax and weighting from fixed
-logits). Elsewhere: ``part_value_conv`` (the grouped 1x1 value projection), ``part_attention``
-(the softmax weights: the logit branch's grouped 1x1 convs, BN, tanh, omega + nu, softmax) and
-``part_weighting`` (the weighted sum, fixed weights as its parameter).
+The layers: ``local_attention_fast`` (the block as built, ``kernels="fused"``: on the CPU in NCHW
+its grouped 1x1 convs on the ``strabench::grouped_pointwise`` operator and its attention the
+``strabench::local_attention`` operator; in channels_last stock convs with the
+``strabench::local_weighted_sum`` operator; in eval mode fused for inference, one
+``strabench::local_attention_infer`` call; each row's ``implementation`` names what ran),
+``local_attention_stock`` (``use_kernels(..., "stock")``: every layer in plain torch ops, the
+op-per-pass weighting), ``local_attention_unfold`` (stock, the authors' unfold weighting) and
+``conv3x3``. ``--parts`` also times the block's three parts on their own, each with its ratio to
+the conv. In NCHW: ``part_value_conv`` (the grouped 1x1 value projection), ``part_branch`` (the
+logit branch from x: grouped 1x1 conv, BN, tanh, grouped 1x1 conv, BN) and
+``part_attention_operator`` (softmax and weighting from fixed logits). Elsewhere:
+``part_value_conv``, ``part_attention`` (the softmax weights: the logit branch, omega + nu,
+softmax) and ``part_weighting`` (the weighted sum, fixed weights as its parameter).
 
 ``--device cuda`` times on the GPU (the clock synchronises it before every reading);
 ``--amp bf16`` runs every layer under bf16 autocast, the precision GPU users train in.
@@ -57,8 +58,9 @@ from torch import Tensor, nn
 from torch.utils.benchmark import Timer
 
 from strabench.env import configure_process, describe_environment
-from strabench.layers import _local_fast
+from strabench.layers import ops
 from strabench.layers._local_kernel import status as local_kernel_status
+from strabench.layers.kernels import fuse_for_inference, implementations, use_kernels
 from strabench.layers._local_ops import local_weighted_sum
 from strabench.layers.local_attention import LocalAttention
 from strabench.measure.traffic import compulsory_bytes, copy_bandwidth, count_bytes
@@ -132,50 +134,36 @@ class _Weighting(nn.Module):
         return local_weighted_sum(self.attn.unflatten(1, (self.groups, -1)), x, 3, 1)
 
 
-class _FusedProjections(nn.Module):
-    """Fused part: the value projection and the branch's first conv, one kernel call each way."""
+class _Branch(nn.Module):
+    """Part of the block: its logit branch (grouped 1x1 conv, BN, tanh, grouped 1x1 conv, BN) from x."""
 
     def __init__(self, block: LocalAttention) -> None:
         super().__init__()
-        self.groups, self.value, self.first = block.groups, copy.deepcopy(block.value), copy.deepcopy(block.branch[0])
+        self.branch = copy.deepcopy(block.branch)
 
     def forward(self, x: Tensor) -> Tensor:
-        u, _ = _local_fast.projections(self.value, self.first, self.groups, x)
-        return u  # the branch's output gets a zero gradient here
+        return self.branch(x)
 
 
-class _FusedBranch(nn.Module):
-    """Fused part: the branch between its first conv and the logits (BN, tanh, conv, BN), from a
-    fixed first-conv output (its parameter)."""
-
-    def __init__(self, block: LocalAttention, x: Tensor) -> None:
-        super().__init__()
-        self.groups, self.rest = block.groups, copy.deepcopy(block.branch[1:])
-        with torch.no_grad():
-            self.h = nn.Parameter(block.branch[0](x.detach()))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return _local_fast.logits(self.rest, self.groups, self.h)
-
-
-class _FusedAttention(nn.Module):
-    """Fused part: the attention kernel (softmax of fixed logits, its parameter, then the weighting of x)."""
+class _AttentionOperator(nn.Module):
+    """Part of the block: the ``strabench::local_attention`` operator alone (softmax of fixed logits,
+    its parameter, then the weighting of x)."""
 
     def __init__(self, block: LocalAttention, x: Tensor) -> None:
         super().__init__()
         with torch.no_grad():
             self.logits = nn.Parameter(block.branch(x.detach()))
-        self.kernel_size, self.border = block.kernel_size, block.border
+        self.kernel_size, self.mask = block.kernel_size, block.border == "mask"
 
     def forward(self, x: Tensor) -> Tensor:
-        return _local_fast.attention(self, self.logits, x)
+        return ops.local_attention(self.logits, x, self.kernel_size, self.mask)[0]
 
 
 def _parts(block: LocalAttention, x: Tensor) -> dict[str, nn.Module]:
     """The block's parts as it runs here, to time on their own: where its time goes."""
-    if _local_fast.applies(block, x):
-        return {"part_projections": _FusedProjections(block), "part_branch": _FusedBranch(block, x),
-                "part_attention_kernel": _FusedAttention(block, x)}
+    if ops.kernel_fits(x):  # NCHW: the value conv and the branch on the GEMM operator, then the attention operator
+        return {"part_value_conv": copy.deepcopy(block.value), "part_branch": _Branch(block),
+                "part_attention_operator": _AttentionOperator(block, x)}
     return {"part_value_conv": copy.deepcopy(block.value), "part_attention": _Attention(block),
             "part_weighting": _Weighting(block, x)}
 
@@ -196,15 +184,16 @@ def _traffic(fn: Callable[[], object], model: nn.Module, x: Tensor, grad: Tensor
 
 
 def _ratios(t: dict[tuple[str, str], float]) -> dict[str, float]:
-    fast, shifted, unfold, conv = "local_attention_fast", "local_attention_shifted", "local_attention_unfold", "conv3x3"
+    fast, stock, unfold, conv = "local_attention_fast", "local_attention_stock", "local_attention_unfold", "conv3x3"
     return {
         "fast_vs_conv_fwd": round(t[fast, "fwd"] / t[conv, "fwd"], 3),
         "fast_vs_conv_fwdbwd": round(t[fast, "fwd+bwd"] / t[conv, "fwd+bwd"], 3),
         "fast_vs_conv_fwd_eval": round(t[fast, "fwd_eval"] / t[conv, "fwd_eval"], 3),
-        "shifted_vs_conv_fwdbwd": round(t[shifted, "fwd+bwd"] / t[conv, "fwd+bwd"], 3),
+        "stock_vs_conv_fwd_eval": round(t[stock, "fwd_eval"] / t[conv, "fwd_eval"], 3),
+        "stock_vs_conv_fwdbwd": round(t[stock, "fwd+bwd"] / t[conv, "fwd+bwd"], 3),
         "unfold_vs_conv_fwd": round(t[unfold, "fwd"] / t[conv, "fwd"], 3),
         "unfold_vs_conv_fwdbwd": round(t[unfold, "fwd+bwd"] / t[conv, "fwd+bwd"], 3),
-        "fast_vs_shifted_fwdbwd": round(t[fast, "fwd+bwd"] / t[shifted, "fwd+bwd"], 3),
+        "fast_vs_stock_fwdbwd": round(t[fast, "fwd+bwd"] / t[stock, "fwd+bwd"], 3),
         "fast_vs_unfold_fwdbwd": round(t[fast, "fwd+bwd"] / t[unfold, "fwd+bwd"], 3),
     }
 
@@ -223,11 +212,11 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     models: dict[str, nn.Module] = {
         "local_attention_fast": LocalAttention(channels, groups=groups, impl="auto"),
-        "local_attention_shifted": LocalAttention(channels, groups=groups, impl="shifted"),
-        "local_attention_unfold": LocalAttention(channels, groups=groups, impl="unfold"),
+        "local_attention_stock": use_kernels(LocalAttention(channels, groups=groups), "stock"),
+        "local_attention_unfold": use_kernels(LocalAttention(channels, groups=groups, impl="unfold"), "stock"),
         "conv3x3": nn.Conv2d(channels, channels, 3, padding=1, bias=False),
     }
-    for name in ("local_attention_shifted", "local_attention_unfold"):
+    for name in ("local_attention_stock", "local_attention_unfold"):
         models[name].load_state_dict(models["local_attention_fast"].state_dict())
     x = torch.randn(batch, channels, height, width).to(device, memory_format=fmt).requires_grad_()
     grad = torch.randn(batch, channels, height, width).to(device, memory_format=fmt)
@@ -247,14 +236,22 @@ def run(batch: int, channels: int, height: int, width: int, groups: int, threads
         r = grad if shape == grad.shape else torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
         for mode in ("fwd", "fwd+bwd", "fwd_eval"):
             model.train(mode != "fwd_eval")
-            fn = _step(model, x, mode, r, amp)
+            timed = model
+            if mode == "fwd_eval" and name == "local_attention_fast":  # inference: the block as one operator call
+                timed = copy.deepcopy(model).eval()
+                fuse_for_inference(timed)
+            with torch.no_grad():
+                implementation = implementations(timed, x.detach()).get("LocalAttention", "torch ops") \
+                    if isinstance(timed, LocalAttention) else None
+            fn = _step(timed, x, mode, r, amp)
             for _ in range(3):  # warm-up: allocator, oneDNN primitive caches
                 fn()
             m = Timer("fn()", globals={"fn": fn}, num_threads=threads, timer=timer,
                       label=name, description=mode).blocked_autorange(min_run_time=min_run_time)
-            results.append({"name": name, "mode": mode, "median_ms": round(m.median * 1e3, 3),
+            results.append({"name": name, "mode": mode, "implementation": implementation,
+                            "median_ms": round(m.median * 1e3, 3),
                             "iqr_ms": round(m.iqr * 1e3, 3), "min_ms": round(min(m.times) * 1e3, 3),
-                            "runs": len(m.times), **_traffic(fn, model, x, r, mode, bandwidth, m.median)})
+                            "runs": len(m.times), **_traffic(fn, timed, x, r, mode, bandwidth, m.median)})
     ratios = _ratios({(r["name"], r["mode"]): r["median_ms"] for r in results})
     if parts:
         t = {(r["name"], r["mode"]): r["median_ms"] for r in results}

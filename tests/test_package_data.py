@@ -46,7 +46,7 @@ def test_wheel_ships_its_data_files(tmp_path):
         env={**env, "STRABENCH_CACHE": str(tmp_path / "cache"), "STRABENCH_FUSED_KERNEL": "1"},
     )
     assert kernel.returncode == 0, kernel.stderr[-2000:]
-    from strabench.layers._local_kernel import _compiler
+    from strabench.layers._kernel_cache import compiler as _compiler
 
     want = "fused C kernel" if _compiler() else "op-per-pass: fused kernel unavailable: no C compiler"
     assert kernel.stdout.strip().startswith(want), kernel.stdout

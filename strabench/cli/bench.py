@@ -15,6 +15,12 @@ On CUDA out-of-memory the batch is halved.
 --replace puts blocks into the listed models (not into --baseline), so
 `bench resnet50 --baseline resnet50 --replace 'layer4.*.conv2=stra'` times ResNet-50 with StRA
 in layer4 against plain ResNet-50; its row is named resnet50[layer4.*.conv2=stra].
+
+--kernels fused (default) runs StRA's blocks on their strabench:: operators (in inference each
+block fused into one call), stock runs every block in plain torch ops: the design comparison,
+with no block hand-fused. both times each model both ways in one interleaved run (the stock twin
+is the row "MODEL (stock)"; the fused row's stock_ratio_to_baseline is its twin's). Every row
+names what its blocks ran (implementation).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ def bench_command(
     amp: Annotated[str, typer.Option("--amp", help="none, bf16 or fp16 (fp16: cuda only) autocast.")] = "none",
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Model and input in channels_last memory format.")] = False,
     runtime: Annotated[str, typer.Option("--runtime", help="eager, compile (torch.compile) or onnxruntime (ONNX export, inference only).")] = "eager",
+    kernels: Annotated[str, typer.Option("--kernels", help="fused (StRA's operators), stock (every block in plain torch ops) or both.")] = "fused",
     compile: Annotated[bool, typer.Option("--compile", hidden=True, help="Replaced by --runtime compile.")] = False,
     min_run_time: Annotated[float, typer.Option("--min-run-time", help="Seconds per measurement (blocked_autorange).")] = 1.0,
     rounds: Annotated[int, typer.Option("--rounds", help="Measurement rounds; ratios are medians over them.")] = 3,
@@ -60,7 +67,7 @@ def bench_command(
     rows = benchmark_models(
         models, baseline=baseline, mode=mode, batch=batch, input_size=size, device=device, threads=threads, amp=amp,
         channels_last=channels_last, runtime=runtime, min_run_time=min_run_time, rounds=rounds, progress=_progress(),
-        replace=blocks,
+        replace=blocks, kernels=kernels,
     )
     if csv:
         append_csv(rows, csv)
@@ -115,6 +122,9 @@ def _render(rows: list[dict]) -> None:
     print_table(out, headers, cells, right=lambda index: 0 < index != noisy_column, styles={noisy_column: "bold yellow"})
     extras = [f"amp={first['amp']}", f"channels_last={first['channels_last']}", f"runtime={first['runtime']}"]
     out.print(", ".join(extras) + f"; {first['rounds']} round(s), min_run_time {first['min_run_time']} s", highlight=False)
+    for row in rows:
+        if row.get("implementation"):
+            out.print(f"{row['model']} ran {row['implementation']}", highlight=False)
     if first["baseline"]:
         out.print(f"ratio = per-image time / {first['baseline']} measured around it, median over rounds", highlight=False)
     if compiled:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from strabench.cache import cache_root  # re-exported: strabench.data.synthetic.cache_root
 from strabench.data.fer2013 import CLASS_NAMES as EXPRESSION_NAMES
 from strabench.data.synthetic_faces import write_expressions, write_faces
 from strabench.data.synthetic_reid import write_reid
@@ -127,17 +128,6 @@ def generate_synthetic_expressions(root: Path, *, seed: int = 0, **sizes: int) -
 
 
 # ---------------------------------------------------------------------------------- cache
-def cache_root(cache_dir: Path | str | None = None) -> Path:
-    """``cache_dir``, else ``$STRABENCH_CACHE``, else ``$XDG_CACHE_HOME/strabench``, else ``~/.cache/strabench``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("STRABENCH_CACHE"):
-        return Path(os.environ["STRABENCH_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "strabench"
-    return Path.home() / ".cache" / "strabench"
-
-
 def _file_listing(root: Path) -> list[str]:
     """``relative/path<TAB>size`` for every file but the manifest, sorted: cheap staleness check."""
     out = []

@@ -14,17 +14,17 @@
  *   nchw: (B, C, H*W) contiguous; work item = one (b, g), its C/G channel rows stay in cache;
  *   nhwc: (B, H*W, C) contiguous (torch.channels_last); work item = one (b, pixel).
  * Work items are spread over OpenMP threads (the process's own runtime: torch's libgomp).
- * The hot loops are compiled for x86-64-v4/v3 and baseline, picked at load time (target_clones).
+ * The hot loops are compiled for x86-64-v4/v3 and baseline, picked at load time (target_clones;
+ * LWS_ONE_TARGET builds the baseline only: the sanitizer build).
  *
- * The rest of the LocalAttention block, NCHW only (strabench/layers/_local_fast.py): its grouped
- * 1x1 convolutions as a register-blocked GEMM (gpw_*), the channels_last copy their weight
- * gradient reads (nchw_to_nhwc), and the attention from the logit branch's output (la_*):
+ * The rest of the LocalAttention block, NCHW only (the strabench:: operators of
+ * strabench/layers/ops.py): its grouped 1x1 convolutions as a register-blocked GEMM (gpw_*; a
+ * channels_last copy, nchw_to_nhwc), and the attention from the logit branch's output (la_*):
  * omega + nu, the softmax over the window and the weighting above, per (b, g), forward and
  * backward. Every work item sums in a fixed order, so results do not depend on the thread count.
  *
  * Inference, NCHW, every batch norm on its running statistics: the whole LocalAttention block per
- * (b, g) in one call (la_infer), and StRA's mode attention in one call (ma_forward, for
- * strabench/layers/_mode_fast.py).
+ * (b, g) in one call (la_infer), and StRA's mode attention in one call (ma_forward).
  *
  * The kernels are written once for a type T and instantiated for float and double: this file
  * includes itself with LWS_BODY defined.
@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(LWS_ONE_TARGET)
 #define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define HOT
@@ -130,7 +130,7 @@ static inline int wide(void) { return (vector_bytes ? vector_bytes : lws_vector_
 #undef I
 
 /* lets the loader check that it talks to the kernels it expects */
-int lws_abi_version(void) { return 3; }
+int lws_abi_version(void) { return 4; }
 
 #else /* LWS_BODY: the kernels for type T, names suffixed with S */
 
@@ -617,23 +617,59 @@ HOT void F(nchw_to_nhwc)(const T *X, T *XT, int64_t B, int64_t C, int64_t N, int
     }
 }
 
-/* GW[g, i, k] = sum_b sum_n GY[b, g*M + i, n] XT[b, n, g*K + k]; XT is X channels-last (B, N, G*K).
- * Work items: (group, block of 12 rows); each sums over the batch in order (deterministic). */
-void F(gpw_backward_weight)(const T *GY, const T *XT, T *GW, int64_t B, int64_t G, int64_t M, int64_t K,
-                            int64_t N, int threads) {
-    const int64_t RB = 12, blocks = (M + RB - 1) / RB;
+/* xt (N, K) = x (K, N) transposed, x's rows ldx apart: 16 x 16 blocks through a local buffer */
+HOT static void F(transpose)(const T *x, int64_t ldx, T *xt, int64_t K, int64_t N) {
+    T buf[16][16];
+    for (int64_t k0 = 0; k0 < K; k0 += 16) {
+        const int64_t nk = imin(16, K - k0);
+        for (int64_t n0 = 0; n0 < N; n0 += 16) {
+            const int64_t nn = imin(16, N - n0);
+            if (nk == 16 && nn == 16) {
+                for (int i = 0; i < 16; i++)
+                    for (int j = 0; j < 16; j++) buf[i][j] = x[(k0 + i) * ldx + n0 + j];
+                for (int j = 0; j < 16; j++)
+                    for (int i = 0; i < 16; i++) xt[(n0 + j) * K + k0 + i] = buf[i][j];
+            } else {
+                for (int64_t i = 0; i < nk; i++)
+                    for (int64_t j = 0; j < nn; j++) xt[(n0 + j) * K + k0 + i] = x[(k0 + i) * ldx + n0 + j];
+            }
+        }
+    }
+}
+
+/* GW[g, i, k] = sum_b sum_n GY[b, g*M + i, n] X[b, g*K + k, n]; X (B, G*K, N) contiguous (NCHW).
+ * The GEMM wants X's slice transposed (rows of K): each work item transposes its group's slice, one
+ * image at a time, into a buffer of its own (N x K, cache-resident), instead of the whole
+ * activation being copied to channels_last first. Work items: (group, block of rows), as few row
+ * blocks as give every thread work (each block transposes the slices again); each sums over the
+ * batch in order (deterministic). Returns 0, or -1 when the buffer could not be allocated. */
+int F(gpw_backward_weight)(const T *GY, const T *X, T *GW, int64_t B, int64_t G, int64_t M, int64_t K, int64_t N,
+                           int threads) {
     const int par = threads > 1 && B * G * M * K * N >= PARALLEL_MIN_WORK;
     if (B == 0) {
         memset(GW, 0, sizeof(T) * (size_t)(G * M * K));
-        return;
+        return 0;
     }
-#pragma omp parallel for num_threads(threads) schedule(static) if (par)
+    int64_t blocks = par ? imax(1, (2 * (int64_t)threads + G - 1) / G) : 1;
+    blocks = imin(blocks, imax(1, M / 6)); /* at least a 6-row micro tile per block */
+    const int64_t RB = (M + blocks - 1) / blocks;
+    blocks = (M + RB - 1) / RB;
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) if (par) reduction(| : failed)
     for (int64_t t = 0; t < G * blocks; t++) {
         const int64_t g = t / blocks, i0 = (t % blocks) * RB, rows = imin(RB, M - i0);
-        for (int64_t b = 0; b < B; b++)
-            F(gemm)(GW + (g * M + i0) * K, K, rows, K, b > 0, 0, GY + ((b * G + g) * M + i0) * N, N, 1,
-                    XT + b * N * G * K + g * K, G * K, N);
+        T *xt = (T *)malloc(sizeof(T) * (size_t)(N * K));
+        if (!xt) {
+            failed = 1;
+            continue;
+        }
+        for (int64_t b = 0; b < B; b++) {
+            F(transpose)(X + (b * G + g) * K * N, N, xt, K, N);
+            F(gemm)(GW + (g * M + i0) * K, K, rows, K, b > 0, 0, GY + ((b * G + g) * M + i0) * N, N, 1, xt, K, N);
+        }
+        free(xt);
     }
+    return failed ? -1 : 0;
 }
 
 /* ---- the attention of one (b, g) from its logits, and its backward ------------------------

@@ -1,4 +1,5 @@
-"""StRA's fused CPU kernels, built from ``_local_kernel.c`` on first use.
+"""StRA's fused CPU kernels (``_local_kernel.c``) through ctypes: the bodies of the ``strabench::``
+operators of ``ops``, which are what the rest of strabench calls.
 
 The local weighted sum: the op-per-pass weighting in ``_local_ops`` makes K*K passes over the
 value tensor in each direction (plus a multiply and a reduction per offset for the attention's
@@ -6,136 +7,83 @@ gradient), so on a CPU it runs at the memory bandwidth of ~30 passes over the ac
 C kernel does each direction in one pass, with a group's channel rows in cache, so its traffic
 is the inputs and outputs once (float32/float64, stride 1, NCHW or channels_last).
 
-The whole LocalAttention block (``_local_fast``, NCHW): the grouped 1x1 convolutions as a
+The LocalAttention block's other parts, NCHW: the grouped 1x1 convolutions as a
 register-blocked GEMM (``pointwise_*``: MKL runs its AVX2 code on AMD CPUs and oneDNN's grouped
-backward is slow in NCHW; these tiles keep 6 x 4 vectors of accumulators in registers), the
-channels_last copy the weight gradient reads (``channels_last``), and the attention from the
+backward is slow in NCHW; these tiles keep 6 x 4 vectors of accumulators in registers; the
+weight gradient transposes x slice by slice in cache), and the attention from the
 logits: omega + nu, the softmax and the weighting of one (image, group) in one pass
 (``attention_*``). The blocked loops come in 64-byte (AVX-512) and 32-byte (AVX2) vectors, one
 picked per process from the CPU (``vector_bytes``).
 
 Inference (eval-mode batch norms, no autograd), NCHW: the whole LocalAttention block in one call
-(``local_attention_infer``) and the whole mode attention in one call (``mode_attention_forward``,
-for ``_mode_fast``), which at batch 1 replace dozens of small ops each.
-
-Everything else (CUDA, bf16/fp16, stride > 1, other layouts) takes the op-per-pass path, as
-does everything when the kernels cannot be built.
+(``local_attention_infer``) and the whole mode attention in one call (``mode_attention_forward``),
+which at batch 1 replace dozens of small ops each.
 
 Build: the system C compiler (``$CC``, else ``cc``) with ``-O3 -fopenmp``, once per source and
-compiler, into ``<cache>/kernels/`` (``strabench.data.synthetic.cache_root``: ``$STRABENCH_CACHE``,
-else ``~/.cache/strabench``; a folder under the temp dir when that is read-only), written
-atomically so concurrent processes (DDP ranks) can race safely; a damaged cached file is
-rebuilt. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
+compiler, into ``<cache>/kernels/`` (``strabench.cache.cache_root``: ``$STRABENCH_CACHE``, else
+``~/.cache/strabench``), a folder of this user's with mode 0700, with the library's sha256
+recorded beside it; only a library that passes those checks is loaded, and a damaged or foreign
+one is rebuilt (``_kernel_cache``). Without a usable cache the kernels are not used. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
 when torch is), with torch's intra-op thread count. Hot loops are compiled for x86-64-v4, v3
 and baseline and picked at load time, so one cached build serves every node of a
 heterogeneous cluster sharing a home directory.
 
-``STRABENCH_FUSED_KERNEL=0`` turns the kernels off (the modules and the op-per-pass weighting
-run); ``status()`` says which path runs and why, and every run's environment record carries it.
-Every kernel reports the bytes it reads and writes to ``strabench.measure.traffic``.
+``STRABENCH_FUSED_KERNEL=0`` turns the kernels off (the operators run their decompositions, the
+blocks their plain torch ops); ``status()`` says which and why, and every run's environment record
+carries it.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from strabench.measure.traffic import counting, record_kernel
+from strabench.cache import cache_root
+from strabench.layers import _kernel_cache
+from strabench.layers._kernel_cache import KernelUnavailable
 
 __all__ = [
-    "KernelUnavailable", "applies", "attention_backward", "attention_forward", "available", "backward", "build",
+    "KernelUnavailable", "attention_backward", "attention_forward", "available", "backward", "build",
     "channels_last", "forward", "local_attention_infer", "mode_attention_forward", "pointwise_backward_input",
     "pointwise_backward_weight", "pointwise_forward", "status", "vector_bytes",
 ]
 
 _SOURCE = Path(__file__).with_name("_local_kernel.c")
 _FLAGS = ("-O3", "-std=c11", "-ffp-contract=fast", "-fPIC", "-shared", "-fopenmp")
-_ABI_VERSION = 3
+#: ``STRABENCH_KERNEL_SANITIZE=1``: a separate build under AddressSanitizer and UBSan (baseline target
+#: only, -O1), for a process started with libasan preloaded (``make sanitize``; docs/kernels.md)
+_SANITIZE_SWITCH = "STRABENCH_KERNEL_SANITIZE"
+_SANITIZE_FLAGS = ("-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                   "-DLWS_ONE_TARGET", "-std=c11", "-ffp-contract=fast", "-fPIC", "-shared", "-fopenmp")
+_ABI_VERSION = 4
 _ENV_SWITCH = "STRABENCH_FUSED_KERNEL"
+_STEM = "local_kernel"
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
 
-class KernelUnavailable(RuntimeError):
-    """The fused kernel cannot be built or loaded here (the message says why)."""
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return name
-    return None
-
-
-def _compiler_id(cc: str) -> str:
-    try:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise KernelUnavailable(f"{cc} --version failed: {exc}") from exc
-    return out.stdout.splitlines()[0] if out.returncode == 0 and out.stdout else cc
-
-
 def _cache_dir() -> Path:
-    from strabench.data.synthetic import cache_root
-
     return cache_root() / "kernels"
 
 
+def _recipe() -> tuple[tuple[str, ...], str]:
+    """(compiler flags, library stem): the sanitizer build where ``STRABENCH_KERNEL_SANITIZE=1``."""
+    if os.environ.get(_SANITIZE_SWITCH, "0").strip().lower() in ("1", "on", "true", "yes"):
+        return _SANITIZE_FLAGS, f"{_STEM}_sanitized"
+    return _FLAGS, _STEM
+
+
 def build(cache_dir: Path | None = None) -> Path:
-    """Compile the kernel (or find the cached build of this source and compiler); its path.
-
-    Raises ``KernelUnavailable`` with the reason (no compiler, no OpenMP, compile error).
-    """
-    cc = _compiler()
-    if cc is None:
-        raise KernelUnavailable("no C compiler found (set CC, or install gcc/clang)")
-    source = _SOURCE.read_bytes()
-    cc_id = _compiler_id(cc)
-    key = hashlib.sha256(b"\0".join([source, cc_id.encode(), " ".join(_FLAGS).encode(),
-                                     platform.machine().encode()])).hexdigest()[:16]
-    name = f"local_kernel-{key}.so"
-    dirs = [cache_dir] if cache_dir is not None else [
-        _cache_dir(), Path(tempfile.gettempdir()) / f"strabench-kernels-{getattr(os, 'getuid', lambda: 0)()}"
-    ]
-    for folder in dirs:
-        if (folder / name).is_file():
-            return folder / name
-    errors = []
-    for folder in dirs:  # a read-only cache (a shared home on a cluster) falls back to /tmp
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=folder)
-        except OSError as exc:
-            errors.append(f"{folder}: {exc.strerror or exc}")
-            continue
-        os.close(fd)
-        return _compile(cc, cc_id, Path(tmp), folder / name)
-    raise KernelUnavailable(f"no writable kernel cache ({'; '.join(errors)})")
-
-
-def _compile(cc: str, cc_id: str, tmp: Path, lib: Path) -> Path:
-    try:
-        out = subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", tmp], capture_output=True, text=True,
-                             timeout=300, check=False)
-        if out.returncode != 0:
-            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-            raise KernelUnavailable(f"{cc_id} could not build the kernel: {last}")
-        os.replace(tmp, lib)  # atomic: a racing process sees no file or a whole one
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise KernelUnavailable(f"building the kernel with {cc} failed: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return lib
+    """Compile the kernels into the cache unless a verified build of this source and compiler is
+    there; the library's path. Raises ``KernelUnavailable`` with the reason (no compiler, no
+    OpenMP, compile error, a cache folder that is not this user's)."""
+    flags, stem = _recipe()
+    path, _note = _kernel_cache.ensure_built(_SOURCE, flags, cache_dir or _cache_dir(), stem)
+    return path
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -154,8 +102,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         getattr(lib, f"gpw_backward_weight_{suffix}").argtypes = [
             _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int]
         getattr(lib, f"nchw_to_nhwc_{suffix}").argtypes = [_ptr, _ptr, _i64, _i64, _i64, _int]
-        for name in ("gpw_forward", "gpw_backward_input", "gpw_backward_weight", "nchw_to_nhwc"):
+        for name in ("gpw_forward", "gpw_backward_input", "nchw_to_nhwc"):
             getattr(lib, f"{name}_{suffix}").restype = None
+        getattr(lib, f"gpw_backward_weight_{suffix}").restype = _int
         la_fwd, la_bwd = getattr(lib, f"la_forward_{suffix}"), getattr(lib, f"la_backward_{suffix}")
         la_fwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int, _int]
         la_bwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, _i64, _int, _int]
@@ -168,20 +117,38 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
-@functools.lru_cache(maxsize=1)
-def _load() -> ctypes.CDLL | str:
-    """The loaded library, or why there is none (built once per process)."""
+def _load_once() -> tuple[ctypes.CDLL | str, str]:
     if os.environ.get(_ENV_SWITCH, "1").strip().lower() in ("0", "off", "false", "no"):
-        return f"switched off by {_ENV_SWITCH}={os.environ[_ENV_SWITCH]}"
+        return f"switched off by {_ENV_SWITCH}={os.environ[_ENV_SWITCH]}", ""
     try:
-        path = build()
-        try:
-            return _declare(ctypes.CDLL(str(path)))
-        except OSError:  # a damaged cached file: rebuild it once
-            path.unlink(missing_ok=True)
-            return _declare(ctypes.CDLL(str(build())))
+        flags, stem = _recipe()
+        lib, note = _kernel_cache.load(_SOURCE, flags, _cache_dir(), stem)
+        return _declare(lib), note
     except (KernelUnavailable, OSError, AttributeError) as exc:
-        return f"unavailable: {exc}"
+        return f"unavailable: {exc}", ""
+
+
+#: The process's one load: (the library, or why there is none; what loading it repaired). A plain
+#: dict, filled on first use (the blocks' constructors ask): ``torch.compile`` reads it as a constant
+#: when it traces a block, where it could not trace the loading itself.
+_LOADED: dict[str, tuple[ctypes.CDLL | str, str]] = {}
+
+
+def _state() -> tuple[ctypes.CDLL | str, str]:
+    state = _LOADED.get("kernels")
+    if state is None:
+        state = _LOADED["kernels"] = _load_once()
+    return state
+
+
+def _forget() -> None:
+    """Load again on next use (tests: another cache, compiler or switch)."""
+    _LOADED.clear()
+
+
+def _load() -> ctypes.CDLL | str:
+    """The loaded library, or why there is none (built or verified once per process)."""
+    return _state()[0]
 
 
 def status() -> str:
@@ -189,7 +156,12 @@ def status() -> str:
     lib = _load()
     if not isinstance(lib, ctypes.CDLL):
         return f"op-per-pass: fused kernel {lib}"
-    return f"fused C kernel ({lib.lws_vector_bytes(0)}-byte vectors)"
+    notes = [f"{lib.lws_vector_bytes(0)}-byte vectors"]
+    if _recipe()[1] != _STEM:
+        notes.append("AddressSanitizer + UBSan build")
+    if _state()[1]:
+        notes.append(_state()[1])
+    return f"fused C kernel ({'; '.join(notes)})"
 
 
 def vector_bytes(force: int = 0) -> int:
@@ -200,19 +172,9 @@ def vector_bytes(force: int = 0) -> int:
     return _load().lws_vector_bytes(force)
 
 
-def applies(value: Tensor, stride: int) -> bool:
-    """Whether the fused kernel runs this weighting (and can be loaded)."""
-    return (
-        stride == 1
-        and value.device.type == "cpu"
-        and value.dtype in _SUFFIX
-        and (value.is_contiguous() or value.is_contiguous(memory_format=torch.channels_last))
-        and available()
-    )
-
-
 def _nhwc(t: Tensor) -> bool:
     return not t.is_contiguous()
+
 
 
 def available() -> bool:
@@ -221,16 +183,10 @@ def available() -> bool:
 
 
 def _call(name: str, dtype: torch.dtype, *args: object) -> None:
-    """Run kernel ``name`` for ``dtype``; under torch.profiler it shows as the op ``strabench::<name>``
-    (a ctypes call is invisible to the profiler otherwise, and its time would go uncounted)."""
+    """Run kernel ``name`` for ``dtype`` (the ``strabench::`` operators of ``ops`` call these)."""
     lib = _load()
-    assert isinstance(lib, ctypes.CDLL), "applies() must be checked first"
-    kernel = getattr(lib, f"{name}_{_SUFFIX[dtype]}")
-    if torch._C._autograd._profiler_enabled():
-        with torch.profiler.record_function(f"strabench::{name}"):
-            failed = kernel(*args)
-    else:
-        failed = kernel(*args)
+    assert isinstance(lib, ctypes.CDLL), "kernel_fits() must be checked first"
+    failed = getattr(lib, f"{name}_{_SUFFIX[dtype]}")(*args)
     if failed:
         raise MemoryError(f"the fused kernel {name} ran out of scratch memory")
 
@@ -247,7 +203,6 @@ def forward(masked: Tensor, value: Tensor, kernel_size: int) -> Tensor:
     b, c, h, w = value.shape
     g = masked.shape[1]
     out = torch.empty_like(value)
-    record_kernel("local_weighted_sum_fused", [masked, value], [out])
     _call("lws_forward", value.dtype, masked.data_ptr(), value.data_ptr(), out.data_ptr(), b, g, c // g,
           h, w, kernel_size, int(_nhwc(value)), torch.get_num_threads())
     return out
@@ -266,7 +221,6 @@ def backward(
     grad_value = torch.empty_like(value) if need_value else None
     written = [t for t in (grad_attn, grad_value) if t is not None]
     read = [grad_out, *([value] if need_attn else []), *([masked] if need_value else [])]
-    record_kernel("local_weighted_sum_fused_backward", read, written)
     _call("lws_backward", value.dtype, masked.data_ptr(), value.data_ptr(), grad_out.data_ptr(),
           _ptr_of(grad_attn), _ptr_of(grad_value), b, g, c // g, h, w, kernel_size, int(_nhwc(value)),
           torch.get_num_threads())
@@ -282,7 +236,6 @@ def pointwise_forward(weight: Tensor, bias: Tensor | None, x: Tensor) -> Tensor:
     b, c, h, w = x.shape
     g, m, k = weight.shape
     y = torch.empty((b, g * m, h, w), dtype=x.dtype)
-    record_kernel("grouped_pointwise", [t for t in (weight, bias, x) if t is not None], [y])
     _call("gpw_forward", x.dtype, weight.data_ptr(), _ptr_of(bias), x.data_ptr(), y.data_ptr(), b, g, m, k,
           h * w, torch.get_num_threads())
     return y
@@ -295,7 +248,6 @@ def pointwise_backward_input(pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
     b, _, h, w = gy1.shape
     g, _, k = w1.shape
     gx = torch.empty((b, g * k, h, w), dtype=gy1.dtype)
-    record_kernel("grouped_pointwise_backward_input", [t for pair in pairs for t in pair], [gx])
     _call("gpw_backward_input", gy1.dtype, w1.data_ptr(), gy1.data_ptr(), w1.shape[1], _ptr_of(w2), _ptr_of(gy2),
           0 if w2 is None else w2.shape[1], gx.data_ptr(), b, g, k, h * w, torch.get_num_threads())
     return gx
@@ -305,18 +257,16 @@ def channels_last(x: Tensor) -> Tensor:
     """``x.contiguous(memory_format=torch.channels_last)`` for a contiguous NCHW x, in tiles (faster here)."""
     b, c, h, w = x.shape
     out = torch.empty_like(x, memory_format=torch.channels_last)
-    record_kernel("nchw_to_nhwc", [x], [out])
     _call("nchw_to_nhwc", x.dtype, x.data_ptr(), out.data_ptr(), b, c, h * w, torch.get_num_threads())
     return out
 
 
-def pointwise_backward_weight(grad_out: Tensor, x_channels_last: Tensor, groups: int) -> Tensor:
-    """d/dweight (G, M, K) of a grouped 1x1 conv; x in channels_last (contiguous (B, H, W, C) memory)."""
+def pointwise_backward_weight(grad_out: Tensor, x: Tensor, groups: int) -> Tensor:
+    """d/dweight (G, M, K) of a grouped 1x1 conv of the contiguous NCHW x."""
     b, gm, h, w = grad_out.shape
-    k = x_channels_last.shape[1] // groups
+    k = x.shape[1] // groups
     gw = torch.empty((groups, gm // groups, k), dtype=grad_out.dtype)
-    record_kernel("grouped_pointwise_backward_weight", [grad_out, x_channels_last], [gw])
-    _call("gpw_backward_weight", grad_out.dtype, grad_out.data_ptr(), x_channels_last.data_ptr(), gw.data_ptr(),
+    _call("gpw_backward_weight", grad_out.dtype, grad_out.data_ptr(), x.data_ptr(), gw.data_ptr(),
           b, groups, gm // groups, k, h * w, torch.get_num_threads())
     return gw
 
@@ -334,7 +284,6 @@ def attention_forward(
     g = logits.shape[1] // (kk + 1)
     out = torch.empty_like(value)
     attn = torch.empty((b, g, kk, h * w), dtype=value.dtype)
-    record_kernel("local_attention_fused", [logits, valid, value], [out, attn])
     _call("la_forward", value.dtype, logits.data_ptr(), valid.data_ptr(), value.data_ptr(), attn.data_ptr(),
           out.data_ptr(), b, g, c // g, h, w, kernel_size, int(mask), torch.get_num_threads())
     return out, attn
@@ -349,8 +298,6 @@ def attention_backward(
     g, kk = attn.shape[1:3]
     grad_logits = torch.empty((b, g * (kk + 1), h, w), dtype=value.dtype) if need_logits else None
     grad_value = torch.empty_like(value) if need_value else None
-    record_kernel("local_attention_fused_backward", [attn, valid, value, grad_out],
-                  [t for t in (grad_logits, grad_value) if t is not None])
     _call("la_backward", value.dtype, attn.data_ptr(), valid.data_ptr(), value.data_ptr(), grad_out.data_ptr(),
           _ptr_of(grad_logits), _ptr_of(grad_value), b, g, c // g, h, w, kernel_size, torch.get_num_threads())
     return grad_logits, grad_value
@@ -362,13 +309,6 @@ def attention_backward(
 
 Conv = tuple[Tensor, Tensor | None]
 Norm = tuple[Tensor | None, Tensor | None, Tensor, Tensor, float]
-
-
-def _record(name: str, x: Tensor, convs: list[Conv], norms: list[Norm], extra: list[Tensor], out: Tensor) -> None:
-    if counting():  # gathering the list is most of a batch-1 call's Python time otherwise
-        read = [x, *extra, *(t for conv in convs for t in conv if t is not None),
-                *(t for norm in norms for t in norm[:4] if t is not None)]
-        record_kernel(name, read, [out])
 
 
 def _norm_args(norms: list[Norm]) -> tuple[ctypes.Array, ctypes.Array]:
@@ -384,7 +324,6 @@ def local_attention_infer(x: Tensor, groups: int, kernel_size: int, mask: bool, 
     convs (value projection, branch), norms the branch's two BNs; valid (K*K, H*W) 1/0."""
     b, c, h, w = x.shape
     out = torch.empty_like(x)
-    _record("local_attention_infer", x, [value, first, second], norms, [valid], out)
     pointers, eps = _norm_args(norms)
     (wv, bv), (w1, b1), (w2, b2) = value, first, second
     _call("la_infer", x.dtype, x.data_ptr(), valid.data_ptr(), out.data_ptr(), b, groups, c // groups, h, w,
@@ -404,7 +343,6 @@ def mode_attention_forward(x: Tensor, groups: int, first: Conv, second: Conv, no
     b, c, h, w = x.shape
     (w1, b1), (w2, b2) = first, second
     out = torch.empty_like(x)
-    _record("mode_attention_fused", x, [first, second], norms[:4 if interaction else 3], [], out)
     pointers, eps = _norm_args(norms)
     _call("ma_forward", x.dtype, x.data_ptr(), out.data_ptr(), b, groups, c // groups, h * w, w1.data_ptr(),
           _ptr_of(b1), w1.shape[0] // groups, w2.data_ptr(), _ptr_of(b2), pointers, eps, int(interaction),

@@ -18,7 +18,6 @@ Conventions shared by everything here (and by ``LocalAttention``):
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from strabench.layers import _local_kernel
+from strabench.layers import _local_kernel, ops
+from strabench.layers._window import flat_valid, output_size
 
 __all__ = [
     "KERNELS",
@@ -47,12 +47,6 @@ __all__ = [
 #: (``prim::PythonOp`` + ``.`` + the autograd Function's class name). A FLOP counter that
 #: registers a handle under this name counts the weighting instead of skipping it.
 LOCAL_WEIGHTED_SUM_OP_NAME = "prim::PythonOp.LocalWeightedSum"
-
-
-def output_size(size: int, kernel_size: int, stride: int) -> int:
-    """Output length of a K-window with padding K // 2 (same as ``nn.Conv2d(..., padding=K//2)``)."""
-    pad = kernel_size // 2
-    return (size + 2 * pad - kernel_size) // stride + 1
 
 
 def local_attention_macs(
@@ -113,7 +107,7 @@ def neighbour_windows(t: Tensor, kernel_size: int, stride: int, fill: float) -> 
     to a (B, G, K, K, Ho, Wo) tensor broadcasts without materialising the K*K copies. Built from
     ``Tensor.unfold`` views so a ``torch.jit.trace`` records no shape arithmetic.
     """
-    if _capturing_a_graph():
+    if ops.decomposing():
         from strabench.layers._local_traceable import traceable_neighbour_windows
 
         return traceable_neighbour_windows(t, kernel_size, stride, fill)
@@ -176,25 +170,9 @@ def _windows(kernel_size: int, stride: int, h: int, w: int, ho: int, wo: int):
             yield k, ry[0], rx[0], ry[1], rx[1]
 
 
-@functools.lru_cache(maxsize=64)
-def _flat_valid_cached(kernel_size: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable in autograd later
-        d = torch.arange(kernel_size, device=device) - kernel_size // 2
-        ys = torch.arange(h, device=device) + d[:, None]  # (K, H)
-        xs = torch.arange(w, device=device) + d[:, None]  # (K, W)
-        vy = (ys >= 0) & (ys < h)
-        vx = (xs >= 0) & (xs < w)
-        valid = vy[:, None, :, None] & vx[None, :, None, :]  # (K, K, H, W)
-        return valid.reshape(kernel_size * kernel_size, h * w).to(dtype)
-
-
 def _flat_valid(kernel_size: int, h: int, w: int, like: Tensor) -> Tensor:
-    """(K*K, H*W) 1/0 mask: is the k-th neighbour of flat pixel p inside the image (stride 1).
-
-    A constant of the shape, built once per (K, H, W, device, dtype) and reused: at batch 1
-    its dozen small ops would otherwise cost as much as the weighting itself.
-    """
-    return _flat_valid_cached(kernel_size, h, w, like.device, like.dtype)
+    """(K*K, H*W) 1/0 mask: is the k-th neighbour of flat pixel p inside the image (``_window.flat_valid``)."""
+    return flat_valid(kernel_size, h, w, like)
 
 
 def _flat_shifts(kernel_size: int, h: int, w: int):
@@ -212,6 +190,15 @@ def _flat_shifts(kernel_size: int, h: int, w: int):
             yield k, lo, hi, off
 
 
+def _mul_into(dst: Tensor, a: Tensor, b: Tensor) -> None:
+    """dst = a * b, in place. A strided dst (a channels_last activation's grouped view) is filled
+    with copy + multiply: ``torch.compile`` refuses a non-contiguous ``out=``."""
+    if dst.is_contiguous():
+        torch.mul(a, b, out=dst)
+    else:
+        dst.copy_(b).mul_(a)
+
+
 def _forward_flat(attn_masked: Tensor, value: Tensor, kernel_size: int) -> Tensor:
     b, c, h, w = value.shape
     g = attn_masked.shape[1]
@@ -220,7 +207,7 @@ def _forward_flat(attn_masked: Tensor, value: Tensor, kernel_size: int) -> Tenso
     out = torch.empty_like(value)
     o = out.view(b, g, c // g, h * w)
     centre = kernel_size * kernel_size // 2
-    torch.mul(a[:, :, :, centre], v, out=o)  # the centre covers every pixel: initialises out
+    _mul_into(o, a[:, :, :, centre], v)  # the centre covers every pixel: initialises out
     for k, lo, hi, off in _flat_shifts(kernel_size, h, w):
         if k != centre:
             o[..., lo:hi].addcmul_(a[:, :, :, k, lo:hi], v[..., lo + off : hi + off])
@@ -235,7 +222,7 @@ def _grad_value_flat(attn_masked: Tensor, grad_out: Tensor, kernel_size: int) ->
     grad = torch.empty_like(grad_out)
     gv = grad.view(b, g, c // g, h * w)
     centre = kernel_size * kernel_size // 2
-    torch.mul(a[:, :, :, centre], go, out=gv)
+    _mul_into(gv, a[:, :, :, centre], go)
     for k, lo, hi, off in _flat_shifts(kernel_size, h, w):
         if k != centre:
             gv[..., lo + off : hi + off].addcmul_(a[:, :, :, k, lo:hi], go[..., lo:hi])
@@ -248,12 +235,9 @@ def _grad_attn_flat(value: Tensor, grad_out: Tensor, groups: int, kernel_size: i
     v = value.view(b, groups, c // groups, h * w)
     go = grad_out.view(b, groups, c // groups, h * w)
     grad = value.new_zeros((b, groups, kernel_size * kernel_size, h * w))
-    # products go to a buffer laid out like value: a fresh temporary would be NCHW-ordered and
-    # turn a channels_last input into strided reads
-    prod = torch.empty_like(value).view(b, groups, c // groups, h * w)
+    # (the product of two views laid out like value is laid out like value: no strided reads)
     for k, lo, hi, off in _flat_shifts(kernel_size, h, w):
-        torch.mul(go[..., lo:hi], v[..., lo + off : hi + off], out=prod[..., lo:hi])
-        torch.sum(prod[..., lo:hi], dim=2, out=grad[:, :, k, lo:hi])
+        grad[:, :, k, lo:hi] = (go[..., lo:hi] * v[..., lo + off : hi + off]).sum(dim=2)
     return grad
 
 
@@ -267,7 +251,7 @@ def _forward_rect(attn: Tensor, value: Tensor, kernel_size: int, stride: int) ->
     o = out.view(b, g, c // g, ho, wo)
     centre = kernel_size * kernel_size // 2
     # the centre neighbour is in the image for every output pixel, whatever the stride
-    torch.mul(a[:, :, :, centre], v[..., ::stride, ::stride], out=o)
+    _mul_into(o, a[:, :, :, centre], v[..., ::stride, ::stride])
     for k, oy, ox, iy, ix in _windows(kernel_size, stride, h, w, ho, wo):
         if k != centre:
             o[..., oy, ox].addcmul_(a[:, :, :, k, oy, ox], v[..., iy, ix])
@@ -292,10 +276,8 @@ def _grad_attn_rect(value: Tensor, grad_out: Tensor, groups: int, kernel_size: i
     v = value.view(b, groups, c // groups, h, w)
     go = grad_out.view(b, groups, c // groups, ho, wo)
     grad = value.new_zeros((b, groups, kernel_size * kernel_size, ho, wo))
-    prod = torch.empty_like(grad_out).view(b, groups, c // groups, ho, wo)  # see _grad_attn_flat
     for k, oy, ox, iy, ix in _windows(kernel_size, stride, h, w, ho, wo):
-        torch.mul(go[..., oy, ox], v[..., iy, ix], out=prod[..., oy, ox])
-        torch.sum(prod[..., oy, ox], dim=2, out=grad[:, :, k, oy, ox])
+        grad[:, :, k, oy, ox] = (go[..., oy, ox] * v[..., iy, ix]).sum(dim=2)
     return grad
 
 
@@ -314,29 +296,25 @@ class LocalWeightedSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, attn: Tensor, value: Tensor, kernel_size: int, stride: int, fused: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx, attn: Tensor, value: Tensor, kernel_size: int, stride: int) -> Tensor:  # type: ignore[override]
         if torch.jit.is_tracing():
             # a trace records this op as one opaque node and reruns it on real shapes, so the
             # tracer's warnings about our Python shape arithmetic do not apply
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                return LocalWeightedSum._forward(ctx, attn, value, kernel_size, stride, fused)
-        return LocalWeightedSum._forward(ctx, attn, value, kernel_size, stride, fused)
+                return LocalWeightedSum._forward(ctx, attn, value, kernel_size, stride)
+        return LocalWeightedSum._forward(ctx, attn, value, kernel_size, stride)
 
     @staticmethod
-    def _forward(ctx, attn: Tensor, value: Tensor, kernel_size: int, stride: int, fused: bool) -> Tensor:
+    def _forward(ctx, attn: Tensor, value: Tensor, kernel_size: int, stride: int) -> Tensor:
         value = _viewable(value)
         b, g, kk, ho, wo = attn.shape
         h, w = value.shape[-2:]
-        ctx.kernel_size, ctx.stride, ctx.hw, ctx.fused = kernel_size, stride, (h, w), fused
+        ctx.kernel_size, ctx.stride, ctx.hw = kernel_size, stride, (h, w)
         if stride == 1:
             # zero the weights of out-of-image neighbours once; both passes then run on flat views
             # (reshape: a view of attn in whatever dense layout it has, e.g. from channels_last)
             masked = attn.reshape(b, g, kk, h * w) * _flat_valid(kernel_size, h, w, attn)
-            if fused:
-                masked = masked.contiguous()
-                ctx.save_for_backward(masked, value)
-                return _local_kernel.forward(masked, value, kernel_size)
             ctx.save_for_backward(masked, value)
             return _forward_flat(masked, value, kernel_size)
         ctx.save_for_backward(attn, value)
@@ -350,13 +328,7 @@ class LocalWeightedSum(torch.autograd.Function):
         b, g = attn.shape[:2]
         grad_out = grad_out.contiguous(memory_format=_memory_format(value))
         grad_attn = grad_value = None
-        if stride == 1 and ctx.fused:
-            grad_attn, grad_value = _local_kernel.backward(
-                attn, value, grad_out, k, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-            )
-            if grad_attn is not None:
-                grad_attn = grad_attn.view(b, g, k * k, h, w)
-        elif stride == 1:
+        if stride == 1:
             if ctx.needs_input_grad[0]:
                 grad_attn = _grad_attn_flat(value, grad_out, g, k)
                 grad_attn.mul_(_flat_valid(k, h, w, grad_attn))
@@ -368,7 +340,7 @@ class LocalWeightedSum(torch.autograd.Function):
                 grad_attn = _grad_attn_rect(value, grad_out, g, k, stride)
             if ctx.needs_input_grad[1]:
                 grad_value = _grad_value_rect(attn, grad_out, k, stride, h, w)
-        return grad_attn, grad_value, None, None, None
+        return grad_attn, grad_value, None, None
 
 
 #: ``kernel`` of ``local_weighted_sum``: the fused C kernel where it applies, always, or never
@@ -384,35 +356,31 @@ def local_weighted_sum(
     ``value``'s memory format. Same maths as ``unfold_weighted_sum`` without its K*K-times
     larger intermediate, in both forward and backward. ``attn`` and ``value`` must share a dtype.
 
-    ``kernel="auto"`` runs the fused C kernel (``_local_kernel``: CPU, float32/64, stride 1)
-    where it applies and can be built, else the op-per-pass ("shifted") PyTorch version;
-    ``"fused"`` insists on the kernel (ValueError where it does not apply), ``"shifted"`` never
-    uses it.
+    ``kernel="auto"`` runs the ``strabench::local_weighted_sum`` operator (its C kernel: CPU,
+    float32/64, stride 1, NCHW or channels_last) where it applies and the kernels are loaded, else
+    the op-per-pass ("shifted") PyTorch version; ``"fused"`` insists on the operator (ValueError
+    where it does not apply), ``"shifted"`` never uses it. Inside ``ops.decomposed()`` (an
+    exporter tracing) it is the traceable pad / slice / multiply / add form.
     """
     _check_args(attn, value, kernel_size, stride)
     if attn.dtype != value.dtype:
         raise ValueError(f"attn dtype {attn.dtype} differs from value dtype {value.dtype}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if _capturing_a_graph():
+    if ops.decomposing():
         from strabench.layers._local_traceable import traceable_weighted_sum
 
         return traceable_weighted_sum(attn, value, kernel_size, stride)
-    fused = kernel != "shifted" and _local_kernel.applies(value, stride)
+    fused = kernel != "shifted" and stride == 1 and ops.kernel_fits(value, channels_last=True)
     if kernel == "fused" and not fused:
         raise ValueError(
             f"the fused local attention kernel does not run a {value.device.type} {value.dtype} "
             f"input with stride {stride} here ({_local_kernel.status()}); use kernel='auto'"
         )
-    return LocalWeightedSum.apply(attn, value, kernel_size, stride, fused)
-
-
-def _capturing_a_graph() -> bool:
-    """Whether an ONNX export or torch.compile/torch.export is capturing this call.
-
-    They get the pure-tensor formulation (an exporter cannot translate a Python autograd
-    Function). A plain ``torch.jit.trace`` (fvcore's counting) is neither, so it still records
-    the named ``LocalWeightedSum`` node; the legacy ONNX exporter traces too, but sets
-    ``is_in_onnx_export``.
-    """
-    return torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    if fused:
+        b, g, kk = attn.shape[:3]
+        h, w = value.shape[-2:]
+        # zero the weights of out-of-image neighbours (the kernel reads flat shifts that wrap rows there)
+        masked = (attn.reshape(b, g, kk, h * w) * flat_valid(kernel_size, h, w, attn)).contiguous()
+        return ops.local_weighted_sum(masked, value, kernel_size)
+    return LocalWeightedSum.apply(attn, value, kernel_size, stride)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from strabench.layers._local_ops import output_size
+from strabench.layers._window import output_size
 
 __all__ = ["traceable_gather_neighbours", "traceable_neighbour_windows", "traceable_weighted_sum"]
 

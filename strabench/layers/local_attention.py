@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from strabench.counting import counts_macs
 from strabench.errors import ShapeError
-from strabench.layers import _local_fast
+from strabench.layers import ops
 from strabench.layers._local_ops import (
     LOCAL_WEIGHTED_SUM_OP_NAME,
     local_attention_macs,
@@ -32,7 +32,8 @@ from strabench.layers._local_ops import (
     output_size,
     unfold_weighted_sum,
 )
-from strabench.layers._pointwise import pointwise_conv, run_branch
+from strabench.layers._inference import check_inference, conv_tensors, eval_norm, norm_tensors, plain_pointwise
+from strabench.layers.pointwise import GroupedPointwiseConv
 
 __all__ = ["LocalAttention"]
 
@@ -53,12 +54,20 @@ class LocalAttention(nn.Module):
 
     ``border="zero"`` (what the paper's numbers used) treats out-of-image neighbours like zero
     padding: their nu is 0 and their value is 0, but they still take part in the softmax.
-    ``border="mask"`` leaves them out of the softmax. The weighting: ``impl="auto"`` runs the
-    fused C kernel where it applies (CPU, float32/64, stride 1) and the op-per-pass PyTorch
-    version elsewhere; ``"fused"`` and ``"shifted"`` force one of the two (``local_weighted_sum``);
-    ``"unfold"`` is the authors' straightforward (slow) weighting, kept for comparison. With
-    ``"auto"`` or ``"fused"`` a contiguous NCHW CPU input that nothing observes runs the whole
-    block fused (``_local_fast``: same outputs, gradients and BN statistics).
+    ``border="mask"`` leaves them out of the softmax.
+
+    How it runs (docs/kernels.md): its layers are modules, called as modules (the grouped 1x1
+    convs are ``GroupedPointwiseConv``s). With ``impl="auto"`` (and ``kernels`` "fused", the
+    default) the attention from the logits (omega + nu, softmax, weighting) is the
+    ``strabench::local_attention`` operator for a contiguous NCHW float32/float64 CPU input at
+    stride 1; in channels_last the softmax is torch's and the weighting the
+    ``strabench::local_weighted_sum`` operator; elsewhere (CUDA, other dtypes, stride 2) plain
+    torch ops with an op-per-pass weighting. ``impl="fused"`` insists on the C kernels (an error
+    where they do not apply), ``"shifted"`` always runs the op-per-pass weighting, and
+    ``"unfold"`` the authors' straightforward (slow) weighting, kept for comparison. ``kernels``
+    is set by ``strabench.layers.kernels.use_kernels`` ("stock": plain torch ops) and
+    ``fuse_for_inference`` ("inference": the whole block as one ``strabench::local_attention_infer``
+    call in eval mode).
     """
 
     block_kind = "replace"  # takes a convolution's place (strabench.models.blocks)
@@ -96,15 +105,16 @@ class LocalAttention(nn.Module):
         self.impl = impl
         kk = kernel_size * kernel_size
         hidden = max(groups, -(-(channels // 4) // groups) * groups)  # C/4 rounded up to a multiple of G
-        self.value = nn.Conv2d(channels, channels, 1, groups=groups, bias=False)
+        self.value = GroupedPointwiseConv(channels, channels, groups=groups, bias=False)
         # output channels per group: [omega[g, 0..K*K-1], nu[g]], so a group's logits only see its channels
         self.branch = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, groups=groups, bias=True),
+            GroupedPointwiseConv(channels, hidden, groups=groups, bias=True),
             nn.BatchNorm2d(hidden),
             nn.Tanh(),
-            nn.Conv2d(hidden, groups * (kk + 1), 1, groups=groups, bias=True),
+            GroupedPointwiseConv(hidden, groups * (kk + 1), groups=groups, bias=True),
             nn.BatchNorm2d(groups * (kk + 1)),
         )
+        self.kernels = "fused"  # "stock" | "fused" | "inference": strabench.layers.kernels
 
     def extra_repr(self) -> str:
         return (
@@ -121,10 +131,11 @@ class LocalAttention(nn.Module):
                 f"got {tuple(x.shape)}"
             )
 
-    def _attention(self, x: Tensor) -> Tensor:
+    def _weights(self, logits: Tensor) -> Tensor:
+        """The softmax weights (B, G, K*K, Ho, Wo) from the branch's output, in plain torch ops."""
         g, k, s = self.groups, self.kernel_size, self.stride
         kk = k * k
-        logits = run_branch(self.branch, x).unflatten(1, (g, kk + 1))  # (B, G, KK+1, H, W), in x's layout
+        logits = logits.unflatten(1, (g, kk + 1))  # (B, G, KK+1, H, W), in x's layout
         omega = logits[:, :, :kk, ::s, ::s].unflatten(2, (k, k))  # at the query pixels: (B, G, K, K, Ho, Wo)
         fill = 0.0 if self.border == "zero" else float("-inf")
         nu = neighbour_windows(logits[:, :, kk], k, s, fill)  # at the neighbours, a broadcast view
@@ -138,18 +149,44 @@ class LocalAttention(nn.Module):
     def attention(self, x: Tensor) -> Tensor:
         """The softmax weights a, shape (B, G, K*K, Ho, Wo); offsets row-major over the window."""
         self._check_input(x)
-        return self._attention(x)
+        return self._weights(self.branch(x))
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """(Ho, Wo) for an input of ``height`` x ``width`` (same as a K x K conv, padding K // 2)."""
         return output_size(height, self.kernel_size, self.stride), output_size(width, self.kernel_size, self.stride)
 
+    def fusible(self) -> bool:
+        """Whether ``fuse_for_inference`` can make this block one call: its branch is grouped 1x1 conv,
+        eval-mode BN, tanh, grouped 1x1 conv, eval-mode BN (what ``strabench::local_attention_infer``
+        computes), at stride 1."""
+        branch = list(self.branch)
+        return (
+            self.stride == 1 and not self.training and self.impl in ("auto", "fused") and len(branch) == 5
+            and all(plain_pointwise(c, self.groups) for c in (self.value, branch[0], branch[3]))
+            and type(branch[2]) is nn.Tanh and eval_norm(branch[1]) and eval_norm(branch[4])
+        )
+
+    def _infer_args(self) -> list:
+        mods = self._modules
+        branch = list(mods["branch"]._modules.values())
+        return [
+            self.kernel_size, self.border == "mask", self.groups, *conv_tensors(mods["value"]), *conv_tensors(branch[0]),
+            *conv_tensors(branch[3]), *norm_tensors(branch[1]), *norm_tensors(branch[4]),
+        ]
+
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        if _local_fast.applies(self, x):
-            return _local_fast.forward(self, x)
-        u = pointwise_conv(self.value, x)
-        a = self._attention(x).to(u.dtype)
+        if self.kernels == "inference":
+            check_inference(self, x)
+            return ops.local_attention_infer(x, *self._infer_args())
+        u = self.value(x)
+        logits = self.branch(x)
+        fused = self.kernels == "fused" and self.impl in ("auto", "fused") and self.stride == 1
+        if fused and ops.kernel_fits(u, logits):
+            return ops.local_attention(logits, u, self.kernel_size, self.border == "mask")[0]
+        a = self._weights(logits).to(u.dtype)
         if self.impl == "unfold":
             return unfold_weighted_sum(a, u, self.kernel_size, self.stride)
-        return local_weighted_sum(a, u, self.kernel_size, self.stride, kernel=self.impl)
+        kernel = "shifted" if not fused else ("fused" if self.impl == "fused" else "auto")
+        return local_weighted_sum(a, u, self.kernel_size, self.stride, kernel=kernel)
+

@@ -10,8 +10,12 @@ The diversity loss L_d = G - sum_p max_g M_g(p) (0 for disjoint modes, G-1 for i
 is computed in training mode only and handed back through ``pop_aux_losses()``, which the
 owning model calls right after its forward; nothing is kept in globals.
 
-In inference on the CPU (eval mode, no gradient recorded, a contiguous NCHW float32/float64
-input, nothing hooking or tracing the block) the forward is one C kernel call (``_mode_fast``).
+Its layers are modules called as modules; the mask branch's grouped 1x1 convs are
+``GroupedPointwiseConv``s (StRA's GEMM kernel on the CPU). After
+``strabench.layers.kernels.fuse_for_inference`` (eval mode) the whole forward is one
+``strabench::mode_attention_infer`` call (one C kernel call for a contiguous NCHW
+float32/float64 CPU input: per (image, mode) the mask branch, the softmax over pixels, z and the
+first gate, then the modes' mixing, then the second gate and the output).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from torch import Tensor, nn
 
 from strabench.counting import counts_macs
 from strabench.errors import ShapeError
-from strabench.layers import _mode_fast
+from strabench.layers import ops
+from strabench.layers._inference import check_inference, conv_tensors, eval_norm, norm_tensors, plain_pointwise
 from strabench.layers._local_ops import _memory_format
-from strabench.layers._pointwise import run_branch
+from strabench.layers.pointwise import GroupedPointwiseConv
 
 
 def diversity_loss(masks: Tensor) -> Tensor:
@@ -94,27 +99,29 @@ class ModeAttention(nn.Module):
         self.channels, self.groups, self.interaction = channels, groups, interaction
         hidden = mask_hidden * groups
         self.mask = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, groups=groups, bias=False),
+            GroupedPointwiseConv(channels, hidden, groups=groups, bias=False),
             nn.BatchNorm2d(hidden),
             nn.Tanh(),
-            nn.Conv2d(hidden, groups, 1, groups=groups, bias=False),
+            GroupedPointwiseConv(hidden, groups, groups=groups, bias=False),
             nn.BatchNorm2d(groups),
         )
         self.gate1_bn = nn.BatchNorm2d(groups)
         self.gate2_bn = nn.BatchNorm2d(groups) if interaction else None
         self._aux: dict[str, Tensor] = {}
+        self.kernels = "fused"  # "stock" | "fused" | "inference": strabench.layers.kernels
 
     def masks(self, x: Tensor) -> Tensor:
         """The spatial masks M, shape (B, G, H, W), each mode summing to 1 over positions."""
         b, _, h, w = x.shape
-        logits = run_branch(self.mask, x).flatten(2)
+        logits = self.mask(x).flatten(2)
         return logits.softmax(dim=-1).view(b, self.groups, h, w)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ShapeError(f"ModeAttention expects (B, {self.channels}, H, W), got {tuple(x.shape)}")
-        if _mode_fast.applies(self, x):  # eval, no gradient, NCHW on the CPU: one kernel call
-            return _mode_fast.forward(self, x)
+        if self.kernels == "inference":
+            check_inference(self, x)
+            return ops.mode_attention_infer(x, *self._infer_args())
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()  # a strided view (a slice, a transpose): the grouped views below need a layout
         b, c, h, w = x.shape
@@ -135,6 +142,24 @@ class ModeAttention(nn.Module):
         if self.training:
             self._aux = {"diversity": diversity_loss(masks.float())}
         return y.view(b, c, h, w)
+
+    def fusible(self) -> bool:
+        """Whether ``fuse_for_inference`` can make this block one call: eval mode, its mask branch grouped
+        1x1 conv, eval-mode BN, tanh, grouped 1x1 conv to G maps, eval-mode BN, and eval-mode gate BNs."""
+        mask = list(self.mask)
+        gates = [self.gate1_bn] + ([self.gate2_bn] if self.interaction else [])
+        return (
+            not self.training and len(mask) == 5 and type(mask[2]) is nn.Tanh
+            and plain_pointwise(mask[0], self.groups) and plain_pointwise(mask[3], self.groups)
+            and mask[3].out_channels == self.groups and all(eval_norm(bn) for bn in [mask[1], mask[4], *gates])
+        )
+
+    def _infer_args(self) -> list:
+        mods = self._modules
+        mask = list(mods["mask"]._modules.values())
+        gate2 = norm_tensors(mods["gate2_bn"]) if self.interaction else (None, None, None, None, 0.0)
+        return [self.groups, self.interaction, *conv_tensors(mask[0]), *conv_tensors(mask[3]), *norm_tensors(mask[1]),
+                *norm_tensors(mask[4]), *norm_tensors(mods["gate1_bn"]), *gate2]
 
     def pop_aux_losses(self) -> dict[str, Tensor]:
         """Per-sample auxiliary losses of the last training forward (cleared on read)."""

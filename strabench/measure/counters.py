@@ -81,6 +81,9 @@ import torch
 from torch import Tensor, nn
 
 from strabench.counting import declared_counting
+from strabench.layers import ops as strabench_ops
+from strabench.layers.kernels import refuse_fused
+from strabench.layers.pointwise import GroupedPointwiseConv
 from strabench.measure.flops import MacCount
 from strabench.measure.own_ops import arithmetic, own_ops
 
@@ -198,8 +201,11 @@ DATA_MOVEMENT_OPS = (
     "aten::clone", "aten::index_select", "aten::flip",
 )
 
-#: Handles added to fvcore's defaults (see the table in the module docstring).
+#: Handles added to fvcore's defaults (see the table in the module docstring), open to more
+#: (``FVCORE_HANDLES[op name] = handle``): strabench's own operators bring theirs
+#: (``strabench.layers.ops.FVCORE_HANDLES``).
 FVCORE_HANDLES: dict[str, Handle] = {
+    **strabench_ops.FVCORE_HANDLES,
     "aten::einsum": _einsum,  # replaces fvcore's, which rounds to 4 significant digits
     "aten::avg_pool2d": _avg_pool2d,
     **{op: _per_output_element for op in POINTWISE_OPS},
@@ -226,6 +232,7 @@ def _depth_two(counts: dict[str, float]) -> dict[str, int]:
 
 def count_macs_fvcore(model: nn.Module, example: Tensor) -> MacCount:
     """fvcore's FlopCountAnalysis with our handles; ``uncounted`` = ops it still cannot cost."""
+    refuse_fused(model, "count the MACs of")
     with warnings.catch_warnings():  # fvcore scripts a loss at import (a torch.jit FutureWarning)
         warnings.simplefilter("ignore", FutureWarning)
         from fvcore.nn import FlopCountAnalysis
@@ -265,6 +272,12 @@ PTFLOPS_TORCH_MACS: dict[type, Callable[[Any, Tensor, Tensor], int]] = {
     nn.Sigmoid: _per_output,
 }
 
+#: Subclasses that compute exactly what their stock base class computes, only faster: ptflops
+#: costs them with the base class's hook (open to more).
+PTFLOPS_SAME_AS: dict[type, type] = {
+    GroupedPointwiseConv: nn.Conv2d,
+}
+
 
 def ptflops_block_macs(cls: type) -> Callable[[Any, Tensor, Tensor], int] | None:
     """The own-arithmetic cost of ``cls`` for the ptflops convention: declared, or torch's above."""
@@ -280,6 +293,8 @@ def count_macs_ptflops(model: nn.Module, example: Tensor) -> MacCount:
     """ptflops (pytorch backend, no functional patching) with hooks for our blocks."""
     from ptflops import get_model_complexity_info
     from ptflops.pytorch_ops import MODULES_MAPPING
+
+    refuse_fused(model, "count the MACs of")
 
     names = {id(m): name for name, m in model.named_modules()}
     own: Counter[str] = Counter()  # each hooked module's own MACs, by module name
@@ -310,8 +325,8 @@ def count_macs_ptflops(model: nn.Module, example: Tensor) -> MacCount:
         declared = ptflops_block_macs(cls)
         if declared is not None:
             hooks[cls] = block_hook(declared)
-        elif cls in MODULES_MAPPING:
-            hooks[cls] = recording(MODULES_MAPPING[cls])
+        elif PTFLOPS_SAME_AS.get(cls, cls) in MODULES_MAPPING:
+            hooks[cls] = recording(MODULES_MAPPING[PTFLOPS_SAME_AS.get(cls, cls)])
     # A module without a hook is uncounted when its own forward ran arithmetic (not when it only
     # calls its children: containers never are); one more forward finds out, with no hooks of ours.
     calls: dict[str, Counter[str]] = {}

@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from strabench.layers.kernels import refuse_fused
 from strabench.measure.own_ops import own_ops
 
 CONVENTIONS = ("paper", "fvcore", "ptflops")
@@ -68,6 +69,7 @@ def count_macs_paper(model: nn.Module, example: torch.Tensor) -> MacCount:
     ``example`` is one image batch of size 1; the training-only classifier is skipped.
     ``uncounted``: see ``paper_uncounted``.
     """
+    refuse_fused(model, "count the MACs of")
     skip = _classifier_modules(model)
     by_module: dict[str, int] = {}
     handles = []

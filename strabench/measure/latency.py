@@ -53,7 +53,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Ty
 
 from strabench.env import describe_environment
 from strabench.errors import ConfigError, DeviceError, ShapeError, clip
-from strabench.measure.runtimes import PREPARING, Prepared, check_runtime, prepare_step, runtime_session
+from strabench.measure.runtimes import (
+    PREPARING, Prepared, check_runtime, describe_implementation, prepare_step, runtime_session,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +63,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AMPS",
+    "KERNEL_CHOICES",
+    "STOCK_SUFFIX",
     "BenchSpec",
     "CSV_FIELDS",
     "DEVICES",
@@ -81,6 +85,11 @@ __all__ = [
 ]
 
 MODES = ("infer", "train")
+#: ``--kernels``: StRA's blocks on their fused operators (inference: one call per block), in plain
+#: torch ops ("stock": the design comparison), or both in one interleaved run (each model's stock
+#: twin is labelled ``<model> (stock)``; the fused row also carries the stock ratio).
+KERNEL_CHOICES = ("fused", "stock", "both")
+STOCK_SUFFIX = " (stock)"
 AMPS = ("none", "bf16", "fp16")
 DEVICES = ("cpu", "cuda")
 OPTIMIZER = "SGD(lr=1e-4, momentum=0.9)"
@@ -101,6 +110,7 @@ class BenchSpec:
     amp: str = "none"
     channels_last: bool = False
     runtime: str = "eager"  # eager | compile | onnxruntime (strabench.measure.runtimes)
+    kernels: str = "fused"  # fused | stock | both (KERNEL_CHOICES)
     min_run_time: float = 1.0  # seconds per measurement (Timer.blocked_autorange)
     rounds: int = 3
     warmup: int = 1  # untimed steps before the memory step and the rounds
@@ -125,6 +135,8 @@ class BenchSpec:
         if not isinstance(self.warmup, int) or self.warmup < 1:
             raise ConfigError(f"warmup must be an integer >= 1, got {self.warmup!r}")
         check_runtime(self.runtime, mode=self.mode, amp=self.amp, channels_last=self.channels_last)
+        if self.kernels not in KERNEL_CHOICES:
+            raise ConfigError(f"--kernels must be one of {', '.join(KERNEL_CHOICES)}, got {self.kernels!r}")
         if self.input_size is not None:
             h, w = self.input_size
             if h <= 0 or w <= 0:
@@ -382,6 +394,8 @@ class _Subject:
     weights_mb: float
     aux_losses: list[str]
     compile_s: float | None = None
+    kernels: str = "fused"
+    implementation: str = ""
     notes: list[str] = field(default_factory=list)
     peak_mem_mb: float | None = None
     mem_method: str = ""
@@ -523,7 +537,8 @@ def _copy_module(name: str, module: "nn.Module", spec: BenchSpec) -> tuple["nn.M
     return model, shape  # type: ignore[return-value]
 
 
-def _prepare(name: str, model: "nn.Module", shape: tuple[int, int, int], spec: BenchSpec, progress: ProgressFn) -> _Subject:
+def _prepare(name: str, model: "nn.Module", shape: tuple[int, int, int], spec: BenchSpec, progress: ProgressFn,
+             kernels: str = "fused") -> _Subject:
     """Move ``model`` to the device, build its step and warm it up (halving the batch on OOM)."""
     import torch
 
@@ -540,7 +555,7 @@ def _prepare(name: str, model: "nn.Module", shape: tuple[int, int, int], spec: B
         x = torch.randn(batch, *shape, generator=gen).to(spec.device, memory_format=memory_format)
         labels = torch.randint(0, num_classes, (batch,), generator=gen).to(spec.device) if spec.mode == "train" else None
         prepared = prepare_step(spec.runtime, model, x, labels, name=name, mode=spec.mode, amp=spec.amp,
-                                optimizer=optimizer, threads=spec.num_threads, record=record)
+                                optimizer=optimizer, threads=spec.num_threads, record=record, kernels=kernels)
         start = time.perf_counter()
         for _ in range(spec.warmup):
             prepared.step()
@@ -565,7 +580,9 @@ def _prepare(name: str, model: "nn.Module", shape: tuple[int, int, int], spec: B
         description=f"batch {batch} {shape[1]}x{shape[2]} {spec.device} amp={spec.amp}",
     )
     subject = _Subject(name, model, step, batch, shape, timer, warmup_s, weights_mb, record.get("aux_losses", []),
-                       compile_s=prepared.compile_s)
+                       compile_s=prepared.compile_s, kernels=kernels,
+                       implementation=describe_implementation(model, shape, spec.device, spec.runtime,
+                                                              spec.channels_last))
     if batch != spec.batch:
         subject.notes.append(f"batch halved from {spec.batch} to {batch} after out-of-memory")
     if prepared.max_abs_diff is not None:
@@ -626,6 +643,13 @@ def run_benchmark(
         raise ConfigError("no model to benchmark")
     items, baseline = _labels(list(names), baseline, replace)
     ordered = list(items)
+    kernels = {name: ("stock" if spec.kernels == "stock" else "fused") for name in ordered}
+    twin_of: dict[str, str] = {}
+    if spec.kernels == "both":  # each model's stock twin, right after it
+        twin_of = {name + STOCK_SUFFIX: name for name in ordered}
+        ordered = [n for name in ordered for n in (name, name + STOCK_SUFFIX)]
+        items.update({twin: items[name] for twin, name in twin_of.items()})
+        kernels.update({twin: "stock" for twin in twin_of})
     for name, (item, _) in items.items():  # unknown names and inputs fail before anything is built
         if isinstance(item, str):
             model_info(item)
@@ -643,8 +667,12 @@ def run_benchmark(
         try:
             torch.set_num_threads(spec.num_threads)
             torch.backends.cudnn.benchmark = True  # fixed shapes: let warm-up pick the fastest kernels
-            built = {name: _build(name, *items[name], spec) for name in ordered}
-            subjects = {name: _prepare(name, *built.pop(name), spec, progress) for name in ordered}
+            built = {name: _build(name, *items[name], spec) for name in ordered if name not in twin_of}
+            for twin, name in twin_of.items():  # a model without StRA's blocks is its own stock twin
+                if _has_switchable_blocks(built[name][0]):
+                    built[twin] = _build(twin, *items[twin], spec)
+            ordered = [name for name in ordered if name in built]
+            subjects = {name: _prepare(name, *built.pop(name), spec, progress, kernels[name]) for name in ordered}
             for subject in subjects.values():
                 progress(f"peak memory {subject.name}")
                 subject.peak_mem_mb, subject.mem_method = peak_step_memory(subject.step, spec.device)
@@ -670,7 +698,44 @@ def run_benchmark(
                 baseline_row["median_ms"], baseline_row["iqr_ms"], baseline_row["samples"], None, 1)),
         )
         row["noisy"], row["noise"] = bool(reasons), "; ".join(reasons) or None
+    if spec.kernels == "both":
+        _fold_stock_twins(rows)
     return rows
+
+
+def _has_switchable_blocks(model: "nn.Module") -> bool:
+    from strabench.layers.kernels import switchable
+
+    return switchable(model)
+
+
+def _fold_stock_twins(rows: list[dict]) -> None:
+    """Put each stock twin's ratio, rounds and implementation beside its fused row's. A stock ratio
+    is to the stock baseline: where the baseline has StRA's blocks (its stock twin was timed
+    against it like any candidate), each round's ratio is divided by the baseline twin's. A model
+    without StRA's blocks has no twin: it runs the same either way."""
+    by_model = {row["model"]: row for row in rows}
+    base = next((row for row in rows if row.get("baseline") == row["model"]), None)
+    base_twin = by_model.get(base["model"] + STOCK_SUFFIX) if base is not None else None
+    for row in rows:
+        if row["model"].endswith(STOCK_SUFFIX):
+            continue
+        twin = by_model.get(row["model"] + STOCK_SUFFIX, row)
+        ratio, rounds = twin["ratio_to_baseline"], twin["ratio_rounds"]
+        if row is base:
+            ratio, rounds = 1.0, [1.0] * len(rounds or [])
+        elif base_twin is not None and rounds:
+            rounds = [a / b for a, b in zip(rounds, base_twin["ratio_rounds"])]
+            ratio = statistics.median(rounds)
+            if twin is not row:
+                twin["ratio_to_baseline"], twin["ratio_rounds"] = ratio, rounds
+                twin["note"] = "; ".join(filter(None, [twin.get("note"), f"ratio to {base_twin['model']}"]))
+        row.update(stock_ratio_to_baseline=ratio, stock_ratio_rounds=rounds, stock_median_ms=twin["median_ms"],
+                   stock_implementation=twin["implementation"], stock_noisy=twin["noisy"])
+
+
+#: A fused row's ``stock_<field>`` copies of its stock twin's fields (``--kernels both``).
+STOCK_FIELDS = ("ratio_to_baseline", "ratio_rounds", "median_ms", "implementation", "noisy")
 
 
 # A timing is flagged noisy when its spread is wide, it rests on too few samples for an IQR, or
@@ -761,6 +826,8 @@ def _row(subject: _Subject, spec: BenchSpec, common: dict, baseline: str | None,
         "amp": spec.amp,
         "channels_last": spec.channels_last,
         "runtime": spec.runtime,
+        "kernels": subject.kernels,
+        "implementation": subject.implementation,
         "samples": len(merged.times),
         "rounds": spec.rounds,
         "min_run_time": spec.min_run_time,
@@ -790,12 +857,14 @@ def benchmark_models(
     rounds: int = 3,
     progress: ProgressFn | None = None,
     replace: "Mapping[str, str] | None" = None,
+    kernels: str = "fused",
 ) -> list[dict]:
     """``run_benchmark`` with the spec given as keywords (what the CLI and the suite runner call).
 
     ``names``: model names / references or ``nn.Module`` objects; a module needs ``input_size``.
     ``replace``: blocks put into the named models (not the baseline), see ``run_benchmark``.
     ``runtime``: eager, compile or onnxruntime (``strabench.measure.runtimes``), for every model.
+    ``kernels``: fused, stock or both (``KERNEL_CHOICES``); every row names its ``implementation``.
     """
     spec = BenchSpec(
         mode=mode,
@@ -806,6 +875,7 @@ def benchmark_models(
         amp=amp,
         channels_last=channels_last,
         runtime=runtime,
+        kernels=kernels,
         min_run_time=min_run_time,
         rounds=rounds,
     )
@@ -820,7 +890,7 @@ CSV_FIELDS = (
     "images_per_s", "ratio_to_baseline", "ratio_rounds", "baseline", "peak_mem_mb", "weights_mb", "amp",
     "channels_last", "runtime", "samples", "rounds", "min_run_time", "warmup_s", "compile_s", "optimizer", "aux_losses",
     "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu", "allocator", "noisy", "noise", "load_avg", "busy_cores",
-    "omp_wait_policy",
+    "omp_wait_policy", "kernels", "implementation", "stock_ratio_to_baseline",
 )  # fmt: skip
 
 

@@ -17,9 +17,15 @@ separately, so compilation or export never lands in a warm-up or median.
 
 Exporter: the TorchScript-based ``torch.onnx.export(..., dynamo=False)``. It exports every
 registered model in about a second each, needs no package beyond ``onnx``, and the StRA blocks
-reach it as standard ONNX ops (``strabench.layers._local_traceable``). The ``torch.export``
-based exporter (``dynamo=True``) would add onnxscript and take longer per model for the same
-graph.
+reach it as standard ONNX ops: it traces inside ``strabench.layers.ops.decomposed()``, where
+every ``strabench::`` operator runs its registered decomposition into plain torch ops. The
+``torch.export`` based exporter (``dynamo=True``) would add onnxscript and take longer per model
+for the same graph.
+
+Inference (every runtime, and ``export_model``) runs the model after
+``strabench.layers.kernels.fuse_for_inference`` (each StRA block one operator call on its BNs'
+running statistics), with ``kernels="fused"``; ``kernels="stock"`` runs every block in plain
+torch ops instead (``use_kernels``), the design comparison.
 
 This module imports torch, onnx and onnxruntime only inside functions.
 """
@@ -49,6 +55,7 @@ __all__ = [
     "Prepared",
     "check_outputs",
     "check_runtime",
+    "describe_implementation",
     "export_model",
     "export_onnx",
     "onnx_session",
@@ -162,7 +169,9 @@ def export_onnx(model: "nn.Module", example: "torch.Tensor", *, name: str, dynam
         output_names = [f"output{i}" if len(outputs) > 1 else "output" for i in range(len(outputs))]
         dynamic_axes = {n: {0: "batch"} for n in (INPUT_NAME, *output_names)} if dynamic_batch else None
         buffer = io.BytesIO()
-        with _quiet_export(), torch.no_grad():
+        from strabench.layers.ops import decomposed
+
+        with _quiet_export(), torch.no_grad(), decomposed():
             torch.onnx.export(
                 model, (example,), buffer, dynamo=False, opset_version=ONNX_OPSET,
                 input_names=[INPUT_NAME], output_names=output_names, dynamic_axes=dynamic_axes,
@@ -262,15 +271,22 @@ def prepare_step(
     optimizer: "torch.optim.Optimizer | None",
     threads: int,
     record: dict | None = None,
+    kernels: str = "fused",
 ) -> Prepared:
     """The timed step of ``model`` on ``inputs`` under ``runtime``, with what preparing it cost.
 
     ``model`` is already on the device, in the memory format and train/eval mode of the run.
     Combinations a runtime cannot honour (train or autocast with onnxruntime) are refused by
-    ``BenchSpec`` before any model is built.
+    ``BenchSpec`` before any model is built. ``kernels`` (``use_kernels``): "fused" runs StRA's
+    operators (and, in inference, each block fused into one: ``fuse_for_inference``), "stock"
+    every block in plain torch ops.
     """
+    from strabench.layers.kernels import fuse_for_inference, use_kernels
     from strabench.measure.latency import make_step
 
+    use_kernels(model, kernels)
+    if mode == "infer" and kernels == "fused":
+        fuse_for_inference(model)
     device = inputs.device.type
     if runtime == "eager":
         return Prepared(make_step(model, inputs, labels, mode=mode, amp=amp, optimizer=optimizer, record=record))
@@ -320,6 +336,29 @@ def _missing_compiler(exc: BaseException) -> str | None:
             return text[start:end + 1 if end > start else start + 120] if start >= 0 else "no working C++ compiler found"
         current = current.__cause__ or current.__context__
     return None
+
+
+def describe_implementation(model: "nn.Module", shape: tuple[int, ...], device: str, runtime: str,
+                            channels_last: bool) -> str:
+    """What ``model``'s blocks run, as a latency row names it: ``StRA: local_attention_infer +
+    mode_attention_infer; SASA: SDPA`` (``strabench.layers.kernels.implementations`` on one image
+    of the model as prepared), under ``runtime``; "" for a model without such blocks."""
+    import torch
+
+    from strabench.layers.kernels import implementations
+
+    x = torch.zeros(1, *shape, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    was_training = model.training
+    try:  # eval: no BN statistics move; a train-mode block runs the same operators
+        found = implementations(model.eval(), x)
+    finally:
+        model.train(was_training)
+    text = "; ".join(f"{block}: {ran}" for block, ran in found.items())
+    if text and runtime == "onnxruntime":
+        return f"ONNX Runtime, exported from the decompositions of ({text})"
+    return f"{text} (torch.compile)" if text and runtime == "compile" else text
 
 
 def check_runtime(runtime: str, *, mode: str, amp: str, channels_last: bool) -> None:
@@ -381,6 +420,9 @@ def export_model(
     else:
         size = info.input_size(requested)
         model = build_for_input(name, size, replace=blocks).eval()
+    from strabench.layers.kernels import fuse_for_inference
+
+    fuse_for_inference(model)  # what is exported, and the eager model it is checked against
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(batch, info.default_input[0], *size, generator=gen)
     data = export_onnx(model, example, name=name, dynamic_batch=dynamic_batch)

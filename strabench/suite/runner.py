@@ -357,7 +357,7 @@ def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
     blocks is built with them (``timed_models``) and gets its own row, even when it shares the
     registered model of another variant or of the baseline.
     """
-    from strabench.measure.latency import benchmark_models
+    from strabench.measure.latency import STOCK_SUFFIX, benchmark_models
 
     settings = latency_settings(plan)
     assert settings is not None
@@ -368,11 +368,14 @@ def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
         items, baseline=items[of_variant[plan.suite.baseline]], mode=settings["mode"], batch=settings["batch"],
         input_size=size, device="cpu", threads=settings["threads"], min_run_time=settings["min_run_time"],
         rounds=settings["rounds"],
+        kernels="both",  # each model with StRA's kernels and in plain torch ops (stock_* fields)
     )
+    rows = [row for row in rows if not row["model"].endswith(STOCK_SUFFIX)]  # their ratios are on the fused rows
     if len(rows) != len(items):  # one row per distinct item, in order (the baseline is among them)
         raise RuntimeError(f"benchmark_models returned {len(rows)} rows for {len(items)} models")
     keep = ("median_ms", "iqr_ms", "samples", "images_per_s", "ratio_to_baseline", "ratio_rounds", "noisy",
-            "noise", "batch", "input", "mode", "threads", "peak_mem_mb", "note")
+            "noise", "batch", "input", "mode", "threads", "peak_mem_mb", "note", "implementation",
+            "stock_ratio_to_baseline", "stock_ratio_rounds", "stock_implementation")
     overridden = settings.get("variant_overrides", {})
     measured: dict[str, Any] = {}
     for name, model in variants.items():

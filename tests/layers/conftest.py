@@ -1,4 +1,4 @@
-"""Fixtures of the fused-kernel tests (test_local_fast.py, test_mode_fast.py)."""
+"""Fixtures of the fused-kernel tests (test_local_attention_fused.py, test_mode_attention_fused.py, ...)."""
 
 from __future__ import annotations
 

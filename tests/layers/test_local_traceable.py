@@ -1,6 +1,5 @@
-"""The pure-tensor local attention (what ONNX export and torch.compile see) against float64
-references written from the equations, and the dispatch that picks it only while a graph is
-captured."""
+"""The pure-tensor local attention (the decomposition an ONNX export traces) against float64
+references written from the equations, and the explicit step that picks it (``ops.decomposed()``)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import torch
 from torch import Tensor
 
 import paper_reference
-from strabench.layers import _local_ops
+from strabench.layers import _local_ops, ops
 from strabench.layers._local_traceable import (
     traceable_gather_neighbours,
     traceable_neighbour_windows,
@@ -46,9 +45,10 @@ def test_gather_neighbours_matches_loops() -> None:
 
 
 @pytest.fixture
-def capturing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """LocalAttention as an exporter or compiler sees it: the pure-tensor path, run eagerly."""
-    monkeypatch.setattr(_local_ops, "_capturing_a_graph", lambda: True)
+def capturing():
+    """LocalAttention as an exporter sees it: every operator decomposed, run eagerly."""
+    with ops.decomposed():
+        yield
 
 
 @pytest.mark.parametrize("border", ["zero", "mask"])
@@ -71,7 +71,7 @@ def test_block_through_the_traceable_path_matches_the_pixel_loop_reference(captu
         torch.testing.assert_close(g, w, atol=1e-9 * scale, rtol=1e-9, msg=lambda msg, n=name: f"{n}: {msg}")
 
 
-def test_the_traceable_path_is_used_only_while_a_graph_is_captured(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_traceable_path_is_used_only_inside_decomposed(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real = traceable_weighted_sum
 
@@ -80,11 +80,17 @@ def test_the_traceable_path_is_used_only_while_a_graph_is_captured(monkeypatch: 
         return real(*args)
 
     monkeypatch.setattr("strabench.layers._local_traceable.traceable_weighted_sum", spy)
+    monkeypatch.setattr("strabench.layers._decompositions.traceable_weighted_sum", spy)
     attn, value = torch.rand(1, 2, 9, 4, 4), torch.randn(1, 4, 4, 4)
-    _local_ops.local_weighted_sum(attn, value, 3, 1)
-    assert calls == []  # eager: the fast kernel
-    traced = torch.jit.trace(lambda a, v: _local_ops.local_weighted_sum(a, v, 3, 1), (attn, value))
+    for kernel in ("auto", "shifted"):
+        _local_ops.local_weighted_sum(attn, value, 3, 1, kernel=kernel)
+    assert calls == []  # eager: the operator, or the op-per-pass weighting
+    traced = torch.jit.trace(lambda a, v: _local_ops.local_weighted_sum(a, v, 3, 1, kernel="shifted"), (attn, value))
     names = [f"{n.kind()}.{n.pyname()}" for n in traced.inlined_graph.nodes() if n.kind() == "prim::PythonOp"]
     assert calls == [] and names == [_local_ops.LOCAL_WEIGHTED_SUM_OP_NAME]  # what fvcore counts
     torch.compile(lambda a, v: _local_ops.local_weighted_sum(a, v, 3, 1), backend="eager")(attn, value)
-    assert calls == ["traceable"]
+    assert calls == []  # a compiler sees the operator, opaque
+    for kernel in ("auto", "shifted"):
+        with ops.decomposed():
+            _local_ops.local_weighted_sum(attn, value, 3, 1, kernel=kernel)
+    assert calls == ["traceable", "traceable"]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -74,3 +76,48 @@ def test_stride_2_rounds_up_like_the_shortcut_and_averages_the_pixels_it_has(hw)
             expected[:, :, i, j] = full[:, :, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].mean(dim=(2, 3))
     torch.testing.assert_close(out, expected)
     assert torch.isfinite((out + shortcut).sum())
+
+
+# --- the SDPA implementation (kernels="fused") against the dense one (kernels="stock") -----------
+
+
+@pytest.mark.parametrize("channels,heads,kernel,stride,hw", [
+    (16, 4, 3, 1, (5, 4)), (32, 8, 7, 1, (6, 5)), (16, 2, 5, 2, (6, 6)), (64, 8, 7, 1, (16, 8)), (8, 2, 9, 1, (3, 7)),
+    (16, 4, 3, 1, (1, 1)),
+])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_sdpa_matches_the_dense_formulation_in_float64(channels, heads, kernel, stride, hw, training):
+    """The fused (SDPA, relative logits folded into the keys) and stock (dense logits) forms: the
+    same outputs and gradients to float64 rounding, windows larger than the map included."""
+    from strabench.layers.kernels import use_kernels
+
+    torch.manual_seed(4)
+    fused = SASA(channels, heads=heads, kernel_size=kernel, stride=stride).double().train(training)
+    stock = use_kernels(copy.deepcopy(fused), "stock")
+    x = torch.randn(2, channels, *hw, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    out, want = fused(x), stock(x2)
+    torch.testing.assert_close(out, want, atol=1e-12, rtol=1e-12)
+    proj = torch.randn_like(out)
+    got_grads = torch.autograd.grad((out * proj).sum(), [x, *fused.parameters()])
+    want_grads = torch.autograd.grad((want * proj).sum(), [x2, *stock.parameters()])
+    for name, a, b in zip(["input", *(n for n, _ in fused.named_parameters())], got_grads, want_grads):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-11, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_sdpa_gradcheck():
+    from strabench.layers.sasa import SASAttention
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 4, 12, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    rel_row, rel_col = (torch.randn(2, 2, 3, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    assert torch.autograd.gradcheck(lambda *a: SASAttention.apply(*a, 4, 3, 3, True), (q, k, v, rel_row, rel_col))
+
+
+def test_each_form_runs_what_it_says():
+    from strabench.layers.kernels import implementations, use_kernels
+
+    block = SASA(32, heads=4, kernel_size=3).eval()
+    x = torch.randn(1, 32, 6, 5)
+    assert implementations(block, x) == {"SASA": "SDPA"}
+    assert implementations(use_kernels(block, "stock"), x) == {"SASA": "torch ops"}

@@ -16,6 +16,7 @@ from strabench.layers._local_ops import LOCAL_WEIGHTED_SUM_OP_NAME
 from strabench.layers.local_attention import LocalAttention
 from strabench.layers.mode_attention import ModeAttention
 from strabench.layers.non_local import NonLocal
+from strabench.layers.kernels import use_kernels
 from strabench.layers.sasa import SASA
 from strabench.layers.se import SqueezeExcite
 from strabench.measure import counters
@@ -212,10 +213,14 @@ def test_unfold_local_attention_counts_mul_and_sum_separately():
 @pytest.mark.parametrize(
     "key,make,shape",
     [
-        (LOCAL_WEIGHTED_SUM_OP_NAME, lambda: LocalAttention(64), (1, 64, 8, 8)),
+        (LOCAL_WEIGHTED_SUM_OP_NAME, lambda: LocalAttention(64, stride=2), (1, 64, 8, 8)),
+        ("strabench::local_attention", lambda: LocalAttention(64), (1, 64, 8, 8)),
+        ("strabench::grouped_pointwise", lambda: LocalAttention(64), (1, 64, 8, 8)),
+        ("strabench::grouped_pointwise", lambda: ModeAttention(64), (1, 64, 4, 4)),
         ("aten::softmax", lambda: ModeAttention(64), (1, 64, 4, 4)),
         ("aten::linalg_vector_norm", lambda: ModeAttention(64), (1, 64, 4, 4)),
-        ("aten::meshgrid", lambda: SASA(32, heads=4, kernel_size=3), (1, 32, 4, 4)),
+        ("aten::meshgrid", lambda: use_kernels(SASA(32, heads=4, kernel_size=3), "stock"), (1, 32, 4, 4)),
+        ("prim::PythonOp.SASAttention", lambda: SASA(32, heads=4, kernel_size=3), (1, 32, 4, 4)),
         ("aten::hardtanh_", lambda: nn.ReLU6(inplace=True), (1, 8, 2, 2)),
     ],
 )

@@ -314,3 +314,58 @@ def test_append_csv_writes_the_header_once(tmp_path):
     other.write_text("x,y\n1,2\n")
     with pytest.raises(ConfigError, match="header"):
         append_csv(rows, other)
+
+
+# --- stock and fused kernels ------------------------------------------------------------------------
+
+
+def test_every_row_names_what_its_blocks_ran_and_stock_runs_plain_torch():
+    fused = benchmark_models(["mobilenetv2_100_stra"], baseline="mobilenetv2_100", rounds=1, **TINY)
+    stock = benchmark_models(["mobilenetv2_100_stra"], baseline="mobilenetv2_100", rounds=1, kernels="stock", **TINY)
+    by_model = {r["model"]: r for r in fused}
+    assert by_model["mobilenetv2_100_stra"]["kernels"] == "fused"
+    assert by_model["mobilenetv2_100_stra"]["implementation"] == "StRA: local_attention_infer + mode_attention_infer"
+    assert by_model["mobilenetv2_100"]["implementation"] == ""  # no attention blocks to name
+    (row,) = [r for r in stock if r["model"] == "mobilenetv2_100_stra"]
+    assert row["kernels"] == "stock" and row["implementation"] == "StRA: torch ops"
+
+
+def test_kernels_both_times_each_model_with_blocks_twice_and_folds_the_stock_ratio_in():
+    messages: list[str] = []
+    rows = benchmark_models(["mobilenetv2_100_stra"], baseline="mobilenetv2_100", rounds=2, kernels="both",
+                            progress=messages.append, mode="train", **TINY)
+    assert [r["model"] for r in rows] == ["mobilenetv2_100", "mobilenetv2_100_stra", "mobilenetv2_100_stra (stock)"]
+    base, fused, twin = rows
+    assert twin["kernels"] == "stock" and twin["implementation"] == "StRA: torch ops"
+    assert fused["implementation"] == "StRA: grouped_pointwise + local_attention"  # train: no whole-block fusion
+    assert fused["stock_ratio_to_baseline"] == twin["ratio_to_baseline"] and fused["stock_ratio_rounds"] == twin["ratio_rounds"]
+    assert base["stock_ratio_to_baseline"] == 1.0  # no StRA blocks: no twin, the same model either way
+    timed = [m.split(": ")[0].split(" round ")[1].split(" ", 1)[1] for m in messages if " round " in m]
+    assert timed.count("mobilenetv2_100_stra (stock)") == 2 and "mobilenetv2_100 (stock)" not in timed
+
+
+def test_stock_ratios_are_to_the_stock_baseline_where_the_baseline_has_blocks(monkeypatch):
+    from strabench.measure import latency
+
+    rows = [
+        {"model": "b", "baseline": "b", "ratio_to_baseline": 1.0, "ratio_rounds": [1.0, 1.0], "median_ms": 1.0,
+         "implementation": "StRA: x", "noisy": False, "note": None},
+        {"model": "b (stock)", "baseline": "b", "ratio_to_baseline": 2.0, "ratio_rounds": [2.0, 4.0], "median_ms": 3.0,
+         "implementation": "StRA: torch ops", "noisy": False, "note": None},
+        {"model": "c", "baseline": "b", "ratio_to_baseline": 0.5, "ratio_rounds": [0.5, 0.5], "median_ms": 0.5,
+         "implementation": "", "noisy": False, "note": None},
+        {"model": "d", "baseline": "b", "ratio_to_baseline": 0.9, "ratio_rounds": [0.9, 0.9], "median_ms": 0.9,
+         "implementation": "StRA: x", "noisy": False, "note": None},
+        {"model": "d (stock)", "baseline": "b", "ratio_to_baseline": 3.0, "ratio_rounds": [3.0, 6.0], "median_ms": 4.0,
+         "implementation": "StRA: torch ops", "noisy": False, "note": None},
+    ]
+    latency._fold_stock_twins(rows)
+    by = {r["model"]: r for r in rows}
+    assert by["b"]["stock_ratio_to_baseline"] == 1.0
+    assert by["c"]["stock_ratio_rounds"] == [0.25, 0.125] and by["c"]["ratio_to_baseline"] == 0.5  # own ratio kept
+    assert by["d"]["stock_ratio_rounds"] == [1.5, 1.5] and by["d (stock)"]["ratio_to_baseline"] == 1.5
+
+
+def test_bench_spec_refuses_unknown_kernels():
+    with pytest.raises(ConfigError, match="--kernels must be one of fused, stock, both"):
+        BenchSpec(kernels="fast")
