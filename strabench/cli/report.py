@@ -11,7 +11,7 @@ record per variant, --format csv the same as CSV; --out FILE writes there instea
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +28,8 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per variant (instead of --format).")] = False,
     paper: Annotated[bool, typer.Option("--paper/--no-paper", help="Show the paper's numbers and our delta beside ours.")] = True,
     plots: Annotated[bool | None, typer.Option("--plots/--no-plots", help="Draw PNG plots and link them (md only; default: on).")] = None,
+    rank_by: Annotated[str | None, typer.Option("--rank-by", help="Open with a leaderboard ranked by this metric (mAP ...) or cost (params, macs_fvcore, latency); default: the suite's [leaderboard].")] = None,
+    versus: Annotated[list[str] | None, typer.Option("--versus", help="Leaderboard: a variant every row is compared with (repeatable; default: the suite's [leaderboard] or baseline).")] = None,
 ) -> None:
     import sys
 
@@ -44,45 +46,57 @@ def report_command(
     chosen = "json" if as_json else fmt
     if plots is not None and chosen != "md":
         raise ConfigError(f"--{'' if plots else 'no-'}plots applies to the markdown report only, not to {chosen} output")
+    if (rank_by or versus) and chosen != "md":
+        raise ConfigError(f"--rank-by and --versus shape the markdown report's leaderboard, not {chosen} output")
     paths = results or [Path("results")]
-    report = build_report(paths, fmt=chosen, paper=paper, out=out, plots=True if plots is None else plots)
+    report = build_report(paths, fmt=chosen, paper=paper, out=out, plots=True if plots is None else plots, rank_by=rank_by,
+                          versus=versus)
     if out is not None:
         console(stderr=True).print(f"wrote {out}")
         return
     terminal = console()
     if chosen == "md" and terminal.is_terminal:
-        _print_tables(terminal, paths, report, paper=paper)
+        _print_tables(terminal, paths, report, paper=paper, rank_by=rank_by, versus=versus)
         return
     sys.stdout.write(report.text)
     sys.stdout.flush()
 
 
-def _print_tables(out: "Console", paths: list[Path], report: "Report", *, paper: bool) -> None:
+def _print_tables(out: "Console", paths: list[Path], report: "Report", *, paper: bool, rank_by: str | None = None,
+                  versus: list[str] | None = None) -> None:
     """Each suite's table as rich tables (a 300-character markdown line is unreadable in a
     terminal): the columns are split into as many tables as the terminal's width needs, each
-    starting with the variant, so no cell is folded."""
-    from rich.table import Table
-
+    starting with the variant, so no cell is folded. A suite's leaderboard, if it has one, first."""
+    from strabench.report import leaderboard
     from strabench.report.tables import find_suite_dirs, load_suite_results, merge_results, table_frame
 
     for suite in merge_results(load_suite_results(d) for d in find_suite_dirs(paths)):
+        if leaderboard.wanted(suite, rank_by, versus):
+            board = leaderboard.build_leaderboard(suite, rank_by=rank_by, versus=versus)
+            _print_frame(out, leaderboard.leaderboard_frame(board), f"{suite.name}: leaderboard by {board.rank_by}")
         frame = table_frame(suite, paper=paper)
         title = suite.name + (f" — {suite.meta['paper_table']}" if suite.meta.get("paper_table") else "")
         if frame.empty:
             out.print(f"{title}: no runs")
             continue
-        headers = [str(c) for c in frame.columns]
-        rows = [[str(cell).replace("`", "") for cell in row] for row in frame.itertuples(index=False)]
-        for part, columns in enumerate(_column_chunks(headers, rows, out.width)):
-            table = Table(title=title if part == 0 else None, title_justify="left")
-            for index in columns:
-                table.add_column(headers[index], justify="left" if index == 0 else "right", no_wrap=True)
-            for row in rows:
-                table.add_row(*(row[index] for index in columns))
-            out.print(table)
+        _print_frame(out, frame, title)
     markdown = [str(p) for p in report.written if p.suffix == ".md"]
     if markdown:
         out.print(f"markdown with notes and plots: {', '.join(markdown)}")
+
+
+def _print_frame(out: "Console", frame: Any, title: str) -> None:
+    from rich.table import Table
+
+    headers = [str(c) for c in frame.columns]
+    rows = [[str(cell).replace("`", "") for cell in row] for row in frame.itertuples(index=False)]
+    for part, columns in enumerate(_column_chunks(headers, rows, out.width)):
+        table = Table(title=title if part == 0 else None, title_justify="left")
+        for index in columns:
+            table.add_column(headers[index], justify="left" if index == 0 else "right", no_wrap=True)
+        for row in rows:
+            table.add_row(*(row[index] for index in columns))
+        out.print(table)
 
 
 def _column_chunks(headers: list[str], rows: list[list[str]], width: int) -> list[list[int]]:
