@@ -323,7 +323,7 @@ def _notes(results: SuiteResults, board: Leaderboard) -> list[str]:
     for convention in conventions:
         marked = {r["variant"]: r["uncounted"][convention] for r in board.rows if r["uncounted"].get(convention)}
         if marked:
-            parts = "; ".join(f"{v}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}" for v, items in marked.items())
+            parts = "; ".join(f"{v}: {_by_class(items)}" for v, items in marked.items())
             why = ("multiply-adds outside conv and linear layers, which this convention does not count" if convention == "paper"
                    else "ops this counter could not cost")
             notes.append(f"† GMACs ({MAC_LABELS[convention]}) leave out {why}: {parts}.")
@@ -337,8 +337,22 @@ def _notes(results: SuiteResults, board: Leaderboard) -> list[str]:
             f"before and after it in one process, {board.timings[0].mode} mode, median over rounds (range over rounds in "
             "brackets). Milliseconds depend on the machine and its load; the ratios are what carries over. NOISY: the "
             "timing was unsteady (see the suite table's notes).")
+    if board.higher_first:
+        notes.append("Pareto plots: each variant's score against its cost; vertical bars are its own 95 % interval over "
+                     "seeds, so overlapping bars can still differ consistently seed by seed (the verdict columns test "
+                     "the paired differences); the front joins the variants no other beats on both, on the means.")
     notes.append("What this table does and does not show (generated data, a CPU-sized recipe): docs/attention-zoo.md.")
     return notes
+
+
+def _by_class(items: Sequence[str]) -> str:
+    """``['layer4.0.conv2 (HaloAttn)', 'layer4.1.conv2 (HaloAttn)']`` -> ``HaloAttn x2`` (ops and
+    class names without a module path are kept as they are)."""
+    import re
+    from collections import Counter
+
+    names = Counter(match.group(1) if (match := re.fullmatch(r".* \((.+)\)", item)) else item for item in items)
+    return ", ".join(name if n == 1 else f"{name} x{n}" for name, n in names.items())
 
 
 def render_leaderboard(board: Leaderboard, *, plots: dict[str, Path] | None = None, relative_to: Path | None = None) -> str:

@@ -3,7 +3,9 @@
 One point per variant at its mean score with the 95 % interval over seeds (vertical bars); on
 the latency panels the horizontal bars are the range of the ratio over timing rounds (MACs are
 exact). The Pareto front (no other variant both scores higher and costs less, on the means) is
-drawn as a step line; the references are marked. matplotlib's Agg canvas, no pyplot state.
+drawn as a step line; the references are marked. The bars are each variant's own spread over
+seeds: two overlapping bars can still differ consistently seed by seed (the leaderboard's
+verdict columns test the paired differences). matplotlib's Agg canvas, no pyplot state.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def plot_leaderboard(board: Leaderboard, directory: Path) -> dict[str, Path]:
         figure, axes = _figure(width=6.0, height=4.8, ncols=len(conventions))
         for ax, convention in zip(axes, conventions):
             _panel(ax, board, board.rows, lambda r, c=convention: r[f"macs_{c}"] / 1e9 if r.get(f"macs_{c}") is not None else None,
-                   lambda r: None, f"GMACs ({MAC_LABELS[convention]}), one image")
+                   lambda r: None, f"GMACs ({MAC_LABELS[convention]}), one image"
+                   + ("; attention products not counted" if convention == "paper" else ""))
             ax.set_title(f"{board.rank_by} vs GMACs ({MAC_LABELS[convention]})")
         plots[f"{board.rank_by} vs GMACs (Pareto)"] = _save(figure, out / "pareto_macs.png")
     timings = [t for t in board.timings if t.error is None and any(r.get(t.key) is not None for r in board.rows)]
