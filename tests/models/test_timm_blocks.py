@@ -230,3 +230,27 @@ def test_flops_cli_counts_a_timm_block_in_resnet50():
     refused = runner.invoke(app, ["flops", "resnet50", "--input", "64x32", "--replace", "layer4.*.conv2=timm-attn:halo"])
     assert refused.exit_code == 2 and "block_size=8 must divide the 4x2 map" in refused.output
     assert "Traceback" not in refused.output
+
+
+REID_TINY = [
+    "--task", "reid", "--epochs", "1", "--input", "32x16", "--batch", "8", "--device", "cpu", "--workers", "0",
+    "--set", "data_sizes={ num_train_ids = 4, train_images_per_id = 4, num_test_ids = 4, query_cams_per_id = 1, "
+    "gallery_images_per_id = 2, num_distractors = 2, num_junk = 0, height = 32, width = 16 }",
+]
+
+
+@pytest.mark.slow
+def test_train_and_eval_resnet50_with_a_block_built_for_its_map(tmp_path):
+    """Bottleneck attention is built for the map training gives it (32x16 input: layer4 at 2x1, not the
+    16x8 of the model's default input), and evaluation from the checkpoint builds it there again."""
+    out = tmp_path / "bot"
+    trained = runner.invoke(app, ["train", "resnet50", *REID_TINY, "--replace", "layer4.*.conv2=timm-attn:bottleneck",
+                                  "--out", str(out), "--json"])
+    assert trained.exit_code == 0, trained.output
+    from strabench.train.checkpoint import load_checkpoint
+
+    weights = load_checkpoint(out / "checkpoint.pt")["model"]
+    assert tuple(weights["layer4.0.conv2.pos_embed.height_rel"].shape)[0] == 2 * 2 - 1  # relative positions of 2 rows
+    evaluated = runner.invoke(app, ["eval", "resnet50", "--checkpoint", str(out / "checkpoint.pt"), "--device", "cpu", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["metrics"] == pytest.approx(json.loads((out / "result.json").read_text())["metrics"])
