@@ -6,6 +6,10 @@ value and our delta in adjacent columns, the paper table cited under it. Failed 
 "failed". Writes <suite>/report.md (and plots/). On a terminal the tables are drawn as tables
 and the markdown's path is printed; piped, the markdown itself is printed. --json prints one
 record per variant, --format csv the same as CSV; --out FILE writes there instead.
+A suite with a [leaderboard] table (or any suite, with --rank-by / --versus) opens with a
+ranked table: each variant's score with its interval, its paired verdict against each
+reference, params, GMACs per convention and latency ratios, and Pareto plots
+(docs/attention-zoo.md).
 """
 
 from __future__ import annotations
