@@ -164,7 +164,8 @@ def _block(record: dict[str, Any]) -> str:
 
 
 def _uncounted(results: SuiteResults) -> dict[str, dict[str, list[str]]]:
-    """Per variant and convention, what the MAC counters left out (from the runs' measure.json)."""
+    """Per variant and convention, what the MAC counters left out (from the runs' measure.json);
+    a variant whose counts came without a readable list gets ``{"?": [run ids]}``."""
     from strabench.io import as_dict, as_text
     from strabench.suite.store import MEASURE_JSON
 
@@ -172,7 +173,11 @@ def _uncounted(results: SuiteResults) -> dict[str, dict[str, list[str]]]:
     for row in results.rows:
         if row.get("status") != "finished" or not row.get("run_id"):
             continue
-        measured = read_json_object(results.directory / str(row["run_id"]) / MEASURE_JSON) or {}
+        measured = read_json_object(results.directory / str(row["run_id"]) / MEASURE_JSON)
+        if measured is None or not isinstance(measured.get("uncounted"), dict):
+            if any(row.get(f"macs_{c}") is not None for c in MAC_LABELS):
+                out.setdefault(row["variant"], {}).setdefault("?", []).append(str(row["run_id"]))
+            continue
         for convention, items in as_dict(measured.get("uncounted")).items():
             if isinstance(items, list) and items:
                 names = [t for t in (as_text(i) for i in items) if t]
@@ -327,6 +332,10 @@ def _notes(results: SuiteResults, board: Leaderboard) -> list[str]:
             why = ("multiply-adds outside conv and linear layers, which this convention does not count" if convention == "paper"
                    else "ops this counter could not cost")
             notes.append(f"† GMACs ({MAC_LABELS[convention]}) leave out {why}: {parts}.")
+    unread = sorted(r["variant"] for r in board.rows if r["uncounted"].get("?"))
+    if unread:
+        notes.append(f"What the counters left out could not be read (no measure.json beside the results) for: "
+                     f"{', '.join(unread)}; their GMACs may leave attention out unmarked.")
     for timing in board.timings:
         if timing.error:
             notes.append(f"Latency ({timing.label}): not measured: {timing.error}")

@@ -405,3 +405,16 @@ def test_a_tiny_real_zoo_suite_runs_and_ranks(tmp_path):
     report = CliRunner().invoke(app, ["report", str(directory)])
     assert report.exit_code == 0, report.output
     assert "tinyzoo: leaderboard" in (directory / "report.md").read_text()
+
+
+def test_counts_whose_left_out_list_cannot_be_read_are_said_so(zoo, tmp_path):
+    import shutil
+
+    copy = tmp_path / "zoo"
+    shutil.copytree(zoo, copy)
+    for measured in copy.glob("stra-s*/measure.json"):
+        data = json.loads(measured.read_text())
+        data.pop("uncounted")
+        measured.write_text(json.dumps(data))
+    board = build_leaderboard(load_suite_results(copy))
+    assert any("could not be read" in note and "stra" in note for note in board.notes)
