@@ -360,9 +360,3 @@ def timm_attention(name: str, settings: Mapping[str, Any]) -> BlockSpec:
 
     return BlockSpec(display, "replace", replace, sized=True)
 
-
-def describe() -> list[dict[str, str]]:
-    """Name, kind, timm class and paper of every wrapped layer (no timm import)."""
-    return [{"name": f"{PREFIX}:{name}", "kind": e.kind, "class": f"{e.module}.{e.cls}", "paper": e.paper}
-            for name, e in TIMM_ATTENTION.items()]
-

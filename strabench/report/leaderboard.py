@@ -59,6 +59,7 @@ class Leaderboard:
     suite: str
     rank_by: str | None
     higher_first: bool
+    metric: str | None  # the score shown and compared (the ranking metric, else the suite's primary one)
     versus: list[str]
     timings: list[Timing]
     rows: list[dict[str, Any]]
@@ -88,7 +89,7 @@ def build_leaderboard(results: SuiteResults, *, rank_by: str | None = None, vers
     """The ranked board of ``results``; ``rank_by``/``versus`` override the suite's ``[leaderboard]``."""
     settings = results.meta.get("leaderboard") if isinstance(results.meta.get("leaderboard"), dict) else {}
     metrics = results.metrics
-    chosen = rank_by or settings.get("rank_by") or results.primary_metric or "macs_fvcore"
+    chosen = rank_by or settings.get("rank_by") or results.primary_metric or _default_cost(results)
     if chosen not in metrics and chosen not in COSTS and not chosen.startswith("latency_b"):
         known = ", ".join([*metrics, *COSTS, "latency_bN"])
         raise ConfigError(f"--rank-by {chosen!r}: the suite {results.name} has no such metric or cost; choose from {known}")
@@ -114,9 +115,18 @@ def build_leaderboard(results: SuiteResults, *, rank_by: str | None = None, vers
             record[f"{timing.key}_noisy"] = bool(timed.get("noisy"))
     higher_first = chosen in metrics
     ranked = _rank(records, chosen, higher_first)
-    board = Leaderboard(results.name, chosen, higher_first, references, timings, ranked)
+    board = Leaderboard(results.name, chosen, higher_first, chosen if higher_first else results.primary_metric, references,
+                        timings, ranked)
     board.notes = _notes(results, board)
     return board
+
+
+def _default_cost(results: SuiteResults) -> str:
+    """A suite without metrics ranks by what it counted: fvcore MACs (every op), else paper MACs, else params."""
+    for key in ("macs_fvcore", "macs_ptflops", "macs_paper", "params"):
+        if any(r.get(key) is not None for r in results.rows):
+            return key
+    return "params"
 
 
 def read_timings(results: SuiteResults) -> list[Timing]:
@@ -276,7 +286,7 @@ def columns(board: Leaderboard) -> list[tuple[str, Any]]:
         ("variant", lambda r: r["variant"]),
         ("block", lambda r: f"`{r['block']}`"),
     ]
-    metric = board.rank_by if board.higher_first else None
+    metric = board.metric
     if metric:
         out.append((f"{metric} (%) [95% CI]", lambda r: _score_cell(r, metric)))
         for reference in board.versus:
@@ -310,8 +320,9 @@ def _notes(results: SuiteResults, board: Leaderboard) -> list[str]:
             "the verdict columns say which differences the seeds support.")
     else:
         what = {"params": "parameters"}.get(key or "", f"{key}")
-        notes.append(f"Ranked by {what}, lowest first (no accuracy in this suite: nothing was trained).")
-    if board.versus and board.higher_first:
+        trained = "" if board.metric else " (no accuracy in this suite: nothing was trained)"
+        notes.append(f"Ranked by {what}, lowest first{trained}.")
+    if board.versus and board.metric:
         notes.append(
             "Verdict columns: each variant against each reference, paired seed by seed in the same setting "
             "(the report's paired comparison; Δ = variant − reference, mean over paired seeds with its 95 % interval). "
@@ -346,7 +357,7 @@ def _notes(results: SuiteResults, board: Leaderboard) -> list[str]:
             f"before and after it in one process, {board.timings[0].mode} mode, median over rounds (range over rounds in "
             "brackets). Milliseconds depend on the machine and its load; the ratios are what carries over. NOISY: the "
             "timing was unsteady (see the suite table's notes).")
-    if board.higher_first:
+    if board.metric:
         notes.append("Pareto plots: each variant's score against its cost; vertical bars are its own 95 % interval over "
                      "seeds, so overlapping bars can still differ consistently seed by seed (the verdict columns test "
                      "the paired differences); the front joins the variants no other beats on both, on the means.")

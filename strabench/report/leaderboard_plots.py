@@ -34,7 +34,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _panel(ax: Any, board: Leaderboard, rows: list[dict[str, Any]], cost: Any, spread: Any, xlabel: str) -> None:
-    metric = board.rank_by
+    metric = board.metric
     points, shown = [], []
     for record in rows:
         x, y = cost(record), record.get(f"{metric}_mean")
@@ -62,7 +62,8 @@ def _panel(ax: Any, board: Leaderboard, rows: list[dict[str, Any]], cost: Any, s
 
 def plot_leaderboard(board: Leaderboard, directory: Path) -> dict[str, Path]:
     """The Pareto plots (label -> PNG under ``directory/plots``); none for a board without a metric."""
-    if not board.higher_first or not any(r.get(f"{board.rank_by}_mean") is not None for r in board.rows):
+    metric = board.metric
+    if metric is None or not any(r.get(f"{metric}_mean") is not None for r in board.rows):
         return {}
     out = directory / PLOTS_DIR
     plots: dict[str, Path] = {}
@@ -73,8 +74,8 @@ def plot_leaderboard(board: Leaderboard, directory: Path) -> dict[str, Path]:
             _panel(ax, board, board.rows, lambda r, c=convention: r[f"macs_{c}"] / 1e9 if r.get(f"macs_{c}") is not None else None,
                    lambda r: None, f"GMACs ({MAC_LABELS[convention]}), one image"
                    + ("; attention products not counted" if convention == "paper" else ""))
-            ax.set_title(f"{board.rank_by} vs GMACs ({MAC_LABELS[convention]})")
-        plots[f"{board.rank_by} vs GMACs (Pareto)"] = _save(figure, out / "pareto_macs.png")
+            ax.set_title(f"{metric} vs GMACs ({MAC_LABELS[convention]})")
+        plots[f"{metric} vs GMACs (Pareto)"] = _save(figure, out / "pareto_macs.png")
     timings = [t for t in board.timings if t.error is None and any(r.get(t.key) is not None for r in board.rows)]
     if timings:
         figure, axes = _figure(width=6.0, height=4.8, ncols=len(timings))
@@ -85,6 +86,6 @@ def plot_leaderboard(board: Leaderboard, directory: Path) -> dict[str, Path]:
 
             _panel(ax, board, board.rows, lambda r, k=timing.key: r.get(k), spread,
                    f"CPU latency / {timing.baseline} ({timing.label}; median, range over rounds)")
-            ax.set_title(f"{board.rank_by} vs latency, batch {timing.batch}")
-        plots[f"{board.rank_by} vs CPU latency (Pareto)"] = _save(figure, out / "pareto_latency.png")
+            ax.set_title(f"{metric} vs latency, batch {timing.batch}")
+        plots[f"{metric} vs CPU latency (Pareto)"] = _save(figure, out / "pareto_latency.png")
     return plots

@@ -146,6 +146,17 @@ class MeasureSpec:
 
 
 @dataclass(frozen=True)
+class LeaderboardSpec:
+    """``[leaderboard]``: what ``strabench report`` ranks by and the variants each row is compared with."""
+
+    rank_by: str | None
+    versus: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**({"rank_by": self.rank_by} if self.rank_by else {}), "versus": list(self.versus)}
+
+
+@dataclass(frozen=True)
 class VariantSpec:
     """One row of the table: a label, a model, its overrides, blocks put in and training tweaks."""
 
@@ -179,7 +190,7 @@ class SuiteConfig:
     baseline: str = ""  # the variant every other one is compared with (default: the first)
     executor: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
     """The checked ``[executor]`` table (resources for cluster jobs); not part of any run's hash."""
-    leaderboard: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    leaderboard: "LeaderboardSpec | None" = None
     """The checked ``[leaderboard]`` table (how the report ranks the variants); not part of any run's hash."""
 
     def as_dict(self) -> dict[str, Any]:
@@ -198,7 +209,7 @@ class SuiteConfig:
             "profile_train": {k: _plain(v) for k, v in self.profile_train.items()},
             "measure": self.measure.as_dict(),
             "executor": _plain(self.executor),
-            **({"leaderboard": _plain(self.leaderboard)} if self.leaderboard else {}),
+            **({"leaderboard": self.leaderboard.as_dict()} if self.leaderboard else {}),
             "variants": [
                 {"name": v.name, "model": v.model, "overrides": _plain(v.overrides), "train": _plain(v.train),
                  **({"replace": _plain(v.replace)} if v.replace else {})}
@@ -486,18 +497,17 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         variants=tuple(variants),
         baseline=baseline,
         executor=_freeze(executor),
-        leaderboard=_freeze(_parse_leaderboard(check, raw.get("leaderboard", {}), seen, baseline)),
+        leaderboard=_parse_leaderboard(check, raw["leaderboard"], seen, baseline) if "leaderboard" in raw else None,
     )
 
 
-def _parse_leaderboard(check: _Checker, value: Any, variants: Any, baseline: str) -> dict[str, Any]:
+def _parse_leaderboard(check: _Checker, value: Any, variants: Any, baseline: str) -> LeaderboardSpec:
     """``[leaderboard]``: the ranking metric (checked against the results when reported) and the
-    variants every row is compared with (each must be a variant of the suite)."""
+    variants every row is compared with (each must be a variant of the suite; default: the baseline)."""
     table = check.table(value, "leaderboard")
     check.keys(table, _LEADERBOARD_KEYS, "leaderboard")
-    out: dict[str, Any] = {}
-    if "rank_by" in table:
-        out["rank_by"] = check.string(table["rank_by"], "leaderboard.rank_by")
+    rank_by = check.string(table["rank_by"], "leaderboard.rank_by") if "rank_by" in table else None
+    names = [baseline]
     if "versus" in table:
         versus = table["versus"]
         if not isinstance(versus, list) or not versus:
@@ -508,10 +518,7 @@ def _parse_leaderboard(check: _Checker, value: Any, variants: Any, baseline: str
                 check.fail(f"leaderboard.versus[{i}]", f"no variant is named {name!r}; variants: {', '.join(variants)}")
         if len(set(names)) != len(names):
             check.fail("leaderboard.versus", f"expected distinct variants, got {names}")
-        out["versus"] = names
-    elif table:
-        out["versus"] = [baseline]
-    return out
+    return LeaderboardSpec(rank_by, tuple(names))
 
 
 def _check_replace(check: _Checker, value: Any, key: str) -> dict[str, str]:

@@ -254,3 +254,15 @@ def test_train_and_eval_resnet50_with_a_block_built_for_its_map(tmp_path):
     evaluated = runner.invoke(app, ["eval", "resnet50", "--checkpoint", str(out / "checkpoint.pt"), "--device", "cpu", "--json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["metrics"] == pytest.approx(json.loads((out / "result.json").read_text())["metrics"])
+
+
+def test_the_docs_table_lists_every_block_with_its_kind_and_class():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "attention-zoo.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): [c.strip() for c in line.split("|")[2:4]]
+            for line in doc.splitlines() if line.startswith("| `")}
+    assert set(rows) == set(TIMM_ATTENTION)
+    for name, (kind, cls) in rows.items():
+        entry = TIMM_ATTENTION[name]
+        assert kind == ("gate" if entry.kind == "insert" else "replace") and cls.strip("`").startswith(entry.cls), name

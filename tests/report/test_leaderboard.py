@@ -199,6 +199,11 @@ def test_cost_columns_mark_what_a_convention_left_out(zoo):
 def test_any_metric_or_cost_ranks_the_board(zoo, rank_by, order):
     board = build_leaderboard(load_suite_results(zoo), rank_by=rank_by)
     assert [r["variant"] for r in board.rows] == order
+    # ranked by a cost, the board still shows the suite's score and its verdicts
+    assert board.metric == (rank_by if rank_by == "rank1" else "mAP")
+    from strabench.report.leaderboard import leaderboard_frame
+
+    assert f"vs base: Δ {board.metric} [95% CI]" in list(leaderboard_frame(board).columns)
 
 
 def test_bad_choices_are_one_line(zoo):
