@@ -90,6 +90,9 @@ def build_leaderboard(results: SuiteResults, *, rank_by: str | None = None, vers
     settings = results.meta.get("leaderboard") if isinstance(results.meta.get("leaderboard"), dict) else {}
     metrics = results.metrics
     chosen = rank_by or settings.get("rank_by") or results.primary_metric or _default_cost(results)
+    waiting = None
+    if not rank_by and not metrics and chosen not in COSTS and not chosen.startswith("latency_b"):
+        waiting, chosen = chosen, _default_cost(results)  # the suite's metric, before any run has finished
     if chosen not in metrics and chosen not in COSTS and not chosen.startswith("latency_b"):
         known = ", ".join([*metrics, *COSTS, "latency_bN"])
         raise ConfigError(f"--rank-by {chosen!r}: the suite {results.name} has no such metric or cost; choose from {known}")
@@ -118,6 +121,8 @@ def build_leaderboard(results: SuiteResults, *, rank_by: str | None = None, vers
     board = Leaderboard(results.name, chosen, higher_first, chosen if higher_first else results.primary_metric, references,
                         timings, ranked)
     board.notes = _notes(results, board)
+    if waiting:
+        board.notes.insert(0, f"No run has finished with {waiting} yet: ranked by {chosen} until one has.")
     return board
 
 

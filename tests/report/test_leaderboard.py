@@ -423,3 +423,16 @@ def test_counts_whose_left_out_list_cannot_be_read_are_said_so(zoo, tmp_path):
         measured.write_text(json.dumps(data))
     board = build_leaderboard(load_suite_results(copy))
     assert any("could not be read" in note and "stra" in note for note in board.notes)
+
+
+def test_a_suite_with_nothing_finished_yet_shows_its_board_pending(tmp_path):
+    from strabench.suite.runner import plan_runs
+
+    suite = write_suite(tmp_path, SUITE.format(seeds="[0]", leaderboard='[leaderboard]\nrank_by = "mAP"\n'))
+
+    plan = plan_runs(load_suite(suite), tmp_path / "results")
+    plan.out_dir.mkdir(parents=True)
+    (plan.out_dir / "plan.json").write_text(json.dumps(plan.as_dict()))
+    board = build_leaderboard(load_suite_results(plan.out_dir))
+    assert [r["rank"] for r in board.rows] == [None] * 4
+    assert board.notes[0] == "No run has finished with mAP yet: ranked by params until one has."
