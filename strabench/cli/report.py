@@ -9,12 +9,16 @@ ratio, and a verdict line per compared variant), then the markdown's path; --wid
 column instead (split into several tables rather than cutting a cell). Piped, the markdown
 itself is printed. --json prints one record per variant, --format csv the same as CSV; --out
 FILE writes there instead.
+A suite with a [leaderboard] table (or any suite, with --rank-by / --versus) opens with a
+ranked table: each variant's score with its interval, its paired verdict against each
+reference, params, GMACs per convention and latency ratios, and Pareto plots
+(docs/attention-zoo.md).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -32,6 +36,8 @@ def report_command(
     paper: Annotated[bool, typer.Option("--paper/--no-paper", help="Show the paper's numbers and our delta beside ours.")] = True,
     plots: Annotated[bool | None, typer.Option("--plots/--no-plots", help="Draw PNG plots and link them (md only; default: on).")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="On a terminal: every column of the markdown table, not the compact view.")] = False,
+    rank_by: Annotated[str | None, typer.Option("--rank-by", help="Open with a leaderboard ranked by this metric (mAP ...) or cost (params, macs_fvcore, latency); default: the suite's [leaderboard].")] = None,
+    versus: Annotated[list[str] | None, typer.Option("--versus", help="Leaderboard: a variant every row is compared with (repeatable; default: the suite's [leaderboard] or baseline).")] = None,
 ) -> None:
     import sys
 
@@ -48,12 +54,15 @@ def report_command(
     chosen = "json" if as_json else fmt
     if plots is not None and chosen != "md":
         raise ConfigError(f"--{'' if plots else 'no-'}plots applies to the markdown report only, not to {chosen} output")
+    if (rank_by or versus) and chosen != "md":
+        raise ConfigError(f"--rank-by and --versus shape the markdown report's leaderboard, not {chosen} output")
     paths = results or [Path("results")]
     if out is not None:
         from strabench.io import check_regular_target
 
         check_regular_target(out)  # a device or a link is refused before any work
-    report = build_report(paths, fmt=chosen, paper=paper, out=out, plots=True if plots is None else plots)
+    report = build_report(paths, fmt=chosen, paper=paper, out=out, plots=True if plots is None else plots,
+                          rank_by=rank_by, versus=versus)
     if report.warnings:  # results from mixed code (strabench.report.mixed_code)
         from rich.markup import escape
 
@@ -64,18 +73,26 @@ def report_command(
         return
     terminal = console()
     if chosen == "md" and terminal.is_terminal:
-        _print_views(terminal, paths, report, paper=paper, wide=wide)
+        _print_views(terminal, paths, report, paper=paper, wide=wide, rank_by=rank_by, versus=versus)
         return
     sys.stdout.write(report.text)
     sys.stdout.flush()
 
 
-def _print_views(out: "Console", paths: list[Path], report: "Report", *, paper: bool, wide: bool) -> None:
-    """Each suite's compact (or --wide) view, then where the markdown with every note is."""
+def _print_views(out: "Console", paths: list[Path], report: "Report", *, paper: bool, wide: bool,
+                 rank_by: str | None = None, versus: list[str] | None = None) -> None:
+    """Each suite's leaderboard (where it has one), then its compact (or --wide) view, then where
+    the markdown with every note is."""
+    from strabench.report import leaderboard
     from strabench.report.tables import find_suite_dirs, load_suite_results, merge_results
-    from strabench.report.terminal import compact_view, print_suite, wide_view
+    from strabench.report.terminal import compact_view, print_suite, print_table, wide_view
 
     for suite in merge_results(load_suite_results(d) for d in find_suite_dirs(paths)):
+        if leaderboard.wanted(suite, rank_by, versus):
+            board = leaderboard.build_leaderboard(suite, rank_by=rank_by, versus=versus)
+            frame = leaderboard.leaderboard_frame(board)
+            rows = [[str(cell).replace("`", "") for cell in row] for row in frame.itertuples(index=False)]
+            print_table(out, [str(c) for c in frame.columns], rows, title=f"{suite.name}: leaderboard by {board.rank_by}")
         print_suite(out, (wide_view if wide else compact_view)(suite, paper=paper))
     markdown = [str(p) for p in report.written if p.suffix == ".md"]
     if markdown:

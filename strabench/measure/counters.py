@@ -84,6 +84,7 @@ from strabench.counting import declared_counting
 from strabench.layers import ops as strabench_ops
 from strabench.layers.kernels import refuse_fused
 from strabench.layers.pointwise import GroupedPointwiseConv
+from strabench.measure import attention_ops
 from strabench.measure.flops import MacCount
 from strabench.measure.own_ops import arithmetic, own_ops
 
@@ -212,6 +213,7 @@ FVCORE_HANDLES: dict[str, Handle] = {
     **{op: _two_per_output_element for op in _inplace_too(("addcmul",))},
     **{op: _per_input_element for op in REDUCTION_OPS},
     **{op: _free for op in COMPARISON_OPS + DATA_MOVEMENT_OPS},
+    **attention_ops.FVCORE_HANDLES,  # fused attention, hard activations (strabench.measure.attention_ops)
 }
 
 #: Ops in fvcore's default ignore list that the registered models emit (plus a few views and
@@ -280,9 +282,10 @@ PTFLOPS_SAME_AS: dict[type, type] = {
 
 
 def ptflops_block_macs(cls: type) -> Callable[[Any, Tensor, Tensor], int] | None:
-    """The own-arithmetic cost of ``cls`` for the ptflops convention: declared, or torch's above."""
+    """The own-arithmetic cost of ``cls`` for the ptflops convention: declared, torch's above, or
+    the attention zoo's (``strabench.measure.attention_ops``: timm's attention layers)."""
     declared = declared_counting(cls)
-    return declared.macs if declared is not None else PTFLOPS_TORCH_MACS.get(cls)
+    return declared.macs if declared is not None else PTFLOPS_TORCH_MACS.get(cls) or attention_ops.ptflops_macs(cls)
 
 
 def _qualname(cls: type) -> str:

@@ -61,7 +61,7 @@ class TaskModel(nn.Module):
             raise ShapeError(f"{name} expects {self.in_chans} input channel(s), got {c}")
         if self.fixed_input is not None and (h, w) != tuple(self.fixed_input):
             fh, fw = self.fixed_input
-            raise ShapeError(f"{name} was built for {fh}x{fw} inputs (its head is sized for it), got {h}x{w}")
+            raise ShapeError(f"{name} was built for {fh}x{fw} inputs (its head or blocks are sized for it), got {h}x{w}")
         m = self.input_multiple
         if h < m or w < m or h % m or w % m:
             raise ShapeError(f"{name} needs H and W to be positive multiples of {m} (its output stride), got {h}x{w}")

@@ -14,7 +14,7 @@ A name resolves through sources keyed by prefix, like model references
 
 - ``stra``, ``se``, ...: the blocks of this package (``BLOCKS``);
 - ``PREFIX:NAME``: a registered block source (``register_block_source``), which turns a name and
-  its settings into a ``BlockSpec``;
+  its settings into a ``BlockSpec``; ``timm-attn:NAME`` (timm's attention layers) is built in;
 - ``package.module:Class``: a class importable from the working directory or ``PYTHONPATH``
   that declares its kind with a class attribute, ``block_kind = "replace"`` or ``"insert"``.
 
@@ -65,11 +65,17 @@ class BlockSpec:
     ``factory(in_channels, out_channels, stride)`` for a ``"replace"`` block,
     ``factory(channels)`` for an ``"insert"`` block. A factory raises ``ConfigError`` (or
     ``ValueError``/``TypeError`` from the block) for a size it cannot take.
+
+    ``sized``: the factory also takes ``size=(H, W)``, the feature map the block will see (the
+    replaced module's input, or the output of the module an insert block follows), for blocks
+    built for one map size (timm's bottleneck attention) or checked against it (halo blocks
+    tiling the map). ``replace`` knows it from the forward that checks every replacement.
     """
 
     name: str
     kind: str
     factory: Callable[..., "nn.Module"]
+    sized: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -80,7 +86,8 @@ class BlockSpec:
 BlockSource = Callable[[str, Mapping[str, Any]], BlockSpec]
 
 #: Registered block sources by prefix: a callable, or ``"package.module:function"`` imported when used.
-BLOCK_SOURCES: dict[str, "BlockSource | str"] = {}
+#: ``timm-attn``: timm's attention layers (``strabench.models.timm_blocks``, needs the timm extra).
+BLOCK_SOURCES: dict[str, "BlockSource | str"] = {"timm-attn": "strabench.models.timm_blocks:timm_attention"}
 
 
 def register_block_source(prefix: str, source: "BlockSource | str") -> None:

@@ -38,7 +38,9 @@ class MobileNetV2(TaskModel):
         last_block_spatial: Callable[[int], nn.Module] | None = None,
         feature_dim: int = 512,
         num_classes: int = 751,
+        input_size: tuple[int, int] | None = None,
     ) -> None:
+        # input_size: taken as the ResNets take it (their builders share callers); the pooled head fits any size
         super().__init__()
         body = TVMobileNetV2(width_mult=width_mult, inverted_residual_setting=REID_SETTING)
         self.features = body.features

@@ -13,6 +13,11 @@ What happens depends on the block's kind, which the block declares:
   the two become ``Inserted(original, inserted)``, so ``layer4.0.conv2.original.weight`` is the
   kept convolution and ``layer4.0.conv2.inserted.*`` the new block.
 
+A block whose spec is ``sized`` is also given the map size it will see (``size=(H, W)``: the
+module's input for a replace block, its output for an insert block), from the same forward; a
+strabench model holding one is then built for that input (its ``fixed_input``), so every caller
+that runs it at another size rebuilds it there, as it does for the face models' sized heads.
+
 Every replacement is checked before the model is used: one forward of the original model
 records each matched module's input and output shapes, and the result must map the one to the
 other; a pattern that matches nothing, a block that cannot be built for those channels or
@@ -93,6 +98,8 @@ def apply_replacements(model: nn.Module, replace: Mapping[str, str], input_shape
     for name, module in new.items():
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, module)
+    if any(specs[pattern].sized for pattern in targets.values()) and hasattr(model, "fixed_input"):
+        model.fixed_input = tuple(input_shape[1:])  # fitted to these maps: rebuilt for another input, never reused
     return {name: specs[pattern].name for name, pattern in targets.items()}
 
 
@@ -159,9 +166,13 @@ def _build_checked(name: str, module: nn.Module, spec: BlockSpec, x_shape: tuple
     # a block that is not one of the package's own (a user class, a block source's) is code strabench
     # did not write: whatever it raises is one line naming it
     boundary = (lambda *_: contextlib.nullcontext()) if spec.name.partition("(")[0] in BLOCKS else calling
+    sized = {"size": tuple(block_input[2:])} if spec.sized else {}  # the map the block sees (BlockSpec.sized)
     with boundary(spec.name, f"building it for {name}, {what}"):
         try:
-            block = spec.factory(x_shape[1], y_shape[1], stride) if spec.kind == "replace" else spec.factory(y_shape[1])
+            if spec.kind == "replace":
+                block = spec.factory(x_shape[1], y_shape[1], stride, **sized)
+            else:
+                block = spec.factory(y_shape[1], **sized)
         except ConfigError as exc:
             raise ConfigError(f"replace: {name}: {exc}") from None
         except (TypeError, ValueError) as exc:
@@ -172,8 +183,9 @@ def _build_checked(name: str, module: nn.Module, spec: BlockSpec, x_shape: tuple
     with torch.no_grad(), boundary(spec.name, f"its forward at {name}'s input {tuple(block_input)}"):
         try:
             out = block(torch.zeros(block_input))
-        except (RuntimeError, ValueError, ShapeError) as exc:
-            raise ConfigError(f"replace: {spec.name} does not fit {name} (input {block_input}): {str(exc).splitlines()[0]}") from None
+        except (RuntimeError, ValueError, ShapeError, AssertionError) as exc:  # timm asserts sizes in forward
+            reason = str(exc).splitlines()[0] if str(exc).strip() else f"{type(exc).__name__} in the block's forward"
+            raise ConfigError(f"replace: {spec.name} does not fit {name} (input {block_input}): {reason}") from None
     got = tuple(out.shape) if isinstance(out, torch.Tensor) else None
     if got != tuple(y_shape):
         where = f"{name}'s input" if spec.kind == "replace" else f"{name}'s output"

@@ -35,9 +35,16 @@ def build_report(
     paper: bool = True,
     out: Path | str | None = None,
     plots: bool = True,
+    rank_by: str | None = None,
+    versus: Sequence[str] | None = None,
 ) -> Report:
-    """Render every suite under ``paths``; md also writes ``<suite>/report.md`` unless ``out`` is given."""
+    """Render every suite under ``paths``; md also writes ``<suite>/report.md`` unless ``out`` is given.
+
+    A suite with a ``[leaderboard]`` table, or every suite when ``rank_by``/``versus`` is given,
+    opens with its ranked board (``strabench.report.leaderboard``)."""
     from strabench.io import atomic_write_text
+    from strabench.report import leaderboard
+    from strabench.report.leaderboard_plots import plot_leaderboard
     from strabench.report.plots import plot_suite
     from strabench.report.tables import (
         find_suite_dirs,
@@ -68,6 +75,11 @@ def build_report(
             section = render_markdown(suite, paper=paper, plots=figures, relative_to=where)
             if mixed[suite.name]:
                 section += "\n**Results from mixed code.**\n\n" + "".join(f"- {line}\n" for line in mixed[suite.name])
+            if leaderboard.wanted(suite, rank_by, versus):
+                board = leaderboard.build_leaderboard(suite, rank_by=rank_by, versus=versus)
+                pareto = plot_leaderboard(board, suite.directory) if plots else {}
+                written.extend(pareto.values())
+                section = leaderboard.render_leaderboard(board, plots=pareto, relative_to=where) + "\n" + section
             if out is None:
                 atomic_write_text(suite.directory / REPORT_MD, f"# strabench report: {suite.name}\n\n{section}")
                 written.append(suite.directory / REPORT_MD)

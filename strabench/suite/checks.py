@@ -89,9 +89,9 @@ def _input_sizes(spec: "RunSpec") -> list[tuple[tuple[int, int], str]]:
     if spec.measure.params or spec.measure.macs or spec.measure.latency is not None:
         measure = tuple(spec.measure.input) if spec.measure.input else tuple(model_info(spec.model).default_input[1:])
         sizes.append((measure, "[measure] input"))  # type: ignore[arg-type]
-        latency = spec.measure.latency
-        if latency is not None and latency.input:
-            sizes.append((tuple(latency.input), "[measure.latency] input"))  # type: ignore[arg-type]
+        for latency in spec.measure.latencies:
+            if latency.input:
+                sizes.append((tuple(latency.input), "[measure.latency] input"))  # type: ignore[arg-type]
     return sizes
 
 

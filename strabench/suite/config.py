@@ -32,7 +32,8 @@ Layout of a suite file::
     params = true
     macs = ["paper", "fvcore", "ptflops"]
     input = "256x128"                    # MACs/latency input; default: the model's default input
-    latency = { batch = 1, mode = "infer", threads = 2, min_run_time = 0.5 }   # or false
+    latency = { batch = 1, mode = "infer", threads = 2, min_run_time = 0.5 }   # or false, or an array
+                                         # of such tables: one interleaved timing each (latency.json, latency-2.json ...)
     accuracy = true                      # train + evaluate (false: complexity only)
 
     [executor]                           # optional: where runs go with --executor slurm
@@ -43,6 +44,9 @@ Layout of a suite file::
     [[settings]]                         # optional: conditions every variant runs under (a sweep)
     name = "rigid"                       # label; run directories become <variant>-<setting>-s<seed>-<hash>
     train = { data_sizes = { deformation = 0.0 } }   # TrainConfig overrides of this setting
+    [leaderboard]                        # optional: `strabench report` ranks the variants (strabench.report.leaderboard)
+    rank_by = "mAP"                      # a metric (higher first) or a cost: params, macs_<convention>, latency
+    versus = ["resnet50", "stra"]        # variants every row is compared with, seed by seed (default: the baseline)
 
     [[variants]]
     name = "stra"                        # label; run directories are <name>-s<seed>-<hash>
@@ -91,13 +95,14 @@ SUITE_OWNED = ("model", "task", "data", "profile", "seed", "model_overrides")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # used with fullmatch: `$` would let a final newline through
 _TOP_KEYS = (
     "name", "description", "paper_table", "task", "data", "profile", "seeds", "baseline", "train", "measure", "executor",
-    "settings", "variants", "alpha", "equivalence_margin", "min_effect", "pilot", "max_seeds",
+    "settings", "variants", "alpha", "equivalence_margin", "min_effect", "pilot", "max_seeds", "leaderboard",
 )
 #: The metric a bare number in ``equivalence_margin`` / ``min_effect`` is about, per task.
 PRIMARY_METRIC = {"reid": "mAP", "face": "mean", "fer": "test_acc"}
 #: The metrics each task reports (face: ``mean`` and one per verification set, named by its file).
 TASK_METRICS: dict[str, tuple[str, ...] | None] = {"reid": ("mAP", "rank1", "rank5", "rank10"), "fer": ("val_acc", "test_acc"), "face": None}
 _SETTING_KEYS = ("name", "train")
+_LEADERBOARD_KEYS = ("rank_by", "versus")
 _VARIANT_KEYS = ("name", "model", "overrides", "replace", "train")
 _MEASURE_KEYS = ("params", "macs", "input", "latency", "accuracy")
 _LATENCY_KEYS = ("batch", "input", "mode", "threads", "min_run_time", "rounds")
@@ -128,6 +133,12 @@ class MeasureSpec:
     input: tuple[int, int] | None = None
     latency: LatencySpec | None = None
     accuracy: bool = True
+    more_latency: tuple[LatencySpec, ...] = ()  # further timings (``latency`` given as an array), in order
+
+    @property
+    def latencies(self) -> tuple[LatencySpec, ...]:
+        """Every timing the suite asks for, the first (``latency``) first."""
+        return ((self.latency,) if self.latency else ()) + self.more_latency
 
     def as_dict(self) -> dict[str, Any]:
         """The settings that change a run's row (part of its hash)."""
@@ -137,22 +148,35 @@ class MeasureSpec:
             "input": list(self.input) if self.input else None,
             "latency": self.latency.as_dict() if self.latency else None,
             "accuracy": self.accuracy,
+            **({"more_latency": [spec.as_dict() for spec in self.more_latency]} if self.more_latency else {}),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MeasureSpec":
         """Inverse of ``as_dict`` (reading a results directory's plan.json)."""
+        def spec(lat: Mapping[str, Any]) -> LatencySpec:
+            return LatencySpec(**{**lat, "input": tuple(lat["input"]) if lat.get("input") else None})
+
         lat = data.get("latency")
-        latency = None
-        if lat:
-            latency = LatencySpec(**{**lat, "input": tuple(lat["input"]) if lat.get("input") else None})
         return cls(
             params=bool(data.get("params", True)),
             macs=tuple(data.get("macs") or ()),
             input=tuple(data["input"]) if data.get("input") else None,  # type: ignore[arg-type]
-            latency=latency,
+            latency=spec(lat) if lat else None,
             accuracy=bool(data.get("accuracy", True)),
+            more_latency=tuple(spec(more) for more in data.get("more_latency") or ()),
         )
+
+
+@dataclass(frozen=True)
+class LeaderboardSpec:
+    """``[leaderboard]``: what ``strabench report`` ranks by and the variants each row is compared with."""
+
+    rank_by: str | None
+    versus: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**({"rank_by": self.rank_by} if self.rank_by else {}), "versus": list(self.versus)}
 
 
 @dataclass(frozen=True)
@@ -232,6 +256,8 @@ class SuiteConfig:
     """Command-line overrides applied to the file (``strabench.suite.overrides``), as given."""
     settings: tuple[SettingSpec, ...] = ()
     """The ``[[settings]]`` (empty: one implicit setting, run directories without a setting label)."""
+    leaderboard: "LeaderboardSpec | None" = None
+    """The checked ``[leaderboard]`` table (how the report ranks the variants); not part of any run's hash."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot (written as ``suite.json`` next to the results)."""
@@ -256,6 +282,7 @@ class SuiteConfig:
             "max_seeds": self.max_seeds,
             **({"overrides": list(self.overrides)} if self.overrides else {}),
             **({"settings": [{"name": s.name, "train": _plain(s.train)} for s in self.settings]} if self.settings else {}),
+            **({"leaderboard": self.leaderboard.as_dict()} if self.leaderboard else {}),
             "variants": [
                 {"name": v.name, "model": v.model, "overrides": _plain(v.overrides), "train": _plain(v.train),
                  **({"replace": _plain(v.replace)} if v.replace else {})}
@@ -565,6 +592,7 @@ def parse_suite(raw: Mapping[str, Any], path: Path) -> SuiteConfig:
         pilot=pilot,
         max_seeds=max_seeds,
         settings=settings,
+        leaderboard=_parse_leaderboard(check, raw["leaderboard"], seen, baseline) if "leaderboard" in raw else None,
     )
 
 
@@ -619,6 +647,26 @@ def _parse_settings(check: _Checker, raw: Any) -> tuple[SettingSpec, ...]:
                                       allow_profiles=False)
         settings.append(SettingSpec(name, _freeze(train)))
     return tuple(settings)
+
+
+def _parse_leaderboard(check: _Checker, value: Any, variants: Any, baseline: str) -> LeaderboardSpec:
+    """``[leaderboard]``: the ranking metric (checked against the results when reported) and the
+    variants every row is compared with (each must be a variant of the suite; default: the baseline)."""
+    table = check.table(value, "leaderboard")
+    check.keys(table, _LEADERBOARD_KEYS, "leaderboard")
+    rank_by = check.string(table["rank_by"], "leaderboard.rank_by") if "rank_by" in table else None
+    names = [baseline]
+    if "versus" in table:
+        versus = table["versus"]
+        if not isinstance(versus, list) or not versus:
+            check.fail("leaderboard.versus", f"expected a non-empty array of variant names, got {_describe(versus)}")
+        names = [check.string(v, f"leaderboard.versus[{i}]") for i, v in enumerate(versus)]
+        for i, name in enumerate(names):
+            if name not in variants:
+                check.fail(f"leaderboard.versus[{i}]", f"no variant is named {name!r}; variants: {', '.join(variants)}")
+        if len(set(names)) != len(names):
+            check.fail("leaderboard.versus", f"expected distinct variants, got {names}")
+    return LeaderboardSpec(rank_by, tuple(names))
 
 
 def _check_replace(check: _Checker, value: Any, key: str) -> dict[str, str]:
@@ -681,21 +729,32 @@ def _parse_measure(check: _Checker, table: Mapping[str, Any]) -> MeasureSpec:
     size = check.size(table["input"], "measure.input") if "input" in table else None
     accuracy = check.boolean(table.get("accuracy", True), "measure.accuracy")
     latency_raw = table.get("latency", False)
-    latency = None
-    if latency_raw is not False:
-        lat = check.table(latency_raw, "measure.latency") if not isinstance(latency_raw, bool) else {}
-        check.keys(lat, _LATENCY_KEYS, "measure.latency")
-        latency = LatencySpec(
-            batch=check.integer(lat.get("batch", 1), "measure.latency.batch", minimum=1),
-            input=check.size(lat["input"], "measure.latency.input") if "input" in lat else None,
-            mode=check.string(lat.get("mode", "infer"), "measure.latency.mode", choices=LATENCY_MODES),
-            threads=check.integer(lat["threads"], "measure.latency.threads", minimum=1) if "threads" in lat else None,
-            min_run_time=check.number(lat.get("min_run_time", 1.0), "measure.latency.min_run_time", positive=True),
-            rounds=check.integer(lat.get("rounds", 1), "measure.latency.rounds", minimum=1),
-        )
+    timings: list[LatencySpec] = []
+    if isinstance(latency_raw, list):  # several timings, e.g. batch 1 and batch 32
+        if not latency_raw:
+            check.fail("measure.latency", "expected a table, an array of tables or false, got an empty array")
+        timings = [_parse_latency(check, lat, f"measure.latency[{i}]") for i, lat in enumerate(latency_raw)]
+        if len(set(timings)) != len(timings):
+            check.fail("measure.latency", "the same timing is listed twice")
+    elif latency_raw is not False:
+        timings = [_parse_latency(check, latency_raw if not isinstance(latency_raw, bool) else {}, "measure.latency")]
+    latency = timings[0] if timings else None
     if not (params or macs or latency or accuracy):
         check.fail("measure", "nothing to do: params, macs, latency and accuracy are all off")
-    return MeasureSpec(params=params, macs=macs, input=size, latency=latency, accuracy=accuracy)
+    return MeasureSpec(params=params, macs=macs, input=size, latency=latency, accuracy=accuracy, more_latency=tuple(timings[1:]))
+
+
+def _parse_latency(check: _Checker, raw: Any, key: str) -> LatencySpec:
+    lat = check.table(raw, key)
+    check.keys(lat, _LATENCY_KEYS, key)
+    return LatencySpec(
+        batch=check.integer(lat.get("batch", 1), f"{key}.batch", minimum=1),
+        input=check.size(lat["input"], f"{key}.input") if "input" in lat else None,
+        mode=check.string(lat.get("mode", "infer"), f"{key}.mode", choices=LATENCY_MODES),
+        threads=check.integer(lat["threads"], f"{key}.threads", minimum=1) if "threads" in lat else None,
+        min_run_time=check.number(lat.get("min_run_time", 1.0), f"{key}.min_run_time", positive=True),
+        rounds=check.integer(lat.get("rounds", 1), f"{key}.rounds", minimum=1),
+    )
 
 
 def parse_seeds(texts: "list[str] | tuple[str, ...]", *, key: str = "--seeds") -> list[int]:

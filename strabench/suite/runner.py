@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from strabench.env import git_state
 from strabench.errors import ConfigError, DataError, LockError, StrabenchError, WriteError
 from strabench.io import read_json_object
-from strabench.suite.config import MeasureSpec, SuiteConfig
+from strabench.suite.config import LatencySpec, MeasureSpec, SuiteConfig
 from strabench.suite.jobfiles import sweep_job_files
 from strabench.suite.store import (  # noqa: F401 - the store's names, re-exported for callers of the runner
     CHECKPOINT_FILES, MEASURE_JSON, RESULT_JSON, RESULTS_CSV, RUN_JSON, metric_columns, needs_measure, run_row,
@@ -312,13 +312,19 @@ def measure_model(spec: RunSpec) -> dict[str, Any]:
     return result
 
 
-def latency_settings(plan: RunPlan) -> dict[str, Any] | None:
-    """What a suite's latency measurement depends on (None when the suite times nothing).
+def latency_file(index: int) -> str:
+    """Where the suite's ``index``-th timing goes: ``latency.json``, then ``latency-2.json`` ..."""
+    return LATENCY_JSON if index == 0 else f"latency-{index + 1}.json"
+
+
+def latency_settings(plan: RunPlan, timing: LatencySpec | None = None) -> dict[str, Any] | None:
+    """What a suite's latency measurement depends on (None when the suite times nothing);
+    ``timing``: one of the suite's timings (default: its first, ``measure.latency``).
 
     ``variant_overrides`` (present only when a variant has overrides or ``replace`` blocks, so a
     suite without any keeps the settings, and its ``latency.json``, it always had): each such
     variant's ``model_overrides``, which the timed module is built with."""
-    lat = plan.suite.measure.latency
+    lat = timing or plan.suite.measure.latency
     if lat is None:
         return None
     variants = [v for v in plan.suite.variants if any(r.variant == v.name for r in plan.runs)]
@@ -344,7 +350,7 @@ def _plain_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 MIN_LATENCY_ROUNDS = 3
 
 
-def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
+def measure_suite_latency(plan: RunPlan, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every variant's latency as a ratio to the suite's baseline, interleaved in one process.
 
     ``strabench.measure.latency.benchmark_models`` measures the baseline right before and after
@@ -359,7 +365,7 @@ def measure_suite_latency(plan: RunPlan) -> dict[str, Any]:
     """
     from strabench.measure.latency import STOCK_SUFFIX, benchmark_models
 
-    settings = latency_settings(plan)
+    settings = settings or latency_settings(plan)
     assert settings is not None
     variants: dict[str, str] = settings["variants"]
     size = tuple(settings["input"] or settings["measure_input"] or ()) or None
@@ -693,21 +699,25 @@ def suite_session(plan: RunPlan, listener: SuiteListener) -> Iterator[tuple[list
 
 
 def time_suite(plan: RunPlan, listener: SuiteListener) -> None:
-    """Suite latency (``latency.json``), once per settings: by the whole run or shard 1 of N."""
+    """Suite latency (``latency.json``, and ``latency-2.json`` ... for further timings), once per
+    settings: by the whole run or shard 1 of N."""
     from strabench.io import atomic_write_json
 
-    settings = latency_settings(plan)
-    if settings is None or (plan.shard is not None and plan.shard[0] != 1):
+    if plan.shard is not None and plan.shard[0] != 1:
         return
-    previous = read_json_object(plan.out_dir / LATENCY_JSON)
-    if previous is not None and previous.get("settings") == settings and not previous.get("error"):
-        return
-    listener.on_suite_phase(f"timing {len(settings['variants'])} variant(s) against {plan.suite.baseline}, interleaved")
-    try:
-        measured = measure_suite_latency(plan)
-    except StrabenchError as exc:
-        measured = {"settings": settings, "error": _reason(exc)}
-    atomic_write_json(plan.out_dir / LATENCY_JSON, measured)
+    for index, timing in enumerate(plan.suite.measure.latencies):
+        settings = latency_settings(plan, timing)
+        assert settings is not None
+        previous = read_json_object(plan.out_dir / latency_file(index))
+        if previous is not None and previous.get("settings") == settings and not previous.get("error"):
+            continue
+        listener.on_suite_phase(f"timing {len(settings['variants'])} variant(s) against {plan.suite.baseline}, interleaved "
+                                f"(batch {settings['batch']}, {settings['mode']})")
+        try:
+            measured = measure_suite_latency(plan, settings)
+        except StrabenchError as exc:
+            measured = {"settings": settings, "error": _reason(exc)}
+        atomic_write_json(plan.out_dir / latency_file(index), measured)
 
 
 def _todo(plan: RunPlan) -> list[RunSpec]:

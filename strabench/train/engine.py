@@ -172,7 +172,7 @@ class Trainer:
             self.trainable_prefixes = recipes.TRAINABLE_WHILE_FROZEN[self.info.family]
 
         kwargs = dict(cfg.model_overrides)
-        if self.strategy.sized_input:
+        if self.strategy.sized_input or kwargs.get("replace"):  # replace: blocks fitted to the map they see
             if tuple(kwargs.get("input_size", cfg.input_size)) != tuple(cfg.input_size):
                 raise ConfigError(f"model_overrides input_size {kwargs['input_size']} disagrees with input_size {cfg.input_size}")
             kwargs["input_size"] = tuple(cfg.input_size)
@@ -818,7 +818,8 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint_path: Path | str, *, cache_
     classifier = weights.get("classifier.weight")
     num_classes = int(classifier.shape[0]) if isinstance(classifier, torch.Tensor) else data.num_classes
     kwargs = dict(cfg.model_overrides)
-    if strategy.sized_input or model_info(cfg.model).source != "registry":  # external: probed at this input
+    if strategy.sized_input or model_info(cfg.model).source != "registry" or kwargs.get("replace"):
+        # external: probed at this input; replace: blocks fitted to the map they see
         kwargs["input_size"] = tuple(cfg.input_size)
     model = create_model(cfg.model, task=cfg.task, num_classes=num_classes, **kwargs)
     model.check_input((2, model_info(cfg.model).default_input[0], *cfg.input_size))
