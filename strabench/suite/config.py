@@ -37,7 +37,7 @@ Layout of a suite file::
     accuracy = true                      # train + evaluate (false: complexity only)
 
     [executor]                           # optional: where runs go with --executor slurm
-    partition = "gpu"                    # (strabench.suite.executors.EXECUTOR_KEYS lists them all)
+    partition = "gpu"                    # (strabench.suite.config.EXECUTOR_KEYS lists them all)
     gpus_per_node = 1
     timeout_min = 240
 
@@ -93,6 +93,23 @@ LATENCY_MODES = ("infer", "train")  # strabench.measure.latency.MODES
 # Fields of TrainConfig the suite sets itself (per run), so a [train] table may not.
 SUITE_OWNED = ("model", "task", "data", "profile", "seed", "model_overrides")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # used with fullmatch: `$` would let a final newline through
+EXECUTORS = ("local", "slurm", "submitit-local")
+#: The keys of a suite's ``[executor]`` table: (kind checked by the suite loader, submitit parameter).
+EXECUTOR_KEYS: dict[str, tuple[str, str]] = {
+    "partition": ("str", "slurm_partition"),
+    "account": ("str", "slurm_account"),
+    "qos": ("str", "slurm_qos"),
+    "constraint": ("str", "slurm_constraint"),
+    "gpus_per_node": ("count", "gpus_per_node"),
+    "cpus_per_task": ("int", "cpus_per_task"),
+    "mem_gb": ("int", "mem_gb"),
+    "timeout_min": ("int", "timeout_min"),
+    "array_parallelism": ("int", "slurm_array_parallelism"),
+    "max_num_timeout": ("count", "slurm_max_num_timeout"),
+    "signal_delay_s": ("int", "slurm_signal_delay_s"),
+    "setup": ("lines", "slurm_setup"),
+    "slurm_additional_parameters": ("table", "slurm_additional_parameters"),
+}
 _TOP_KEYS = (
     "name", "description", "paper_table", "task", "data", "profile", "seeds", "baseline", "train", "measure", "executor",
     "settings", "variants", "alpha", "equivalence_margin", "min_effect", "pilot", "max_seeds", "leaderboard",
@@ -785,9 +802,7 @@ def parse_seeds(texts: "list[str] | tuple[str, ...]", *, key: str = "--seeds") -
 
 def _parse_executor(check: _Checker, table: Mapping[str, Any]) -> dict[str, Any]:
     """The ``[executor]`` table: each key checked against its type in
-    ``strabench.suite.executors.EXECUTOR_KEYS`` (unknown keys are errors, as everywhere)."""
-    from strabench.suite.executors import EXECUTOR_KEYS
-
+    ``EXECUTOR_KEYS`` (unknown keys are errors, as everywhere)."""
     check.keys(table, tuple(EXECUTOR_KEYS), "executor")
     checked: dict[str, Any] = {}
     for name, value in table.items():

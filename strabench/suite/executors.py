@@ -49,23 +49,7 @@ from strabench.suite.status import run_lock_dir, run_state, write_state
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "slurm", "submitit-local")
-#: The keys of a suite's ``[executor]`` table: (kind checked by the suite loader, submitit parameter).
-EXECUTOR_KEYS: dict[str, tuple[str, str]] = {
-    "partition": ("str", "slurm_partition"),
-    "account": ("str", "slurm_account"),
-    "qos": ("str", "slurm_qos"),
-    "constraint": ("str", "slurm_constraint"),
-    "gpus_per_node": ("count", "gpus_per_node"),
-    "cpus_per_task": ("int", "cpus_per_task"),
-    "mem_gb": ("int", "mem_gb"),
-    "timeout_min": ("int", "timeout_min"),
-    "array_parallelism": ("int", "slurm_array_parallelism"),
-    "max_num_timeout": ("count", "slurm_max_num_timeout"),
-    "signal_delay_s": ("int", "slurm_signal_delay_s"),
-    "setup": ("lines", "slurm_setup"),
-    "slurm_additional_parameters": ("table", "slurm_additional_parameters"),
-}
+from strabench.suite.config import EXECUTOR_KEYS, EXECUTORS  # noqa: E402 - re-exported
 #: Exit codes of a worker process (``python -m strabench.suite.executors -``).
 EXIT_CODES = {"finished": 0, "failed": 1, "locked": 3, "interrupted": 130}
 #: The environment variable that tells a worker its parent's pid (it dies with that process).
