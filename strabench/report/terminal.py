@@ -12,7 +12,7 @@ that do not fit the width move to a further table that repeats the first (key) c
 that is "—" in every row is left out and named in one note line.
 
 The data is ``strabench.report.tables.summarise`` (one record per group of seeds); the only
-place the comparison's verdict is turned into text is ``verdict_text``.
+place the comparison's verdict is turned into text is ``strabench.report.verdicts.verdict_line``.
 """
 
 from __future__ import annotations
@@ -257,29 +257,12 @@ def _ratio_cell(record: dict[str, Any]) -> str:
 # --- the verdict ----------------------------------------------------------------------------------
 
 
-def verdict_text(record: dict[str, Any], metric: str) -> str:
-    """The comparison of one variant with the baseline, in words and numbers.
-
-    The one place a verdict becomes text on the terminal: the statistics module's one-line
-    rendering of a comparison plugs in here.
-    """
-    diff = record.get(f"{metric}_diff")
-    low, high = record.get(f"{metric}_diff_ci_low"), record.get(f"{metric}_diff_ci_high")
-    shown = EMPTY if diff is None else f"{diff:+.2f}"
-    if low is not None and high is not None:
-        shown += f" [{low:+.2f}, {high:+.2f}]"
-    p = record.get(f"{metric}_p_holm")
-    p_text = f", p (Holm) {p:.3g}" if p is not None else ""
-    return f"Δ {metric} {shown}{p_text}: {record[f'{metric}_verdict']}"
-
-
 def verdict_lines(results: "SuiteResults", summary: Sequence[dict[str, Any]], metric: str) -> list[str]:
-    """One line per variant compared with the baseline (paired by seed, same setting)."""
-    lines = []
-    for record in summary:
-        if record.get(f"{metric}_verdict"):
-            lines.append(f"verdict: {record['variant']} vs {record[f'{metric}_vs']}, {verdict_text(record, metric)}")
-    return lines
+    """One line per variant compared with the baseline (paired by seed, same setting), as
+    ``strabench.report.verdicts.verdict_line`` writes it (the one place a verdict becomes text)."""
+    from strabench.report.verdicts import verdict_line
+
+    return [f"verdict: {verdict_line(record, metric)}" for record in summary if record.get(f"{metric}_verdict")]
 
 
 # --- notes ----------------------------------------------------------------------------------------

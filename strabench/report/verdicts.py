@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from strabench.report.cells import labelled
 from strabench.report.counting import did_not_learn
 from strabench.report.noise import NoiseSplit, align_items, split_noise
 from strabench.report.per_item import ItemScores, read_per_item
@@ -422,7 +423,7 @@ def verdict_line(record: Mapping[str, Any], metric: str) -> str:
     12 seeds (~110 CPU-minutes) would decide with 80 % power``.
     """
     m = metric
-    head = f"{record['variant']} vs {record.get(f'{m}_vs', '?')}, {m}"
+    head = f"{labelled(record)} vs {record.get(f'{m}_vs', '?')}, {m}"
     verdict, n = record.get(f"{m}_verdict"), record.get(f"{m}_pairs") or 0
     if verdict is None or n == 0:
         return f"{head}: no paired seeds yet"

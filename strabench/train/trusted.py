@@ -6,8 +6,10 @@ the model as stored would import and call whatever a file says -- and a results 
 downloaded checkpoint or a colleague's run directory is not code anyone reviewed. So, for
 ``eval``, ``viz``, ``export``/``bench --checkpoint`` (``strabench.train.engine``):
 
-* block *names* of the registry (``strabench.models.replace.BLOCKS``: ``stra``, ``se`` ...) are
-  taken from the file: they name code strabench ships, nothing else;
+* block *names* of the registry (``strabench.models.replace.BLOCKS``: ``stra``, ``se`` ...,
+  with their settings, ``stra(groups=4)``) and of a registered block source (``timm-attn:NAME``:
+  ``strabench.models.blocks.BLOCK_SOURCES``) are taken from the file: they name code strabench
+  ships or this process registered, and resolving them imports nothing a file names;
 * a block *reference* (``package.module:Class``) is used only when the caller gives it again
   (``--replace`` on the command line, ``model_overrides`` in the API), and what the caller gives
   is checked against the file: a mismatch is refused in one line, never silently built;
@@ -36,6 +38,16 @@ def _shown(blocks: Mapping[str, str]) -> str:
     return " ".join(f"--replace '{pattern}={block}'" for pattern, block in blocks.items()) or "no --replace"
 
 
+def _named_by_registry(block: str) -> bool:
+    """Whether ``block`` resolves without importing anything the text names (module doc)."""
+    from strabench.models.blocks import BLOCK_SOURCES
+    from strabench.models.replace import BLOCKS
+
+    name = block.partition("(")[0].strip()
+    prefix, colon, _ = name.partition(":")
+    return name in BLOCKS or (bool(colon) and prefix in BLOCK_SOURCES)
+
+
 def build_options(stored: Mapping[str, Any] | None, given: Mapping[str, Any] | None, source: str) -> dict[str, Any]:
     """The ``model_overrides`` to build a model whose weights come from ``source``.
 
@@ -44,8 +56,6 @@ def build_options(stored: Mapping[str, Any] | None, given: Mapping[str, Any] | N
     follow the module doc. Raises ``CheckpointError`` naming the file when the file names code
     the caller did not give, or the caller's blocks differ from the file's.
     """
-    from strabench.models.replace import BLOCKS
-
     if stored is not None and not isinstance(stored, Mapping):
         raise CheckpointError(f"{source}: its stored model_overrides is not a table")
     stored_options = dict(stored or {})
@@ -61,7 +71,7 @@ def build_options(stored: Mapping[str, Any] | None, given: Mapping[str, Any] | N
             )
         blocks = given_blocks
     else:
-        references = {p: b for p, b in stored_blocks.items() if b not in BLOCKS}
+        references = {p: b for p, b in stored_blocks.items() if not _named_by_registry(b)}
         if references:
             raise CheckpointError(
                 f"{source} names user code for its blocks; strabench never imports code a file names: "

@@ -78,13 +78,14 @@ def test_compact_view_has_the_headline_numbers_and_a_verdict(suite_dir: Path) ->
         assert column in header
     base = next(line for line in lines if line.startswith("│ base"))
     low, high = student_t_interval([50.0, 60.0])  # the fake engine's mAP of seeds 0 and 1
-    assert f"55.00 [{low:.2f}, {high:.2f}]" in base
+    assert f"55.00 [{max(low, 0.0):.2f}, {min(high, 100.0):.2f}]" in base, "mAP's interval, clipped to [0, 100]"
     assert "10.50" in base, "untrained: the mean of 10 and 11"
     assert "24.60" in base and "2.460" in base  # fake params 24.6 M, MACs 100 x params
     stra = next(line for line in lines if line.startswith("│ stra"))
     assert "60.00" in stra and "17.60" in stra
     verdicts = [line for line in text.splitlines() if line.startswith("verdict:")]
-    assert len(verdicts) == 1 and verdicts[0].startswith("verdict: stra vs base, Δ mAP +5.00")
+    assert len(verdicts) == 1 and verdicts[0].startswith("verdict: stra vs base, mAP: ")
+    assert "+5.00" in verdicts[0] and "2 seeds" in verdicts[0], verdicts[0]
 
 
 def test_a_column_empty_in_every_row_is_left_out_and_named(suite_dir: Path) -> None:
@@ -124,7 +125,7 @@ def test_one_seed_shows_the_runs_own_test_set_interval(tmp_path: Path, monkeypat
     text = render(compact_view(load_suite_results(tmp_path / "r" / "t")))
     assert "50.00 [48.00, 52.00]†" in text  # the fake run's interval: its score +- 2
     assert "† one seed: its own test-set interval" in text
-    assert "verdict: stra vs base, Δ mAP +5.00: 1 seed: no uncertainty" in text
+    assert "verdict: stra vs base, mAP: undecided after 1 seed (+5.00, one seed has no interval)" in text
 
 
 def test_noisy_latency_gets_its_legend(suite_dir: Path) -> None:

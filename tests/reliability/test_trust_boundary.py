@@ -117,6 +117,11 @@ def test_registry_blocks_a_checkpoint_names_are_used_and_a_user_block_given_on_t
 
     name, marker = payload
     assert build_options({"replace": {PATTERN: "stra"}, "groups": 4}, None, "f") == {"replace": {PATTERN: "stra"}, "groups": 4}
+    for packaged in ("stra(groups=4)", "timm-attn:bottleneck", "se"):  # registry names with settings, a block source
+        assert build_options({"replace": {PATTERN: packaged}}, None, "f") == {"replace": {PATTERN: packaged}}
+    for code in (f"{name}:Block", f"{name}:Block(x=1)", f"timm_attn.x:{name}"):  # anything else names code
+        with pytest.raises(CheckpointError, match="names user code"):
+            build_options({"replace": {PATTERN: code}}, None, "f")
     mine = {PATTERN: f"{name}:Block"}
     assert build_options({"replace": mine}, {"replace": mine}, "f")["replace"] == mine
     with pytest.raises(CheckpointError, match="was trained with"):

@@ -45,6 +45,7 @@ def broken():
     return 1 / 0
 
 class BadInit(nn.Module):
+    block_kind = "replace"
     def __init__(self, channels, *, stride=1):
         super().__init__()
         raise KeyError("no such setting")
@@ -52,7 +53,13 @@ class BadInit(nn.Module):
 def not_a_module(channels, *, stride=1):
     return 42
 
+class NotAModule:
+    block_kind = "replace"
+    def __init__(self, channels, *, stride=1):
+        pass
+
 class BadForward(nn.Module):
+    block_kind = "replace"
     def __init__(self, channels, *, stride=1):
         super().__init__()
     def forward(self, x):
@@ -85,9 +92,10 @@ def user_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.F
     (["flops", "{m}:broken", "--input", "8x8"], ["{m}:broken", "ZeroDivisionError", "{m}.py:"]),
     (["flops", "{m}_bad:anything", "--input", "8x8"], ["{m}_bad:anything", "RuntimeError: fails at import", "{m}_bad.py:1"]),
     (["flops", "resnet50", "--replace", "layer4.*.conv2={m}:BadInit"], ["{m}:BadInit", "layer4.0.conv2", "KeyError", "{m}.py:"]),
-    (["flops", "resnet50", "--replace", "layer4.*.conv2={m}:not_a_module"], ["{m}:not_a_module returned int", "not a torch.nn.Module"]),
+    (["flops", "resnet50", "--replace", "layer4.*.conv2={m}:NotAModule"], ["{m}:NotAModule", "not a torch.nn.Module"]),
+    (["flops", "resnet50", "--replace", "layer4.*.conv2={m}:not_a_module"], ["{m}:not_a_module", "names no class"]),
     (["flops", "resnet50", "--replace", "layer4.*.conv2={m}:BadForward"], ["{m}:BadForward", "forward", "KeyError", "{m}.py:"]),
-], ids=["callable_raises", "import_raises", "block_init_raises", "block_not_a_module", "block_forward_raises"])
+], ids=["callable_raises", "import_raises", "block_init_raises", "block_not_a_module", "block_function", "block_forward_raises"])
 def test_user_code_that_fails_is_one_line_naming_it(user_code: str, argv: list[str], expected: list[str]) -> None:
     result = invoke([a.format(m=user_code) for a in argv])
     no_exception(result)

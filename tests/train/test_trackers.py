@@ -213,12 +213,14 @@ def test_a_real_suite_run_leaves_tensorboard_curves_and_an_mlflow_experiment(tmp
     assert result.exit_code == 0, result.output
     (run_dir,) = [p.parent for p in (out / "tiny").glob("*/run.json")]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [sorted(r["eval"]) for r in records] == [["test_acc", "val_acc"]] * 2, "evaluated every epoch"
+    assert [sorted(r["eval_subset"]) for r in records] == [["test_acc", "val_acc"]] * 2, "evaluated every epoch"
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    assert [(e.step, e.value) for e in events.Scalars("eval/test_acc")][1:] == [(r["epoch"], pytest.approx(r["eval"]["test_acc"])) for r in records]
+    subset = [(r["epoch"], r["eval_subset"]["test_acc"]) for r in records]
+    assert [(e.step, e.value) for e in events.Scalars("eval_subset/test_acc")] == [(s, pytest.approx(v)) for s, v in subset]
+    assert [e.step for e in events.Scalars("eval/test_acc")] == [0, records[-1]["epoch"]], "the full test set: untrained, final"
     client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
     (run,) = runs_of(client, "tiny").values()
-    history = sorted(client.get_metric_history(run.info.run_id, "eval/test_acc"), key=lambda m: m.step)
-    assert [(m.step, m.value) for m in history][1:] == [(r["epoch"], r["eval"]["test_acc"]) for r in records]
+    history = sorted(client.get_metric_history(run.info.run_id, "eval_subset/test_acc"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in history] == subset
     assert (run_dir / "metrics.csv").is_file()

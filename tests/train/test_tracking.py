@@ -51,8 +51,9 @@ def test_metrics_csv_is_metrics_jsonl_as_a_table(finished_run: Path) -> None:
     for row, record in zip(rows[1:], records):
         assert float(row["loss"]) == pytest.approx(record["loss"], rel=1e-12)
         assert float(row["lr"]) == pytest.approx(record["lr"], rel=1e-12)
-        for metric, value in record["eval"].items():
-            assert float(row[f"eval/{metric}"]) == pytest.approx(value, rel=1e-12)
+        for group in ("eval", "eval_subset"):  # the full test set (last epoch), the fixed subset (each epoch)
+            for metric, value in record.get(group, {}).items():
+                assert float(row[f"{group}/{metric}"]) == pytest.approx(value, rel=1e-12)
     untrained = rows[0]
     assert untrained["loss"] == "" and {k: float(untrained[f"eval/{k}"]) for k in result["metrics_untrained"]} == pytest.approx(result["metrics_untrained"])
 
@@ -65,10 +66,13 @@ def test_tensorboard_has_loss_lr_and_the_evaluation_curves(finished_run: Path) -
     assert [v for _, v in scalars["train/loss"]] == pytest.approx([r["loss"] for r in records], rel=1e-6)
     assert [v for _, v in scalars["train/lr"]] == pytest.approx([r["lr"] for r in records], rel=1e-6)
     for metric in result["metrics"]:
-        curve = scalars[f"eval/{metric}"]
-        assert [step for step, _ in curve] == [0, 1, 2, 3]
+        curve = scalars[f"eval/{metric}"]  # the full test set: before training and after the last epoch
+        assert [step for step, _ in curve] == [0, 3]
         assert curve[0][1] == pytest.approx(result["metrics_untrained"][metric], rel=1e-6)
         assert curve[-1][1] == pytest.approx(result["metrics"][metric], rel=1e-6)
+        subset = scalars[f"eval_subset/{metric}"]  # the fixed subset, every epoch, under its own name
+        assert [step for step, _ in subset] == [1, 2, 3]
+        assert [v for _, v in subset] == pytest.approx([r["eval_subset"][metric] for r in records], rel=1e-6)
 
 
 def test_a_resumed_run_hides_what_a_killed_attempt_wrote_past_its_checkpoint(tmp_path: Path) -> None:
@@ -132,5 +136,6 @@ def test_periodic_evaluation_changes_no_result(tmp_path: Path) -> None:
     a, _, _ = read_weights(tmp_path / "every" / "checkpoint.pt")
     b, _, _ = read_weights(tmp_path / "end" / "checkpoint.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert [("eval" in r) for r in jsonl(tmp_path / "every" / "metrics.jsonl")] == [True, True]
+    every_log = jsonl(tmp_path / "every" / "metrics.jsonl")
+    assert [("eval_subset" in r, "eval" in r) for r in every_log] == [(True, False), (True, True)]
     assert [("eval" in r) for r in jsonl(tmp_path / "end" / "metrics.jsonl")] == [False, True]
