@@ -85,7 +85,7 @@ from strabench.layers import ops as strabench_ops
 from strabench.layers.kernels import refuse_fused
 from strabench.layers.pointwise import GroupedPointwiseConv
 from strabench.measure import attention_ops
-from strabench.measure.flops import MacCount
+from strabench.measure.mac_count import MacCount
 from strabench.measure.own_ops import arithmetic, own_ops
 
 __all__ = [

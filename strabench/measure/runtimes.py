@@ -4,7 +4,7 @@
 and its batch into the step ``Timer`` runs, and reports what preparing cost (``compile_s``)
 separately, so compilation or export never lands in a warm-up or median.
 
-- ``eager``: the model as is (``latency.make_step``); ``compile_s`` is None.
+- ``eager``: the model as is (``steps.make_step``); ``compile_s`` is None.
 - ``compile``: ``torch.compile(model)`` (inductor). Compilation happens on the first call, so
   ``compile_s`` is the wall time of that first step (it compiles, then runs once); warm-up and
   timing start after it.
@@ -282,18 +282,18 @@ def prepare_step(
     every block in plain torch ops.
     """
     from strabench.layers.kernels import fuse_for_inference, use_kernels
-    from strabench.measure.latency import make_step
+    from strabench.measure import steps
 
     use_kernels(model, kernels)
     if mode == "infer" and kernels == "fused":
         fuse_for_inference(model)
     device = inputs.device.type
     if runtime == "eager":
-        return Prepared(make_step(model, inputs, labels, mode=mode, amp=amp, optimizer=optimizer, record=record))
+        return Prepared(steps.make_step(model, inputs, labels, mode=mode, amp=amp, optimizer=optimizer, record=record))
     if runtime == "compile":
         import torch
 
-        step = make_step(torch.compile(model), inputs, labels, mode=mode, amp=amp, optimizer=optimizer, record=record)
+        step = steps.make_step(torch.compile(model), inputs, labels, mode=mode, amp=amp, optimizer=optimizer, record=record)
         graphs = _compiled_graphs()
         start = time.perf_counter()
         try:

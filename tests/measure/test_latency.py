@@ -107,7 +107,9 @@ def test_fit_batch_halves_after_out_of_memory_down_to_one():
 
 
 def test_benchmark_reports_the_halved_batch_and_says_so(monkeypatch):
-    real_make_step = latency.make_step
+    from strabench.measure import steps
+
+    real_make_step = steps.make_step
 
     def make_step_that_ooms(model, inputs, *args, **kwargs):
         step = real_make_step(model, inputs, *args, **kwargs)
@@ -119,7 +121,7 @@ def test_benchmark_reports_the_halved_batch_and_says_so(monkeypatch):
             return oom
         return step
 
-    monkeypatch.setattr(latency, "make_step", make_step_that_ooms)
+    monkeypatch.setattr(steps, "make_step", make_step_that_ooms)
     (row,) = benchmark_models(["mobilenetv2_100"], **{**TINY, "batch": 8}, rounds=1)
     assert row["batch"] == 2
     assert "halved from 8 to 2" in row["note"]
