@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo readme-demo test test-torch sanitize venv clean
+.PHONY: demo readme readme-demo test test-torch sanitize venv clean
 
 # Installs, then builds StRA's C kernels into the user's cache (when a C compiler is there: a
 # compiler whose build fails stops here; without one the blocks run as plain torch ops).
@@ -28,10 +28,11 @@ demo: $(STAMP)
 	$(BIN)/strabench report $(DEMO_OUT)/demo
 	@echo "report written to $(DEMO_OUT)/demo/report.md (plots in $(DEMO_OUT)/demo/plots/); the committed reference run is results/demo/report.md"
 
-# README's demo section is generated from the committed results/demo (tests/test_readme.py
-# fails when they disagree): run this after re-running the demo suite into results/.
-readme-demo: $(STAMP)
-	$(BIN)/python scripts/update_readme_demo.py
+# README's generated blocks (the demo's report, the quick suite's verdicts) are rendered from the
+# committed results/ (tests/test_readme.py fails when they disagree): run this after re-running
+# a suite into results/. readme-demo is the older name of the same step.
+readme readme-demo: $(STAMP)
+	$(BIN)/python scripts/update_readme.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

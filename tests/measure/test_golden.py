@@ -5,7 +5,7 @@ model's default input, classifier excluded; params = all but the classifier. The
 independent of the code that fills ``strabench/models/complexity.json``: ``hand_counts`` counts
 each model from its layer shapes with loops, and the paper's printed rows (Tables 1 and 4) and
 the design notes' counts of the ResNet-50 and StRA rows are written out below. Rows that do not
-reproduce the paper (SE, Non-local, MobileNetV2 x1.0) are explained in the README.
+reproduce the paper (SE, Non-local, MobileNetV2 x1.0) are explained in docs/flops.md.
 """
 
 from __future__ import annotations

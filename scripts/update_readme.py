@@ -1,0 +1,131 @@
+"""Regenerate the generated blocks of README.md from the committed results.
+
+A generated block is the text between `<!-- NAME -->` and `<!-- /NAME -->`; every NAME the README
+uses must be one of `BLOCKS` below, each rendered from a folder of results/ by the code the
+CLI uses to print it, so the README shows what a reader will see and quotes no number by hand:
+
+- DEMO: what `strabench report results/demo` prints on a 100-column terminal (the compact view);
+- QUICK-VERDICTS: the verdict line of each variant of results/quick against its baseline, as
+  that report prints them.
+
+`--check` exits 1 when README.md differs from what this script would write (tests/test_readme.py
+runs it), so the README cannot go stale silently: re-run the suites, then `make readme`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+RESULTS = REPO / "results"
+#: The terminal width the DEMO block is drawn at (tables split into parts that fit, as on a terminal).
+WIDTH = 100
+BLOCK = re.compile(r"<!-- ([A-Z][A-Z0-9-]*) -->\n(.*?)<!-- /\1 -->", re.S)
+
+
+def _suite(results: Path, name: str):
+    from strabench.report.tables import load_suite_results
+
+    directory = results / name
+    if not directory.is_dir():
+        raise SystemExit(f"README.md quotes {name}, but {directory} does not exist: run suites/{name}.toml into results/")
+    return load_suite_results(directory)
+
+
+def _seed_list(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def terminal_report(results: Path, name: str, *, width: int = WIDTH) -> str:
+    """The compact view `strabench report results/NAME` prints on a terminal `width` columns wide,
+    then the line naming the markdown report, as plain text."""
+    from rich.console import Console
+
+    from strabench.report.terminal import compact_view, print_suite
+
+    buffer = io.StringIO()
+    # A terminal (tables split to fit the width, as `strabench report` does), without colour codes.
+    out = Console(file=buffer, width=width, force_terminal=True, color_system=None, highlight=False)
+    print_suite(out, compact_view(_suite(results, name)))
+    # The closing line of strabench.cli.report._print_views, for the committed report's path.
+    out.print(f"markdown with notes and plots: results/{name}/report.md; every column: --wide", highlight=False)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+def demo_block(results: Path) -> str:
+    return f"```text\n$ strabench report results/demo\n{terminal_report(results, 'demo')}\n```"
+
+
+def quick_verdicts_block(results: Path) -> str:
+    from strabench.report.tables import summarise
+    from strabench.report.terminal import compact_view
+
+    suite = _suite(results, "quick")
+    summary = summarise(suite)
+    seeds = sorted({seed for record in summary for seed in record["seeds"]})
+    settings = sorted({f"`{r['data']}`, `{r['profile']}` profile" for r in summary if r.get("data")})
+    verdicts = compact_view(suite).verdicts
+    if not verdicts:
+        raise SystemExit(f"results/quick has no comparison with its baseline to quote (runs: {len(suite.rows)})")
+    lead = (f"From [`results/quick`](results/quick/report.md) ({len(summary)} variants of `suites/quick.toml`, "
+            f"seeds {_seed_list(seeds)}, {suite.primary_metric} on {'; '.join(settings)}), each variant "
+            f"against `{suite.baseline}`, paired by seed:")
+    return lead + "\n\n```text\n" + "\n".join(verdicts) + "\n```"
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {"DEMO": demo_block, "QUICK-VERDICTS": quick_verdicts_block}
+
+
+def render(readme: str, results: Path = RESULTS) -> str:
+    """README.md with every generated block rendered afresh from ``results``."""
+    names = [match.group(1) for match in BLOCK.finditer(readme)]
+    unknown = sorted(set(names) - set(BLOCKS))
+    if unknown:
+        raise SystemExit(f"README.md has generated blocks this script cannot render: {', '.join(unknown)} (known: {', '.join(BLOCKS)})")
+    if len(names) != len(set(names)):
+        raise SystemExit(f"README.md has a generated block twice: {names}")
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f"<!-- {name} -->\n{BLOCKS[name](results)}\n<!-- /{name} -->"
+
+    return BLOCK.sub(fill, readme)
+
+
+def stale_blocks(current: str, wanted: str) -> list[str]:
+    now = {m.group(1): m.group(2) for m in BLOCK.finditer(current)}
+    return [m.group(1) for m in BLOCK.finditer(wanted) if now.get(m.group(1)) != m.group(2)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is not up to date; write nothing")
+    parser.add_argument("--readme", type=Path, default=README, help="the README to update (default: README.md)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the results folder (default: results/)")
+    args = parser.parse_args(argv)
+    current = args.readme.read_text(encoding="utf-8")
+    wanted = render(current, args.results)
+    if args.check:
+        if wanted != current:
+            print(f"{args.readme.name} is stale (blocks: {', '.join(stale_blocks(current, wanted)) or 'outside them'}): "
+                  "run `make readme`", file=sys.stderr)
+            return 1
+        return 0
+    if wanted != current:
+        from strabench.io import atomic_write_text
+
+        atomic_write_text(args.readme, wanted)
+        print(f"{args.readme.name} updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
