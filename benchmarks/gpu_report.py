@@ -64,6 +64,7 @@ class Profile:
     la_timeout_s: float
     train_timeout_s: float
     budget_s: float  # the whole run; a step gets at most what is left
+    threads: int | None = None  # CPU threads of every step (None: every core); the smoke run uses 1
 
 
 TINY_REID = (
@@ -86,6 +87,7 @@ PROFILES = {
         train=("--epochs", "1", "--input", "32x16", "--batch", "8", "--workers", "0", "--set", TINY_REID,
                "--set", "warmup_epochs=0.0"),
         bench_timeout_s=120, la_timeout_s=60, train_timeout_s=120, budget_s=600,
+        threads=1,  # a check that every step runs, not a timing: one core, whatever else the machine runs
     ),
 }
 PRECISIONS = {"fp32": (), "bf16+channels_last": ("--amp", "bf16", "--channels-last")}
@@ -116,21 +118,21 @@ def plan(device: str, profile: Profile, run_dir: Path) -> list[Step]:
     steps = []
     size = ("--input", profile.input) if profile.input else ()
     candidates = [m for m in profile.models if m != BASELINE]
+    threads = str(profile.threads or os.cpu_count() or 1)
     for mode in ("infer", "train"):
         for precision, flags in PRECISIONS.items():
             args = ("bench", *candidates, "--baseline", BASELINE, "--device", device, "--mode", mode,
                     "--batch", str(profile.batch), *size, "--rounds", str(profile.rounds),
-                    "--min-run-time", str(profile.min_run_time), *flags, "--json")
+                    "--min-run-time", str(profile.min_run_time), "--threads", threads, *flags, "--json")
             steps.append(Step(f"bench-{mode}-{precision}", f"bench {mode}, {precision}", "bench",
                               (py, "-m", "strabench", *args), shlex.join(("strabench", *args)), profile.bench_timeout_s))
-    threads = str(os.cpu_count() or 1)
     for precision, flags in PRECISIONS.items():
         args = ("--device", device, "--threads", threads, *profile.la, *flags)
         steps.append(Step(f"local-attention-{precision}", f"LocalAttention vs 3x3 conv, {precision}", "local_attention",
                           (py, str(HERE / "local_attention.py"), *args),
                           shlex.join(("python", "benchmarks/local_attention.py", *args)), profile.la_timeout_s))
     args = ("train", "resnet50_stra", "--profile", "quick", "--data", "synthetic_reid", "--device", device,
-            "--amp", "bf16", *profile.train, "--keep-checkpoints", "none", "--no-resume", "--json")
+            "--amp", "bf16", "--threads", threads, *profile.train, "--keep-checkpoints", "none", "--no-resume", "--json")
     steps.append(Step("train-quick-bf16", "train resnet50_stra, quick profile, bf16", "train",
                       (py, str(Path(__file__).resolve()), TRAIN_CHILD, str(run_dir / "peak.json"), "--", *args,
                        "--out", str(run_dir / "run")),

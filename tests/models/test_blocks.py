@@ -279,13 +279,13 @@ def test_cli_settings_travel_with_replace():
 
 
 def test_the_docs_example_runs(tmp_path, monkeypatch):
-    """docs/blocks.md "Your own block": its module and its two commands, as written."""
+    """docs/blocks.md "Declaring the kind": its module and its two commands, as written."""
     import re
     import shlex
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "blocks.md").read_text()
-    section = doc.split("## Your own block", 1)[1].split("\n## ", 1)[0]
+    section = doc.split("\n### Declaring the kind\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
     (commands,) = re.findall(r"```\n(strabench .*?)```", section, re.S)
     (tmp_path / "myblocks.py").write_text(code)
