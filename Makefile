@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The demo trains suites/demo.toml (ResNet-50 vs StRA, 6 epochs: under 5 minutes on 2 idle
+# The demo trains suites/demo.toml (ResNet-50 vs StRA, 6 epochs: about 6 minutes on 2 idle
 # cores) into demo-results/ (git-ignored), not results/: the committed results/demo is the
 # reference run of the same suite, and a fresh clone must really train, not find it finished.
 # Re-running `make demo` resumes or skips what is already done there.
