@@ -33,7 +33,9 @@ from strabench.suite.runner import SuiteListener
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from strabench.suite.runner import RunPlan, RunSpec, SuiteOutcome
+    from strabench.suite.runner import SuiteOutcome
+
+    from strabench.suite.plan import RunPlan, RunSpec
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -82,7 +84,8 @@ def run_command(
     from rich.markup import escape
 
     from strabench.suite.overrides import load_suite_with_overrides
-    from strabench.suite.runner import dist_rank, dry_run_rows, parse_shard, plan_runs, run_suite
+    from strabench.suite.runner import dist_rank, dry_run_rows, run_suite
+    from strabench.suite.plan import parse_shard, plan_runs
 
     from strabench.errors import ConfigError
 
@@ -197,7 +200,7 @@ def run_command(
 
 def _break_locks(out: "Console", plan: "RunPlan") -> None:
     """--break-lock: the suite's lock (or this shard's) and each selected run's locks."""
-    from strabench.io import break_lock
+    from strabench.locks import break_lock
     from strabench.suite.status import run_lock_dir
 
     suite_lock = plan.out_dir if plan.shard is None else plan.out_dir / ".locks" / f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
@@ -242,7 +245,7 @@ def _submit(out: "Console", plan: "RunPlan", settings: dict, executor: str, *, w
         view.close()
     refresh_results(plan)
     from strabench.errors import LockError
-    from strabench.io import acquire_lock
+    from strabench.locks import acquire_lock
     from strabench.suite.jobfiles import sweep_job_files
 
     try:

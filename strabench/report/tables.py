@@ -1,3 +1,4 @@
+# Over 600 lines on purpose: loading a results folder and summarising it into the paper's table are one job (each column's rules sit beside the others').
 """Suite results -> tables a reviewer can trust: seeds with intervals, paired comparisons, paper refs.
 
 * Rows come from the suite's results store (``strabench.suite.store``): every run ever finished
@@ -84,7 +85,8 @@ class SuiteResults:
 
 
 def is_suite_dir(path: Path) -> bool:
-    from strabench.suite.runner import PLAN_JSON, RESULTS_CSV, RUN_JSON
+    from strabench.suite.runner import RESULTS_CSV, RUN_JSON
+    from strabench.suite.plan import PLAN_JSON
 
     return (path / PLAN_JSON).is_file() or (path / RESULTS_CSV).is_file() or any(path.glob(f"*/{RUN_JSON}"))
 
@@ -108,7 +110,8 @@ def find_suite_dirs(paths: Sequence[Path | str]) -> list[Path]:
 
 def load_suite_results(directory: Path) -> SuiteResults:
     """Every run stored in the directory (``stored_rows``); a lone results.csv when there are none."""
-    from strabench.suite.runner import LATENCY_JSON, PLAN_JSON, RESULTS_CSV
+    from strabench.suite.runner import RESULTS_CSV
+    from strabench.suite.plan import LATENCY_JSON, PLAN_JSON
     from strabench.suite.store import run_dirs, stored_rows
 
     plan = read_json_object(directory / PLAN_JSON) or {}
