@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -674,8 +675,6 @@ def render_markdown(
     relative_to: Path | None = None,
 ) -> str:
     """The suite's markdown section: heading, tables, notes, plot links (relative to ``relative_to``)."""
-    import os
-
     summary = summarise(results, paper=paper)
     meta = results.meta
     title = f"## {results.name}"
@@ -712,12 +711,7 @@ def render_markdown(
             parts += ["", f"### Runs ({metric}, each with its 95 % test-set interval)", ""]
             parts += [runs.to_markdown(index=False, disable_numparse=True), ""]
             parts.append(f"- 95% CI (test set): {CI_METHOD}; 'not recorded': the run predates per-run intervals.")
-    if plots:
-        parts.append("")
-        for label, path in plots.items():
-            link = os.path.relpath(path, relative_to) if relative_to is not None else str(path)
-            parts.append(f"![{label}]({Path(link).as_posix()})")
-    parts.append("")
+    parts += image_lines(plots, relative_to)
     return "\n".join(parts)
 
 
@@ -746,3 +740,13 @@ def records_to_csv(records: Sequence[dict[str, Any]]) -> str:
     for record in records:
         writer.writerow({k: (json.dumps(v) if isinstance(v, list) else "" if v is None else v) for k, v in record.items()})
     return buffer.getvalue()
+
+
+def image_lines(plots: dict[str, Path] | None, relative_to: Path | None) -> list[str]:
+    """A report section's closing lines: a markdown image per plot (paths relative to where the
+    markdown is written), then the blank line that ends the section."""
+    lines = [""] if plots else []
+    for label, path in (plots or {}).items():
+        link = os.path.relpath(path, relative_to) if relative_to is not None else str(path)
+        lines.append(f"![{label}]({Path(link).as_posix()})")
+    return lines + [""]

@@ -93,7 +93,6 @@ from strabench.train.config import key_path
 
 MAC_CONVENTIONS = ("paper", "fvcore", "ptflops")
 LATENCY_MODES = ("infer", "train")  # strabench.measure.latency.MODES
-# Fields of TrainConfig the suite sets itself (per run), so a [train] table may not.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # used with fullmatch: `$` would let a final newline through
 EXECUTORS = ("local", "slurm", "submitit-local")
 #: The keys of a suite's ``[executor]`` table: (kind checked by the suite loader, submitit parameter).
