@@ -52,7 +52,7 @@ from strabench.measure.timing import (  # noqa: F401 - part of this module's API
     MIN_SAMPLES, NOISY_IQR_FRACTION, _busy_cores, _load_average, bracket_ratios, fit_batch, noise_reasons, schedule,
 )
 from strabench.measure.bench_csv import CSV_FIELDS, append_csv, check_csv  # noqa: F401 - part of this module's API
-from strabench.measure.memory import peak_step_memory
+from strabench.measure.peak_memory import peak_step_memory
 from strabench.measure.steps import make_step, timed_step_loss  # noqa: F401 - part of this module's API
 from strabench.measure.runtimes import (
     PREPARING, Prepared, check_runtime, describe_implementation, prepare_step, runtime_session,

@@ -1,102 +1,74 @@
-"""The memory one benchmarked step needs: CUDA's allocator peak, or the process's RSS growth on CPU.
+"""What a forward pass needs in memory, known before any memory is taken.
 
-``peak_step_memory`` runs one extra, untimed step (``strabench.measure.latency`` calls it between
-warm-up and the timed rounds): after warm-up glibc keeps freed pages, so RSS would hardly grow
-during the timed runs, and trimming inside them would add page faults to the timing.
+A size that passes a model's divisor check can still be far beyond the machine
+(``flops --input 99984x99984`` asked for ~120 GB for the input alone, and the OOM killer
+answers with a kill, not an error). The model is run on the meta device (shapes only, no
+data), so the estimate costs milliseconds whatever the size.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-__all__ = ["peak_step_memory"]
+from strabench.errors import ShapeError, clip
 
-
-def _read_status_kb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise OSError(f"{key} not in /proc/self/status")
+if TYPE_CHECKING:
+    from torch import nn
 
 
-def _malloc_trim() -> None:
-    """Hand glibc's freed heap pages back to the OS, so RSS growth shows what a step needs."""
-    import ctypes
+def activation_bytes(model: "nn.Module", shape: tuple[int, ...]) -> tuple[int, int]:
+    """(input bytes, largest output of any module) of one float32 forward pass for ``shape``.
 
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: growth may then read low
-        pass
-
-
-def _reset_hwm() -> int | None:
-    """Reset VmHWM to the current RSS (Linux >= 4.0) and return that RSS in bytes; None if unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return _read_status_kb("VmRSS") * 1024
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def _rss_peak(method: str = "auto") -> Iterator[dict]:
-    """Peak RSS growth over the block: VmHWM after a reset (exact), else a psutil sampling thread."""
-    result: dict = {}
-    _malloc_trim()
-    before = _reset_hwm() if method in ("auto", "vmhwm") else None
-    if before is None and method == "vmhwm":
-        raise OSError("cannot reset VmHWM via /proc/self/clear_refs")
-    if before is not None:
-        yield result
-        result["peak"] = _read_status_kb("VmHWM") * 1024 - before
-        result["method"] = "cpu: peak RSS growth over one untimed step (VmHWM reset via /proc/self/clear_refs, after malloc_trim)"
-        return
-    import psutil
-
-    process = psutil.Process()
-    before = process.memory_info().rss
-    peak = [before]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            stop.wait(0.001)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield result
-    finally:
-        stop.set()
-        sampler.join()
-    result["peak"] = max(peak[0], process.memory_info().rss) - before
-    result["method"] = "cpu: peak RSS growth over one untimed step (psutil sampled every 1 ms, after malloc_trim)"
-
-
-def peak_step_memory(step: Callable[[], None], device: str, *, cpu_method: str = "auto") -> tuple[float, str]:
-    """Memory one step needs on top of what is already resident (weights, optimizer state, inputs), in MB.
-
-    CUDA: ``max_memory_allocated`` after ``reset_peak_memory_stats`` minus ``memory_allocated``
-    before. CPU: process RSS growth during the step. It is an untimed extra step because
-    after warm-up glibc keeps freed pages, so RSS would hardly grow during the timed runs, and
-    trimming inside them would add page faults to the timing. Several models share one
-    process, so both numbers exclude other models' weights by construction. ``cpu_method``:
-    "auto" (VmHWM if the kernel allows resetting it, else psutil), "vmhwm" or "psutil".
+    ``model`` lives on the meta device (built under ``torch.device("meta")``), so nothing is
+    allocated. A model that cannot take ``shape`` raises here as it would for real
+    (``ShapeError``, or torch's RuntimeError for mismatched sizes); an op without a meta kernel
+    raises NotImplementedError, which callers treat as "unknown".
     """
     import torch
 
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20, "cuda: max_memory_allocated - memory_allocated before one untimed step"
-    with _rss_peak(cpu_method) as result:
-        step()
-    return max(result["peak"], 0) / 2**20, result["method"]
+    was_training = model.training
+    model.eval()
+    largest = 0
+
+    def hook(_module: "nn.Module", _inputs: tuple, output: object) -> None:
+        nonlocal largest
+        for tensor in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(tensor, torch.Tensor):
+                largest = max(largest, tensor.numel() * tensor.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        example = torch.empty(shape, device="meta")
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return example.numel() * example.element_size(), largest
+
+
+def check_fits_in_memory(model: "nn.Module", shape: tuple[int, ...], *, what: str) -> None:
+    """Refuse (``ShapeError``) a forward pass whose memory floor exceeds the memory available now.
+
+    The floor is the input plus twice the largest module output (a layer holds its input and its
+    output at once; under ``no_grad`` the rest is freed): a lower bound of the real peak, so a
+    refusal is certain to be right and an accepted size may still be tight. Available memory is
+    ``psutil.virtual_memory().available``. A model whose layers do not fit together at this
+    shape (torch's RuntimeError on the meta device) is a ``ShapeError`` too.
+    """
+    import psutil
+
+    try:
+        inputs, largest = activation_bytes(model, shape)
+    except NotImplementedError:  # an op without a meta kernel: cannot estimate, let it run
+        return
+    except RuntimeError as exc:  # a layer's shapes do not line up (e.g. a residual add)
+        raise ShapeError(f"{what}: the model cannot take input {tuple(shape)} ({clip(str(exc), 200)})") from None
+    floor = inputs + 2 * largest
+    available = psutil.virtual_memory().available
+    if floor > available:
+        raise ShapeError(
+            f"{what}: input {tuple(shape)} needs at least {floor / 2**30:.1f} GiB for one forward pass, "
+            f"this machine has {available / 2**30:.1f} GiB available"
+        )
