@@ -373,6 +373,7 @@ class LineView(SuiteListener):
         self.index = self.total = 0
         self.run_id = ""
         self.started = time.monotonic()
+        self._runs: dict[str, tuple[int, float]] = {}  # run id -> (index, start): --jobs runs several at once
 
     def close(self) -> None:
         pass
@@ -384,6 +385,7 @@ class LineView(SuiteListener):
     def on_run_start(self, index: int, total: int, spec: "RunSpec", status: str) -> None:
         self.index, self.total, self.run_id = index, total, spec.run_id
         self.started = time.monotonic()
+        self._runs[spec.run_id] = (index, self.started)
         resumed = " (resuming)" if status == "partial" else " (retrying a failed run)" if status == "failed" else ""
         self.out.print(f"[{index}/{total}] {spec.run_id}{resumed}")
 
@@ -405,7 +407,8 @@ class LineView(SuiteListener):
     def on_run_end(self, spec: "RunSpec", status: str, row: dict) -> None:
         colour = {"finished": "green", "locked": "yellow"}.get(status, "red")
         reason = f": {_plain_text(row.get('error'))}" if status == "failed" and row.get("error") else ""
-        self.out.print(f"[{self.index}/{self.total}] {spec.run_id} [{colour}]{status}[/] in {time.monotonic() - self.started:.0f} s{reason}")
+        index, started = self._runs.pop(spec.run_id, (self.index, self.started))
+        self.out.print(f"[{index}/{self.total}] {spec.run_id} [{colour}]{status}[/] in {time.monotonic() - started:.0f} s{reason}")
 
 
 class LiveView(LineView):
