@@ -101,8 +101,12 @@ def test_seed_ranges(tmp_path: Path, engine: FakeEngine) -> None:
     assert sorted({r["seed"] for r in json.loads(result.output)}) == [0, 1, 2, 5]
 
 
-def test_directories_named_by_the_older_hash_are_still_found(tmp_path: Path, engine: FakeEngine) -> None:
+def test_directories_named_by_the_older_hash_are_still_found(tmp_path: Path, engine: FakeEngine,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Earlier versions put the latency settings in the run hash; their finished runs are not redone."""
+    from strabench.suite import runner
+
+    monkeypatch.setattr(runner, "measure_suite_latency", lambda plan, settings=None: {"settings": settings})  # the hash, not the timing
     suite = write_suite(tmp_path)
     suite.write_text(suite.read_text().replace("accuracy = true", 'accuracy = true\nlatency = { batch = 1, rounds = 1 }'))
     out = tmp_path / "r"
