@@ -70,9 +70,10 @@ def portable_plan(plan: RunPlan) -> RunPlan:
     suite = plan.suite
     # every field, so a mapping added to VariantSpec (replace) cannot slip through as a proxy
     variants = tuple(dataclasses.replace(v, **{f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}) for v in suite.variants)
+    settings = tuple(dataclasses.replace(s, **{f.name: _plain(getattr(s, f.name)) for f in dataclasses.fields(s)}) for s in suite.settings)
     portable = dataclasses.replace(
         suite, train=_plain(suite.train), profile_train=_plain(suite.profile_train),
-        executor=_plain(suite.executor), variants=variants,
+        executor=_plain(suite.executor), variants=variants, settings=settings,
     )
     return dataclasses.replace(plan, suite=portable)
 
