@@ -35,7 +35,7 @@ readme readme-demo: $(STAMP)
 	$(BIN)/python scripts/update_readme.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 # The layer tests with StRA's C kernels switched off: every block in its plain-torch form.
 TORCH_PATH_TESTS := tests/layers/test_local_attention.py tests/layers/test_mode_attention.py tests/layers/test_stra.py \

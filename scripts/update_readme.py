@@ -6,7 +6,9 @@ CLI uses to print it, so the README shows what a reader will see and quotes no n
 
 - DEMO: what `strabench report results/demo` prints on a 100-column terminal (the compact view);
 - QUICK-VERDICTS: the verdict line of each variant of results/quick against its baseline, as
-  that report prints them.
+  that report prints them;
+- DEFORMATION-VERDICTS: the same for results/deformation, one line per variant and deformation
+  level (each compared with the baseline at its own level).
 
 `--check` exits 1 when README.md differs from what this script would write (tests/test_readme.py
 runs it), so the README cannot go stale silently: re-run the suites, then `make readme`.
@@ -81,7 +83,26 @@ def quick_verdicts_block(results: Path) -> str:
     return lead + "\n\n```text\n" + "\n".join(verdicts) + "\n```"
 
 
-BLOCKS: dict[str, Callable[[Path], str]] = {"DEMO": demo_block, "QUICK-VERDICTS": quick_verdicts_block}
+def deformation_verdicts_block(results: Path) -> str:
+    from strabench.report.tables import summarise
+    from strabench.report.terminal import compact_view
+
+    suite = _suite(results, "deformation")
+    summary = summarise(suite)
+    seeds = sorted({seed for record in summary for seed in record["seeds"]})
+    levels = list(dict.fromkeys(r["setting"] for r in summary if r.get("setting")))
+    verdicts = compact_view(suite).verdicts
+    if not verdicts:
+        raise SystemExit(f"results/deformation has no comparison with its baseline to quote (runs: {len(suite.rows)})")
+    variants = list(dict.fromkeys(r["variant"] for r in summary))
+    lead = (f"From [`results/deformation`](results/deformation/report.md) ({', '.join(f'`{v}`' for v in variants)} "
+            f"of `suites/deformation.toml` at the levels {', '.join(f'`{level}`' for level in levels)}, seeds "
+            f"{_seed_list(seeds)}, {suite.primary_metric}), each variant against `{suite.baseline}` at the same level:")
+    return lead + "\n\n```text\n" + "\n".join(verdicts) + "\n```"
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {"DEMO": demo_block, "QUICK-VERDICTS": quick_verdicts_block,
+                                            "DEFORMATION-VERDICTS": deformation_verdicts_block}
 
 
 def render(readme: str, results: Path = RESULTS) -> str:

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("STRABENCH_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "test-datasets"))
 # submitit's job folders (user-private, outside results folders): not in the home directory
 os.environ.setdefault("STRABENCH_JOBS_DIR", os.path.join(os.path.dirname(__file__), "..", ".cache", "test-jobs"))
+# torch.compile in the tests: compile in this process (a pool of compile workers costs more to
+# start than the few small graphs the tests compile), into a cache of this worker's own (a cache
+# shared with other processes on the machine can be half-written when a test reads it)
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+_INDUCTOR_CACHE = None if "TORCHINDUCTOR_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="strabench-test-inductor-")
+if _INDUCTOR_CACHE is not None:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _INDUCTOR_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_INDUCTOR_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

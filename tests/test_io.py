@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 import strabench.io as sio
+import strabench.locks as slocks
 from strabench.errors import DataError, LockError, StrabenchError, WriteError
 from strabench.io import (
-    FileLock,
-    acquire_lock,
     append_jsonl,
     atomic_write_bytes,
     atomic_write_json,
@@ -28,9 +27,9 @@ from strabench.io import (
     atomic_write_text,
     ensure_directory,
     read_jsonl,
-    remove_stale_temps,
     sha256_file,
 )
+from strabench.locks import FileLock, acquire_lock, remove_stale_temps
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -309,7 +308,7 @@ def no_flock(monkeypatch):
     def guard(directory):
         yield False
 
-    monkeypatch.setattr(sio, "_directory_guard", guard)
+    monkeypatch.setattr(slocks, "_directory_guard", guard)
 
 
 def test_without_flock_an_unreadable_lock_is_given_time_to_be_written(tmp_path, no_flock):
@@ -330,7 +329,7 @@ def test_without_flock_an_unreadable_lock_is_stale_after_the_grace(tmp_path, no_
     started = time.monotonic()
     with acquire_lock(tmp_path) as lock:
         assert lock.took_over_stale
-    assert sio._UNREADABLE_LOCK_GRACE_S - 0.5 <= time.monotonic() - started < sio._UNREADABLE_LOCK_GRACE_S + 2
+    assert slocks._UNREADABLE_LOCK_GRACE_S - 0.5 <= time.monotonic() - started < slocks._UNREADABLE_LOCK_GRACE_S + 2
 
 
 def test_lock_file_is_complete_the_moment_it_appears(tmp_path, monkeypatch):
@@ -453,7 +452,7 @@ def test_release_leaves_someone_elses_lock_alone(tmp_path):
 HOLDER = textwrap.dedent(
     """
     import sys
-    from strabench.io import acquire_lock
+    from strabench.locks import acquire_lock
     from strabench.errors import LockError
     sys.stdin.readline()
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from strabench.errors import LockError
-from strabench.io import FileLock, acquire_lock, break_lock, remove_stale_temps
+from strabench.locks import FileLock, acquire_lock, break_lock, remove_stale_temps
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 

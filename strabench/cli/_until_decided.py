@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from strabench.report.sequential import Design
     from strabench.suite.adaptive import AdaptiveDesign, AdaptiveOutcome
     from strabench.suite.config import SuiteConfig
-    from strabench.suite.runner import RunPlan, SuiteOutcome
+    from strabench.suite.runner import SuiteOutcome
+    from strabench.suite.plan import RunPlan
 
 
 def check_options(*, until_decided: bool, max_seeds: int | None, max_minutes: float | None, shard: str | None,

@@ -34,7 +34,7 @@ def eval_command(
     from strabench.cli.train import render_metrics
     from strabench.cli._common import parse_replace, parse_size, print_json
     from strabench.train.config import TrainConfig
-    from strabench.train.engine import evaluate_checkpoint
+    from strabench.train.saved import evaluate_checkpoint
 
     cfg = TrainConfig(
         model=model,

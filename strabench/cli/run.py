@@ -33,7 +33,9 @@ from strabench.suite.runner import SuiteListener
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from strabench.suite.runner import RunPlan, RunSpec, SuiteOutcome
+    from strabench.suite.runner import SuiteOutcome
+
+    from strabench.suite.plan import RunPlan, RunSpec
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -82,7 +84,8 @@ def run_command(
     from rich.markup import escape
 
     from strabench.suite.overrides import load_suite_with_overrides
-    from strabench.suite.runner import dist_rank, dry_run_rows, parse_shard, plan_runs, run_suite
+    from strabench.suite.runner import dist_rank, dry_run_rows, run_suite
+    from strabench.suite.plan import parse_shard, plan_runs
 
     from strabench.errors import ConfigError
 
@@ -197,7 +200,7 @@ def run_command(
 
 def _break_locks(out: "Console", plan: "RunPlan") -> None:
     """--break-lock: the suite's lock (or this shard's) and each selected run's locks."""
-    from strabench.io import break_lock
+    from strabench.locks import break_lock
     from strabench.suite.status import run_lock_dir
 
     suite_lock = plan.out_dir if plan.shard is None else plan.out_dir / ".locks" / f"shard-{plan.shard[0]}-of-{plan.shard[1]}"
@@ -242,7 +245,7 @@ def _submit(out: "Console", plan: "RunPlan", settings: dict, executor: str, *, w
         view.close()
     refresh_results(plan)
     from strabench.errors import LockError
-    from strabench.io import acquire_lock
+    from strabench.locks import acquire_lock
     from strabench.suite.jobfiles import sweep_job_files
 
     try:
@@ -370,6 +373,7 @@ class LineView(SuiteListener):
         self.index = self.total = 0
         self.run_id = ""
         self.started = time.monotonic()
+        self._runs: dict[str, tuple[int, float]] = {}  # run id -> (index, start): --jobs runs several at once
 
     def close(self) -> None:
         pass
@@ -381,6 +385,7 @@ class LineView(SuiteListener):
     def on_run_start(self, index: int, total: int, spec: "RunSpec", status: str) -> None:
         self.index, self.total, self.run_id = index, total, spec.run_id
         self.started = time.monotonic()
+        self._runs[spec.run_id] = (index, self.started)
         resumed = " (resuming)" if status == "partial" else " (retrying a failed run)" if status == "failed" else ""
         self.out.print(f"[{index}/{total}] {spec.run_id}{resumed}")
 
@@ -402,7 +407,8 @@ class LineView(SuiteListener):
     def on_run_end(self, spec: "RunSpec", status: str, row: dict) -> None:
         colour = {"finished": "green", "locked": "yellow"}.get(status, "red")
         reason = f": {_plain_text(row.get('error'))}" if status == "failed" and row.get("error") else ""
-        self.out.print(f"[{self.index}/{self.total}] {spec.run_id} [{colour}]{status}[/] in {time.monotonic() - self.started:.0f} s{reason}")
+        index, started = self._runs.pop(spec.run_id, (self.index, self.started))
+        self.out.print(f"[{index}/{self.total}] {spec.run_id} [{colour}]{status}[/] in {time.monotonic() - started:.0f} s{reason}")
 
 
 class LiveView(LineView):

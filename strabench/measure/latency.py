@@ -1,3 +1,4 @@
+# Over 600 lines on purpose: building, preparing, timing and reporting models are one benchmark run (its rules are strabench.measure.timing).
 """Latency, throughput and peak memory of models, measured so comparisons hold.
 
 On a shared 2-core machine absolute milliseconds drift by tens of percent from one minute to
@@ -38,21 +39,20 @@ This module imports torch only inside functions, so the CLI and suite configs ca
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import datetime
-import io
-import json
 import os
 import statistics
-import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from strabench.env import describe_environment
 from strabench.errors import ConfigError, DeviceError, ShapeError, clip
+from strabench.measure.timing import (  # noqa: F401 - part of this module's API
+    MIN_SAMPLES, NOISY_IQR_FRACTION, _busy_cores, _load_average, bracket_ratios, fit_batch, noise_reasons, schedule,
+)
+from strabench.measure.bench_csv import CSV_FIELDS, append_csv, check_csv  # noqa: F401 - part of this module's API
+from strabench.measure.peak_memory import peak_step_memory
 from strabench.measure.steps import make_step, timed_step_loss  # noqa: F401 - part of this module's API
 from strabench.measure.runtimes import (
     PREPARING, Prepared, check_runtime, describe_implementation, prepare_step, runtime_session,
@@ -146,159 +146,6 @@ class BenchSpec:
     @property
     def num_threads(self) -> int:
         return self.threads if self.threads is not None else (os.cpu_count() or 1)
-
-
-# --- interleaving (pure, unit-tested with a fake clock) ------------------------------------------
-
-
-def schedule(candidates: Sequence[str], baseline: str | None, rounds: int) -> list[list[str]]:
-    """The measurement order, round by round: ``B c1 B c2 ... B cn B``, then ``cn B ... c1 B`` ...
-
-    Every candidate sits between two baseline measurements; rounds chain (a round's last
-    baseline measurement opens the next round) and alternate direction. Without a baseline a
-    round is just the candidates, still alternating direction.
-    """
-    plan = []
-    for r in range(rounds):
-        order = list(candidates) if r % 2 == 0 else list(reversed(candidates))
-        if baseline is None:
-            plan.append(order)
-            continue
-        seq = [baseline] if r == 0 or not order else []
-        for name in order:
-            seq += [name, baseline]
-        plan.append(seq)
-    return plan
-
-
-def bracket_ratios(rounds: Sequence[Sequence[tuple[str, float]]], baseline: str) -> dict[str, list[float]]:
-    """Per-round ratio of each candidate's time to the mean of the baseline times just before and after it.
-
-    ``rounds`` holds, per round, ``(name, time)`` in measurement order (times per image, so a
-    batch halved by an out-of-memory retry still compares). Neighbours are looked up across
-    round boundaries, since rounds chain.
-    """
-    flat = [(r, name, value) for r, seq in enumerate(rounds) for name, value in seq]
-    ratios: dict[str, list[float]] = {}
-    for i, (_, name, value) in enumerate(flat):
-        if name == baseline:
-            continue
-        before = next((t for _, n, t in reversed(flat[:i]) if n == baseline), None)
-        after = next((t for _, n, t in flat[i + 1 :] if n == baseline), None)
-        refs = [t for t in (before, after) if t is not None]
-        if not refs:
-            raise ValueError(f"no baseline {baseline!r} measurement around {name!r}")
-        ratios.setdefault(name, []).append(value / (sum(refs) / len(refs)))
-    return ratios
-
-
-def fit_batch(
-    attempt: Callable[[int], T],
-    batch: int,
-    *,
-    is_oom: Callable[[BaseException], bool],
-    cleanup: Callable[[], None] = lambda: None,
-) -> tuple[T, int]:
-    """Run ``attempt(batch)``, halving the batch after each out-of-memory error (down to 1)."""
-    while True:
-        try:
-            return attempt(batch), batch
-        except BaseException as exc:  # noqa: BLE001 - re-raised unless it is an OOM
-            if not is_oom(exc) or batch == 1:
-                raise
-        cleanup()  # after the except block, so the failed attempt's tensors are already freed
-        batch //= 2
-
-
-# --- memory -----------------------------------------------------------------------------------------
-
-
-def _read_status_kb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise OSError(f"{key} not in /proc/self/status")
-
-
-def _malloc_trim() -> None:
-    """Hand glibc's freed heap pages back to the OS, so RSS growth shows what a step needs."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: growth may then read low
-        pass
-
-
-def _reset_hwm() -> int | None:
-    """Reset VmHWM to the current RSS (Linux >= 4.0) and return that RSS in bytes; None if unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return _read_status_kb("VmRSS") * 1024
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def _rss_peak(method: str = "auto") -> Iterator[dict]:
-    """Peak RSS growth over the block: VmHWM after a reset (exact), else a psutil sampling thread."""
-    result: dict = {}
-    _malloc_trim()
-    before = _reset_hwm() if method in ("auto", "vmhwm") else None
-    if before is None and method == "vmhwm":
-        raise OSError("cannot reset VmHWM via /proc/self/clear_refs")
-    if before is not None:
-        yield result
-        result["peak"] = _read_status_kb("VmHWM") * 1024 - before
-        result["method"] = "cpu: peak RSS growth over one untimed step (VmHWM reset via /proc/self/clear_refs, after malloc_trim)"
-        return
-    import psutil
-
-    process = psutil.Process()
-    before = process.memory_info().rss
-    peak = [before]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            stop.wait(0.001)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield result
-    finally:
-        stop.set()
-        sampler.join()
-    result["peak"] = max(peak[0], process.memory_info().rss) - before
-    result["method"] = "cpu: peak RSS growth over one untimed step (psutil sampled every 1 ms, after malloc_trim)"
-
-
-def peak_step_memory(step: Callable[[], None], device: str, *, cpu_method: str = "auto") -> tuple[float, str]:
-    """Memory one step needs on top of what is already resident (weights, optimizer state, inputs), in MB.
-
-    CUDA: ``max_memory_allocated`` after ``reset_peak_memory_stats`` minus ``memory_allocated``
-    before. CPU: process RSS growth during the step. It is an untimed extra step because
-    after warm-up glibc keeps freed pages, so RSS would hardly grow during the timed runs, and
-    trimming inside them would add page faults to the timing. Several models share one
-    process, so both numbers exclude other models' weights by construction. ``cpu_method``:
-    "auto" (VmHWM if the kernel allows resetting it, else psutil), "vmhwm" or "psutil".
-    """
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20, "cuda: max_memory_allocated - memory_allocated before one untimed step"
-    with _rss_peak(cpu_method) as result:
-        step()
-    return max(result["peak"], 0) / 2**20, result["method"]
 
 
 # --- benchmarking -----------------------------------------------------------------------------------
@@ -662,49 +509,6 @@ def _fold_stock_twins(rows: list[dict]) -> None:
 STOCK_FIELDS = ("ratio_to_baseline", "ratio_rounds", "median_ms", "implementation", "noisy")
 
 
-# A timing is flagged noisy when its spread is wide, it rests on too few samples for an IQR, or
-# the machine was busy before it started (at least half the cores in use, over 0.5 s).
-NOISY_IQR_FRACTION = 0.10
-MIN_SAMPLES = 5
-
-
-def noise_reasons(
-    median_ms: float, iqr_ms: float, samples: int, busy_cores: float | None, cores: int, *, baseline_noisy: bool = False,
-) -> list[str]:
-    """Why a timing should not be trusted ([] when nothing is wrong); see the thresholds above."""
-    reasons = []
-    if samples < MIN_SAMPLES:
-        reasons.append(f"only {samples} sample(s): no meaningful IQR (need >= {MIN_SAMPLES}; raise --min-run-time)")
-    elif median_ms > 0 and iqr_ms / median_ms > NOISY_IQR_FRACTION:
-        reasons.append(f"IQR {100 * iqr_ms / median_ms:.0f}% of the median (> {100 * NOISY_IQR_FRACTION:.0f}%)")
-    if busy_cores is not None and busy_cores >= cores / 2:
-        reasons.append(f"machine busy: {busy_cores:.1f} of {cores} cores in use before timing")
-    if baseline_noisy:
-        reasons.append("the baseline's timing is noisy, so is the ratio")
-    return reasons
-
-
-def _busy_cores(window_s: float = 0.5) -> float | None:
-    """Cores in use by the whole machine over a short window (this process is idle meanwhile).
-
-    Unlike the 1-minute load average, which still counts a training that just ended in this very
-    process, this is the load the timing is about to compete with.
-    """
-    try:
-        import psutil
-
-        return psutil.cpu_percent(interval=window_s) / 100.0 * (os.cpu_count() or 1)
-    except (ImportError, OSError):
-        return None
-
-
-def _load_average() -> float | None:
-    try:
-        return float(os.getloadavg()[0])
-    except (AttributeError, OSError):
-        return None
-
-
 def _common_fields(spec: BenchSpec) -> dict:
     import torch
 
@@ -804,67 +608,6 @@ def benchmark_models(
         rounds=rounds,
     )
     return run_benchmark(spec, names, baseline=baseline, progress=progress, replace=replace)
-
-
-# --- machine and files ------------------------------------------------------------------------------
-
-
-CSV_FIELDS = (
-    "timestamp", "model", "mode", "batch", "input", "channels", "device", "threads", "median_ms", "iqr_ms",
-    "images_per_s", "ratio_to_baseline", "ratio_rounds", "baseline", "peak_mem_mb", "weights_mb", "amp",
-    "channels_last", "runtime", "samples", "rounds", "min_run_time", "warmup_s", "compile_s", "optimizer", "aux_losses",
-    "mem_method", "note", "torch_version", "cpu", "cpu_count", "gpu", "allocator", "noisy", "noise", "load_avg", "busy_cores",
-    "omp_wait_policy", "kernels", "implementation", "stock_ratio_to_baseline",
-)  # fmt: skip
-
-
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return json.dumps(list(value))
-    return "" if value is None else value
-
-
-def check_csv(path: str | os.PathLike) -> None:
-    """Fail before a long run, not after it, if ``path`` exists with other columns."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"--csv {path} is a directory")
-    if path.exists():
-        with open(path, newline="") as fh:
-            header = fh.readline().rstrip("\r\n")
-        if header and header != ",".join(CSV_FIELDS):
-            raise ConfigError(f"--csv {path}: existing header differs from this version's columns; use a new file")
-
-
-def append_csv(rows: Sequence[dict], path: str | os.PathLike) -> None:
-    """Append ``rows`` to a CSV for pandas: header only when the file is new, one locked write.
-
-    A file whose header differs (another strabench version) is refused rather than mixed.
-    """
-    import fcntl
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = io.StringIO()
-    writer = csv.DictWriter(body, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
-    for row in rows:
-        writer.writerow({k: _csv_value(row.get(k)) for k in CSV_FIELDS})
-    with open(path, "a+", newline="") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            fh.seek(0)
-            header = fh.readline().rstrip("\r\n")
-            text = body.getvalue()
-            if not header:
-                text = ",".join(CSV_FIELDS) + "\n" + text
-            elif header != ",".join(CSV_FIELDS):
-                raise ConfigError(f"--csv {path}: existing header differs from this version's columns; use a new file")
-            fh.seek(0, os.SEEK_END)
-            fh.write(text)  # one write in append mode: concurrent appenders do not interleave
-            fh.flush()
-            os.fsync(fh.fileno())
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def spec_dict(spec: BenchSpec) -> dict:

@@ -413,7 +413,7 @@ def export_model(
     requested = tuple(input_size) if input_size else None
     blocks = dict(replace) if replace else None
     if checkpoint is not None:
-        from strabench.train.engine import model_from_checkpoint
+        from strabench.train.saved import model_from_checkpoint
 
         model, _, size = model_from_checkpoint(name, Path(checkpoint), requested, blocks)
         model.eval()

@@ -159,7 +159,7 @@ def visualise(model_name: str, checkpoint: Path, image: Path, out: Path, *, size
 
     if not Path(image).is_file():  # before reading a large checkpoint
         raise ConfigError(f"image not found: {image}")
-    from strabench.train.engine import model_from_checkpoint
+    from strabench.train.saved import model_from_checkpoint
 
     model, task, size = model_from_checkpoint(model_name, checkpoint, size)
     tensor, picture = load_image(image, task, size, model_info(model_name).default_input[0])

@@ -28,7 +28,7 @@ from typing import Any
 
 from strabench.errors import ConfigError
 from strabench.io import read_json_object
-from strabench.report.tables import MAC_LABELS, SuiteResults, summarise
+from strabench.report.tables import MAC_LABELS, SuiteResults, image_lines, summarise
 
 __all__ = ["Leaderboard", "Timing", "build_leaderboard", "compare_with", "leaderboard_frame", "render_leaderboard", "wanted"]
 
@@ -382,18 +382,11 @@ def _by_class(items: Sequence[str]) -> str:
 
 def render_leaderboard(board: Leaderboard, *, plots: dict[str, Path] | None = None, relative_to: Path | None = None) -> str:
     """The board's markdown section: heading, table, notes, plot links."""
-    import os
-
     order = "higher first" if board.higher_first else "lowest first"
     parts = [f"## {board.suite}: leaderboard, ranked by {board.rank_by} ({order})", ""]
     if not board.rows:
         return "\n".join(parts + ["_No runs._", ""])
     parts += [leaderboard_frame(board).to_markdown(index=False, disable_numparse=True), ""]
     parts += [f"- {line}" for line in board.notes]
-    if plots:
-        parts.append("")
-        for label, path in plots.items():
-            link = os.path.relpath(path, relative_to) if relative_to is not None else str(path)
-            parts.append(f"![{label}]({Path(link).as_posix()})")
-    parts.append("")
+    parts += image_lines(plots, relative_to)
     return "\n".join(parts)

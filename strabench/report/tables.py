@@ -1,3 +1,4 @@
+# Over 600 lines on purpose: loading a results folder and summarising it into the paper's table are one job (each column's rules sit beside the others').
 """Suite results -> tables a reviewer can trust: seeds with intervals, paired comparisons, paper refs.
 
 * Rows come from the suite's results store (``strabench.suite.store``): every run ever finished
@@ -22,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +86,8 @@ class SuiteResults:
 
 
 def is_suite_dir(path: Path) -> bool:
-    from strabench.suite.runner import PLAN_JSON, RESULTS_CSV, RUN_JSON
+    from strabench.suite.runner import RESULTS_CSV, RUN_JSON
+    from strabench.suite.plan import PLAN_JSON
 
     return (path / PLAN_JSON).is_file() or (path / RESULTS_CSV).is_file() or any(path.glob(f"*/{RUN_JSON}"))
 
@@ -108,7 +111,8 @@ def find_suite_dirs(paths: Sequence[Path | str]) -> list[Path]:
 
 def load_suite_results(directory: Path) -> SuiteResults:
     """Every run stored in the directory (``stored_rows``); a lone results.csv when there are none."""
-    from strabench.suite.runner import LATENCY_JSON, PLAN_JSON, RESULTS_CSV
+    from strabench.suite.runner import RESULTS_CSV
+    from strabench.suite.plan import LATENCY_JSON, PLAN_JSON
     from strabench.suite.store import run_dirs, stored_rows
 
     plan = read_json_object(directory / PLAN_JSON) or {}
@@ -671,8 +675,6 @@ def render_markdown(
     relative_to: Path | None = None,
 ) -> str:
     """The suite's markdown section: heading, tables, notes, plot links (relative to ``relative_to``)."""
-    import os
-
     summary = summarise(results, paper=paper)
     meta = results.meta
     title = f"## {results.name}"
@@ -709,12 +711,7 @@ def render_markdown(
             parts += ["", f"### Runs ({metric}, each with its 95 % test-set interval)", ""]
             parts += [runs.to_markdown(index=False, disable_numparse=True), ""]
             parts.append(f"- 95% CI (test set): {CI_METHOD}; 'not recorded': the run predates per-run intervals.")
-    if plots:
-        parts.append("")
-        for label, path in plots.items():
-            link = os.path.relpath(path, relative_to) if relative_to is not None else str(path)
-            parts.append(f"![{label}]({Path(link).as_posix()})")
-    parts.append("")
+    parts += image_lines(plots, relative_to)
     return "\n".join(parts)
 
 
@@ -743,3 +740,13 @@ def records_to_csv(records: Sequence[dict[str, Any]]) -> str:
     for record in records:
         writer.writerow({k: (json.dumps(v) if isinstance(v, list) else "" if v is None else v) for k, v in record.items()})
     return buffer.getvalue()
+
+
+def image_lines(plots: dict[str, Path] | None, relative_to: Path | None) -> list[str]:
+    """A report section's closing lines: a markdown image per plot (paths relative to where the
+    markdown is written), then the blank line that ends the section."""
+    lines = [""] if plots else []
+    for label, path in (plots or {}).items():
+        link = os.path.relpath(path, relative_to) if relative_to is not None else str(path)
+        lines.append(f"![{label}]({Path(link).as_posix()})")
+    return lines + [""]

@@ -28,7 +28,8 @@ from typing import Any
 from strabench.errors import ConfigError
 from strabench.io import read_json_object
 from strabench.suite.config import SuiteConfig
-from strabench.suite.runner import RunPlan, SuiteOutcome, plan_runs
+from strabench.suite.runner import SuiteOutcome
+from strabench.suite.plan import RunPlan, plan_runs
 
 __all__ = ["DESIGN_JSON", "AdaptiveDesign", "AdaptiveOutcome", "read_design", "round_plan", "run_until_decided", "seed_order"]
 

@@ -1,6 +1,6 @@
 """Plan-time checks: what a run would learn only after the suite started, learned before it.
 
-``strabench run`` and ``strabench run --dry-run`` both plan (``strabench.suite.runner.plan_runs``),
+``strabench run`` and ``strabench run --dry-run`` both plan (``strabench.suite.plan.plan_runs``),
 and a plan that is accepted must not fail for a reason that was knowable up front: a device
 the machine lacks, an input size a variant cannot take, a data folder whose images do not
 decode, a dataset cache that cannot be written. Each check here raises a one-line
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from strabench.errors import ConfigError, DeviceError, StrabenchError, WriteError
 
 if TYPE_CHECKING:
-    from strabench.suite.runner import RunSpec
+    from strabench.suite.plan import RunSpec
 
 
 def check_plan(runs: Sequence["RunSpec"], where: str, built: dict[str, Any] | None = None) -> None:

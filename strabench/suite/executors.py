@@ -70,9 +70,10 @@ def portable_plan(plan: RunPlan) -> RunPlan:
     suite = plan.suite
     # every field, so a mapping added to VariantSpec (replace) cannot slip through as a proxy
     variants = tuple(dataclasses.replace(v, **{f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}) for v in suite.variants)
+    settings = tuple(dataclasses.replace(s, **{f.name: _plain(getattr(s, f.name)) for f in dataclasses.fields(s)}) for s in suite.settings)
     portable = dataclasses.replace(
         suite, train=_plain(suite.train), profile_train=_plain(suite.profile_train),
-        executor=_plain(suite.executor), variants=variants,
+        executor=_plain(suite.executor), variants=variants, settings=settings,
     )
     return dataclasses.replace(plan, suite=portable)
 
@@ -88,7 +89,7 @@ def job_id_here() -> str | None:
 def refresh_results(plan: RunPlan, *, wait_s: float = 30.0) -> bool:
     """Rebuild results.csv under the suite lock, waiting up to ``wait_s`` for it; False if
     another process kept it (that process rebuilds results.csv itself before it lets go)."""
-    from strabench.io import acquire_lock
+    from strabench.locks import acquire_lock
 
     deadline = time.monotonic() + wait_s
     while True:
@@ -186,7 +187,7 @@ ORPHAN_WAIT_S = 30.0
 def acquire_run_lock(directory: Path, *, wait_s: float = ORPHAN_WAIT_S) -> Any:
     """``acquire_lock(directory)``, waiting up to ``wait_s`` while the holder is an orphaned
     process of this machine (``strabench.lease.orphaned``); any other holder is refused at once."""
-    from strabench.io import acquire_lock, inspect_lock
+    from strabench.locks import acquire_lock, inspect_lock
     from strabench.lease import orphaned
 
     deadline = time.monotonic() + wait_s
@@ -342,8 +343,10 @@ def submit_jobs(plan: RunPlan, settings: Mapping[str, Any], *, cluster: str = "s
     """
     import submitit
 
-    from strabench.io import acquire_lock, atomic_write_json, ensure_directory
-    from strabench.suite.runner import PLAN_JSON
+    from strabench.io import atomic_write_json, ensure_directory
+
+    from strabench.locks import acquire_lock
+    from strabench.suite.plan import PLAN_JSON
 
     ensure_directory(plan.out_dir)
     with acquire_lock(plan.out_dir):

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from strabench.errors import ConfigError
-from strabench.io import STALE_TEMP_AGE_S
+from strabench.locks import STALE_TEMP_AGE_S
 from strabench.suite.store import RUN_JSON, run_status
 
 if TYPE_CHECKING:
-    from strabench.suite.runner import RunPlan
+    from strabench.suite.plan import RunPlan
 
 log = logging.getLogger(__name__)
 

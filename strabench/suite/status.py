@@ -19,8 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from strabench.io import atomic_write_json, ensure_directory, inspect_lock, read_json_object
-from strabench.suite.runner import MEASURE_JSON, PLAN_JSON, RESULT_JSON, RUN_JSON, run_status
+from strabench.io import atomic_write_json, ensure_directory, read_json_object
+
+from strabench.locks import inspect_lock
+from strabench.suite.runner import MEASURE_JSON, RESULT_JSON, RUN_JSON, run_status
+from strabench.suite.plan import PLAN_JSON
 from strabench.suite.store import measure_of
 
 STATE_JSON = "state.json"

@@ -29,7 +29,7 @@ from strabench.errors import StrabenchError
 from strabench.suite.config import MAC_CONVENTIONS, MeasureSpec
 
 if TYPE_CHECKING:
-    from strabench.suite.runner import RunPlan
+    from strabench.suite.plan import RunPlan
 
 RESULTS_CSV = "results.csv"
 RUN_JSON = "run.json"

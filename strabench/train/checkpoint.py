@@ -29,7 +29,7 @@ The save sequence (``T`` is the new data in a synced temp file) and why each kil
 
 Steps 2-3 run only if the current checkpoint matches its sidecar: rotating an unverified file
 over a good ``prev`` could leave no good checkpoint. One process writes a given checkpoint path
-at a time (the run directory is locked with ``strabench.io.acquire_lock``).
+at a time (the run directory is locked with ``strabench.locks.acquire_lock``).
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def _assert_stopped_and_resumable(tmp_path: Path, suite: Path, out: Path, worker
     for run_dir in _run_dirs(suite_dir):
         assert not (run_dir / "result.json").exists(), f"{run_dir.name} finished after its parent was gone"
         assert json.loads((run_dir / "state.json").read_text())["state"] == "interrupted"
-    from strabench.io import inspect_lock
+    from strabench.locks import inspect_lock
 
     for lock in out.rglob(".lock"):
         _, verdict = inspect_lock(lock.parent)
@@ -174,7 +174,7 @@ def test_sigterm_of_a_one_process_run_is_a_clean_stop_with_exit_143(tmp_path: Pa
 
 HOLDER = """
 import os, sys, time
-from strabench.io import acquire_lock
+from strabench.locks import acquire_lock
 if FORK and os.fork():  # the parent leaves once the child holds the lock: the holder is orphaned
     while not os.path.exists(sys.argv[2]):
         time.sleep(0.01)

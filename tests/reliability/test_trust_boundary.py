@@ -99,7 +99,7 @@ def test_eval_never_imports_a_block_its_checkpoint_names(tmp_path: Path, payload
 @pytest.mark.parametrize("given", [None, {PATTERN: "stra"}], ids=["file_only", "other_blocks_given"])
 def test_the_loader_behind_viz_bench_and_export_never_imports_a_block_its_checkpoint_names(tmp_path: Path, payload, given) -> None:
     from strabench.errors import CheckpointError
-    from strabench.train.engine import model_from_checkpoint
+    from strabench.train.saved import model_from_checkpoint
 
     name, marker = payload
     checkpoint = _checkpoint_naming(tmp_path, {PATTERN: f"{name}:Block"})

@@ -91,7 +91,7 @@ def test_viz_builds_the_model_as_the_checkpoint_was_trained(tmp_path: Path, imag
     """Input size and model settings come from the checkpoint's config; every tensor, the
     classifier included, loads strictly, so nothing is reported missing or unexpected."""
     from strabench.train.checkpoint import save_checkpoint
-    from strabench.train.engine import model_from_checkpoint as load_model
+    from strabench.train.saved import model_from_checkpoint as load_model
 
     overrides = {"layers": [1, 1, 1, 1], "feature_dim": 32}
     trained = create_model("resnet50_stra", num_classes=7, layers=(1, 1, 1, 1), feature_dim=32)

@@ -168,6 +168,17 @@ def test_refusals_are_one_line(tmp_path: Path, args: list[str], message: str) ->
     assert not (tmp_path / "results").exists()
 
 
+def test_a_suite_with_settings_is_refused_in_one_line(tmp_path: Path) -> None:
+    """--until-decided decides one comparison per variant: a sweep over [[settings]] would need one
+    design per setting, so it is refused before anything runs."""
+    suite = suite_file(tmp_path)
+    suite.write_text(suite.read_text() + '\n[[settings]]\nname = "low"\n\n[[settings]]\nname = "high"\n')
+    result = run(str(suite), "--out", str(tmp_path / "results"), "--until-decided")
+    assert result.exit_code == 2 and "has [[settings]]" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "results").exists()
+    assert run(str(suite), "--out", str(tmp_path / "results"), "--dry-run").exit_code == 0, "the suite itself is fine"
+
+
 def test_a_budget_of_seeds_is_required(tmp_path: Path) -> None:
     suite = suite_file(tmp_path, extra="min_effect = 2.0")
     result = run(str(suite), "--out", str(tmp_path / "results"), "--until-decided")

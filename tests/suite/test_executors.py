@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from strabench.io import acquire_lock, read_jsonl
+from strabench.io import read_jsonl
+
+from strabench.locks import acquire_lock
 from strabench.suite.config import load_suite
 from strabench.suite.executors import follow, run_parallel, submit_jobs
 from strabench.suite.runner import plan_runs

@@ -286,7 +286,7 @@ def test_lock_held_by_live_process_refuses(tmp_path: Path, engine: FakeEngine) -
 
 
 def test_lock_is_per_suite_directory_and_per_shard(tmp_path: Path, engine: FakeEngine) -> None:
-    from strabench.io import acquire_lock
+    from strabench.locks import acquire_lock
 
     plan = plan_runs(load_suite(write_suite(tmp_path)), tmp_path / "r", shard=(1, 2))
     with acquire_lock(plan.out_dir / ".locks" / "shard-2-of-2"):

@@ -12,7 +12,8 @@ from strabench.errors import CheckpointError, ConfigError, NumericalError
 from strabench.io import read_jsonl
 from strabench.train.checkpoint import load_checkpoint
 from strabench.train.config import config_from_toml, config_hash, resolve
-from strabench.train.engine import Trainer, evaluate_checkpoint, fit, lr_factor
+from strabench.train.engine import Trainer, fit, lr_factor
+from strabench.train.saved import evaluate_checkpoint
 
 EXPECTED_METRICS = {
     "reid": {"mAP", "rank1", "rank5"},

@@ -128,7 +128,7 @@ def test_periodic_evaluation_changes_no_result(tmp_path: Path) -> None:
     of a run evaluated at the end only (what lets the planner keep runs made without it)."""
     import torch
 
-    from strabench.train.engine import read_weights
+    from strabench.train.saved import read_weights
 
     every = fit(make_tiny_config("reid", epochs=2, eval_every=1), tmp_path / "every")
     end = fit(make_tiny_config("reid", epochs=2, eval_every=0), tmp_path / "end")

@@ -1,0 +1,120 @@
+"""The rules of a timing, pure and testable with a fake clock: the interleaved order of
+measurements, the bracketed ratios, batch halving on out-of-memory, and when a timing is noisy.
+
+``strabench.measure.latency`` runs the models; what it measures, in which order, and when it
+flags a number as untrustworthy is decided here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+__all__ = ["MIN_SAMPLES", "NOISY_IQR_FRACTION", "bracket_ratios", "fit_batch", "noise_reasons", "schedule"]
+
+T = TypeVar("T")
+
+
+def schedule(candidates: Sequence[str], baseline: str | None, rounds: int) -> list[list[str]]:
+    """The measurement order, round by round: ``B c1 B c2 ... B cn B``, then ``cn B ... c1 B`` ...
+
+    Every candidate sits between two baseline measurements; rounds chain (a round's last
+    baseline measurement opens the next round) and alternate direction. Without a baseline a
+    round is just the candidates, still alternating direction.
+    """
+    plan = []
+    for r in range(rounds):
+        order = list(candidates) if r % 2 == 0 else list(reversed(candidates))
+        if baseline is None:
+            plan.append(order)
+            continue
+        seq = [baseline] if r == 0 or not order else []
+        for name in order:
+            seq += [name, baseline]
+        plan.append(seq)
+    return plan
+
+
+def bracket_ratios(rounds: Sequence[Sequence[tuple[str, float]]], baseline: str) -> dict[str, list[float]]:
+    """Per-round ratio of each candidate's time to the mean of the baseline times just before and after it.
+
+    ``rounds`` holds, per round, ``(name, time)`` in measurement order (times per image, so a
+    batch halved by an out-of-memory retry still compares). Neighbours are looked up across
+    round boundaries, since rounds chain.
+    """
+    flat = [(r, name, value) for r, seq in enumerate(rounds) for name, value in seq]
+    ratios: dict[str, list[float]] = {}
+    for i, (_, name, value) in enumerate(flat):
+        if name == baseline:
+            continue
+        before = next((t for _, n, t in reversed(flat[:i]) if n == baseline), None)
+        after = next((t for _, n, t in flat[i + 1 :] if n == baseline), None)
+        refs = [t for t in (before, after) if t is not None]
+        if not refs:
+            raise ValueError(f"no baseline {baseline!r} measurement around {name!r}")
+        ratios.setdefault(name, []).append(value / (sum(refs) / len(refs)))
+    return ratios
+
+
+def fit_batch(
+    attempt: Callable[[int], T],
+    batch: int,
+    *,
+    is_oom: Callable[[BaseException], bool],
+    cleanup: Callable[[], None] = lambda: None,
+) -> tuple[T, int]:
+    """Run ``attempt(batch)``, halving the batch after each out-of-memory error (down to 1)."""
+    while True:
+        try:
+            return attempt(batch), batch
+        except BaseException as exc:  # noqa: BLE001 - re-raised unless it is an OOM
+            if not is_oom(exc) or batch == 1:
+                raise
+        cleanup()  # after the except block, so the failed attempt's tensors are already freed
+        batch //= 2
+
+
+# --- noise ---------------------------------------------------------------------------------------
+
+# A timing is flagged noisy when its spread is wide, it rests on too few samples for an IQR, or
+# the machine was busy before it started (at least half the cores in use, over 0.5 s).
+NOISY_IQR_FRACTION = 0.10
+MIN_SAMPLES = 5
+
+
+def noise_reasons(
+    median_ms: float, iqr_ms: float, samples: int, busy_cores: float | None, cores: int, *, baseline_noisy: bool = False,
+) -> list[str]:
+    """Why a timing should not be trusted ([] when nothing is wrong); see the thresholds above."""
+    reasons = []
+    if samples < MIN_SAMPLES:
+        reasons.append(f"only {samples} sample(s): no meaningful IQR (need >= {MIN_SAMPLES}; raise --min-run-time)")
+    elif median_ms > 0 and iqr_ms / median_ms > NOISY_IQR_FRACTION:
+        reasons.append(f"IQR {100 * iqr_ms / median_ms:.0f}% of the median (> {100 * NOISY_IQR_FRACTION:.0f}%)")
+    if busy_cores is not None and busy_cores >= cores / 2:
+        reasons.append(f"machine busy: {busy_cores:.1f} of {cores} cores in use before timing")
+    if baseline_noisy:
+        reasons.append("the baseline's timing is noisy, so is the ratio")
+    return reasons
+
+
+def _busy_cores(window_s: float = 0.5) -> float | None:
+    """Cores in use by the whole machine over a short window (this process is idle meanwhile).
+
+    Unlike the 1-minute load average, which still counts a training that just ended in this very
+    process, this is the load the timing is about to compete with.
+    """
+    try:
+        import psutil
+
+        return psutil.cpu_percent(interval=window_s) / 100.0 * (os.cpu_count() or 1)
+    except (ImportError, OSError):
+        return None
+
+
+def _load_average() -> float | None:
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
