@@ -2,7 +2,8 @@
 
 The graph is read from the source (``ast``), not from ``sys.modules``: an import inside a
 function counts as much as one at the top, because it runs the moment the function does.
-Imports under ``if TYPE_CHECKING:`` are left out (annotations only, never executed).
+Imports under ``if TYPE_CHECKING:`` count too: a module that needs another's types for its
+signatures sits above it as much as one that calls it.
 """
 
 from __future__ import annotations
@@ -21,21 +22,13 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
 
 def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
-    """Every import statement, at any depth, except those under ``if TYPE_CHECKING:``."""
+    """Every import statement, at any depth, those under ``if TYPE_CHECKING:`` included: a module
+    that needs another's types for its signatures sits above it as much as one that calls it."""
     found: list[ast.Import | ast.ImportFrom] = []
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)
         for child in ast.iter_child_nodes(node):
@@ -137,7 +130,7 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 
 def test_the_graph_sees_function_local_and_relative_imports(tmp_path, monkeypatch):
     """The reader itself, on a made-up package: a circle closed only by a function-local import
-    is found, a TYPE_CHECKING import is not an edge, relative imports resolve."""
+    is found, a TYPE_CHECKING import is an edge, relative imports resolve."""
     root = tmp_path / "strabench"
     (root / "sub").mkdir(parents=True)
     (root / "__init__.py").write_text("")
@@ -149,7 +142,7 @@ def test_the_graph_sees_function_local_and_relative_imports(tmp_path, monkeypatc
     monkeypatch.setitem(globals(), "PACKAGE", root)
     graph = import_graph()
     assert graph["strabench.a"] == {"strabench.sub.b"} and graph["strabench.sub.b"] == {"strabench.a"}
-    assert graph["strabench.c"] == set()
+    assert graph["strabench.c"] == {"strabench.a"}
     assert graph["strabench.sub.d"] == {"strabench.c", "strabench.sub.b"}
     assert graph["strabench.sub"] == {"strabench.sub.b"}
     assert circles(graph) == [frozenset({"strabench.a", "strabench.sub.b"})]

@@ -25,7 +25,6 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,50 +35,15 @@ from strabench.paper import PAPER, PAPER_COMPLEXITY_INPUT, PAPER_SETTINGS
 from strabench.report.cells import fmt, interval_cell, labelled
 from strabench.report.counting import STATUS_RANK, dedupe_seeds, did_not_learn
 from strabench.report.stats import CI_METHOD_SEEDS, group_stats
+from strabench.report.suite_results import PRIMARY_METRICS, SuiteResults  # noqa: F401 - part of this module's API
 from strabench.suite.store import read_results_csv  # noqa: F401 - part of this module's API
 
 PAPER_TITLE = 'Zhang, Li, Shen, Liu, "Structure-Regularized Attention for Deformable Object Representation"'
 MAC_LABELS = {"paper": "paper conv.", "fvcore": "fvcore", "ptflops": "ptflops"}
-PRIMARY_METRICS = ("mAP", "mean", "test_acc", "val_acc", "rank1")
 _STATUS_RANK = STATUS_RANK
 SETTING_KEYS = ("setting", "data", "profile", "train_input", "device", "data_seed")
 SETTING_LABELS = {"setting": "setting", "data": "data", "profile": "profile", "train_input": "train input", "device": "device",
                   "data_seed": "data seed"}
-
-
-@dataclass
-class SuiteResults:
-    """The runs of one suite as read from disk, plus what the suite said about itself."""
-
-    name: str
-    directory: Path
-    rows: list[dict[str, Any]]
-    meta: dict[str, Any] = field(default_factory=dict)  # plan.json's "suite" entry, if any
-    latency: dict[str, Any] | None = None  # latency.json: the suite's interleaved timing
-    warnings: list[str] = field(default_factory=list)  # what merging copies found (printed in the notes)
-
-    @property
-    def metrics(self) -> list[str]:
-        from strabench.suite.store import metric_columns
-
-        return metric_columns(self.rows)
-
-    @property
-    def primary_metric(self) -> str | None:
-        metrics = self.metrics
-        for name in PRIMARY_METRICS:
-            if name in metrics:
-                return name
-        return metrics[0] if metrics else None
-
-    @property
-    def baseline(self) -> str | None:
-        """The variant the others are compared with: the suite's ``baseline``, else its first variant."""
-        named = self.meta.get("baseline")
-        variants = [r["variant"] for r in self.rows]
-        if isinstance(named, str) and named in variants:
-            return named
-        return variants[0] if variants else None
 
 
 # --- reading ------------------------------------------------------------------------------------

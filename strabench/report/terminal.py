@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from strabench.report.tables import SuiteResults
+    from strabench.report.suite_results import SuiteResults
 
 EMPTY = "—"
 #: One line wherever NOISY appears (bench, report): what it means and what to do about it.

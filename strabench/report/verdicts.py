@@ -31,7 +31,7 @@ from strabench.report.sequential import UNDECIDED, VERDICTS, Design, decide, fix
 from strabench.report.stats import ALPHA, compare_paired, finite
 
 if TYPE_CHECKING:
-    from strabench.report.tables import SuiteResults
+    from strabench.report.suite_results import SuiteResults
 
 __all__ = ["add_comparisons", "pilot_spread", "verdict_line"]
 

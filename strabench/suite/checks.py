@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from strabench.errors import ConfigError, DeviceError, StrabenchError, WriteError
 
 if TYPE_CHECKING:
-    from strabench.suite.plan import RunSpec
+    from strabench.suite.run_spec import RunSpec
 
 
 def check_plan(runs: Sequence["RunSpec"], where: str, built: dict[str, Any] | None = None) -> None:
