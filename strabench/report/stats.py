@@ -81,6 +81,8 @@ def group_stats(values: Sequence[float | None], bounds: tuple[float, float] | No
     if n == 1:
         return GroupStats(1, mean, None, None, None)
     std = float(x.std(ddof=1))
+    if std <= 1e-12 * max(float(np.abs(x).max()), 1.0):  # identical up to rounding (a + 2 - a is not always 2)
+        std = 0.0  # as report.sequential judges zero spread
     low, high, clipped = t_interval(mean, std, n, bounds)
     return GroupStats(n, mean, std, low, high, clipped, std == 0.0)
 

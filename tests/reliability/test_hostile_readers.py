@@ -53,7 +53,7 @@ def _suite_copy(tmp: Path) -> Path:
 
 
 def _run_dirs(suite: Path) -> list[Path]:
-    return sorted(p for p in suite.iterdir() if p.is_dir())
+    return sorted(p for p in suite.iterdir() if p.is_dir() and (p / "result.json").is_file())
 
 
 def _target(suite: Path, which: str, run_index: int) -> Path:
