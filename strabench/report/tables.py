@@ -88,7 +88,9 @@ def load_suite_results(directory: Path) -> SuiteResults:
         listed = meta.get("variants") if isinstance(meta.get("variants"), list) else []  # a damaged plan.json: no order
         variants = [v.get("name") for v in listed if isinstance(v, dict) and isinstance(v.get("name"), str)]
         order = {name: i for i, name in enumerate(variants)}  # the suite's order first
-        rows.sort(key=lambda r: order.get(r["variant"], len(order)))
+        listed = meta.get("settings") if isinstance(meta.get("settings"), list) else []
+        levels = {s.get("name"): i for i, s in enumerate(listed) if isinstance(s, dict)}  # then its [[settings]]' order
+        rows.sort(key=lambda r: (order.get(r["variant"], len(order)), levels.get(r.get("setting"), len(levels))))
     elif (directory / RESULTS_CSV).is_file():
         rows = read_results_csv(directory / RESULTS_CSV)
     else:
@@ -395,7 +397,7 @@ def _varying(summary: Sequence[dict[str, Any]], key: str) -> bool:
 def table_columns(results: SuiteResults, summary: Sequence[dict[str, Any]], *, paper: bool) -> list[tuple[str, Any]]:
     """(header, cell function) pairs: the one place the main table's columns and their order live."""
     columns: list[tuple[str, Any]] = [
-        ("variant", lambda r: r["variant"]),
+        ("variant", labelled),
         ("model", lambda r: f"`{r['model']}`"),
     ]
     if any(r.get("overrides") for r in summary):

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from strabench.report.cells import labelled
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -150,7 +152,7 @@ def compact_view(results: "SuiteResults", *, paper: bool = True) -> SuiteView:
         return view
     metric = results.primary_metric
     one_seed_interval = False
-    columns: list[tuple[str, Callable[[dict[str, Any]], str]]] = [("variant", lambda r: r["variant"])]
+    columns: list[tuple[str, Callable[[dict[str, Any]], str]]] = [("variant", labelled)]
     if len({tuple(r["seeds"]) for r in summary}) > 1 or any(r["failed"] or r["pending"] for r in summary):
         columns.append(("seeds", _seeds_cell))
     if metric:

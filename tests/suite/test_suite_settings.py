@@ -132,6 +132,25 @@ def test_variants_are_compared_within_their_setting_and_plotted(tmp_path: Path, 
     assert "| stra (d0)" in report and "| stra (d2)" in report  # comparison and runs tables name the setting
 
 
+def test_views_name_each_row_by_its_setting_in_the_suites_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The terminal and markdown views name a row `variant (setting)`, settings in the file's order
+    (here d2 before d0, not the alphabet's)."""
+    from strabench.report.tables import load_suite_results, table_frame
+    from strabench.report.terminal import compact_view
+
+    monkeypatch.setattr(runner, "_fit", DeformationEngine())
+    monkeypatch.setattr(runner, "measure_model", fake_measure)
+    d0 = '[[settings]]\nname = "d0"\ntrain = { data_sizes = { deformation = 0.0 } }\n'
+    d2 = '[[settings]]\nname = "d2"\ntrain = { data_sizes = { deformation = 2.0 } }\n'
+    assert d0 + "\n" + d2 in SWEEP
+    suite = write_suite(tmp_path, SWEEP.replace(d0 + "\n" + d2, d2 + "\n" + d0).replace("seeds = [0, 1, 2]", "seeds = [0]"))
+    assert CliRunner().invoke(app, ["run", str(suite), "--out", str(tmp_path / "results")]).exit_code == 0
+    results = load_suite_results(tmp_path / "results" / "sweep")
+    expected = ["base (d2)", "base (d0)", "stra (d2)", "stra (d0)"]
+    assert [row[0] for row in compact_view(results).rows] == expected
+    assert list(table_frame(results)["variant"]) == expected
+
+
 def test_no_sweep_plot_without_two_deformation_levels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from strabench.report.plots import plot_suite
     from strabench.report.tables import load_suite_results
