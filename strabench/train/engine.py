@@ -750,6 +750,15 @@ def _result(
         "device": str(trainer.device),
         "world_size": trainer.ctx.world_size,
         "amp": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype else "off",
-        "out_dir": str(out_dir),
+        "out_dir": _shown_path(out_dir),
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` as result.json records it: relative to the working directory when inside it (a
+    results folder made with an absolute ``--out`` names no home directory), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -104,9 +104,11 @@ def test_lr_follows_the_schedule(tiny_config, tmp_path):
     assert lr_factor(resolve(cfg), 2.0) == 0.25
 
 
-def test_finished_run_is_not_retrained(tiny_config, tmp_path):
+def test_finished_run_is_not_retrained(tiny_config, tmp_path, monkeypatch):
     cfg = tiny_config("fer", epochs=1)
-    first = fit(cfg, tmp_path)
+    monkeypatch.chdir(tmp_path.parent)
+    first = fit(cfg, tmp_path)  # an absolute folder under the working directory ...
+    assert first["out_dir"] == tmp_path.name  # ... is recorded relative to it: no machine path in result.json
     stamp = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
     assert fit(cfg, tmp_path) == first
     assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == stamp
