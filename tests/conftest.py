@@ -14,6 +14,10 @@ os.environ.setdefault("STRABENCH_JOBS_DIR", os.path.join(os.path.dirname(__file_
 # start than the few small graphs the tests compile), into a cache of this worker's own (a cache
 # shared with other processes on the machine can be half-written when a test reads it)
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+# processes the tests start (strabench's CLI, training, workers) run on one thread, as the tests
+# themselves do: two xdist workers already fill the 2 cores, and a second OpenMP thread per
+# process would only spin (a test that needs more threads asks for them: --threads, --jobs)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 _INDUCTOR_CACHE = None if "TORCHINDUCTOR_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="strabench-test-inductor-")
 if _INDUCTOR_CACHE is not None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE

@@ -15,6 +15,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers"))
 import paper_reference  # noqa: E402
 from strabench.errors import ConfigError, ExportError  # noqa: E402
+from strabench.layers.kernels import fuse_for_inference  # noqa: E402
 from strabench.layers.local_attention import LocalAttention  # noqa: E402
 from strabench.layers.stra import StRA  # noqa: E402
 from strabench.measure import runtimes  # noqa: E402
@@ -114,14 +115,18 @@ def test_runtime_combinations_that_mean_nothing_are_refused(kwargs: dict, needle
 # --- torch.compile ---------------------------------------------------------------------------
 
 
-def _compiled_matches(module: nn.Module, x: torch.Tensor, *, backward: bool) -> None:
+def _compiled_matches(module: nn.Module, x: torch.Tensor, *, backward: bool, backend: str = "inductor") -> None:
     """Forward (and input + parameter gradients) of torch.compile(module) equal eager's.
 
     Backward runs in float64: a conv bias right before a train-mode BatchNorm has a gradient
     that is zero in maths, and float32 noise there would need a tolerance that hides errors.
+    ``backend="aot_eager"`` traces the module as inductor does (dynamo's graph, the operators'
+    fake implementations, AOT autograd's backward graph) and runs that graph in eager ops,
+    without generating and compiling C++: what our code contributes to a compiled run, checked
+    in a fraction of the time; the StRA block and `bench --runtime compile` go through inductor.
     """
     eager, compiled_module = module, copy.deepcopy(module)
-    compiled = torch.compile(compiled_module)
+    compiled = torch.compile(compiled_module, backend=backend)
     xe, xc = x.clone().requires_grad_(backward), x.clone().requires_grad_(backward)
     out_e, out_c = eager(xe), compiled(xc)
     tol = 1e-10 if x.dtype == torch.float64 else 1e-5
@@ -141,14 +146,21 @@ def test_compiled_local_attention_forward_and_backward_match_eager() -> None:
     x = torch.randn(2, 16, 6, 5, dtype=torch.float64)
     explanation = torch._dynamo.explain(copy.deepcopy(m))(x)
     assert explanation.graph_break_count == 0  # the pure-tensor path: one graph, no opaque Function
-    _compiled_matches(m, x, backward=True)
+    _compiled_matches(m, x, backward=True, backend="aot_eager")
 
 
 def test_compiled_stra_block_forward_and_backward_match_eager() -> None:
+    """Through inductor: in training (local and mode attention, forward and backward) and in
+    inference, where each part is one fused strabench:: operator that inductor calls as it is."""
     torch.manual_seed(0)
     block = StRA(32, groups=8).train()
     paper_reference.set_random_batch_norm(block)
     _compiled_matches(block.double(), torch.randn(2, 32, 8, 6, dtype=torch.float64), backward=True)
+    inference = StRA(32, groups=8).eval()
+    paper_reference.set_random_batch_norm(inference)
+    assert fuse_for_inference(inference)  # as `bench` and `export` do
+    with torch.no_grad():
+        _compiled_matches(inference, torch.randn(2, 32, 8, 6), backward=False)
 
 
 def test_compiled_registered_model_forward_matches_eager() -> None:
@@ -156,7 +168,7 @@ def test_compiled_registered_model_forward_matches_eager() -> None:
 
     model = build_for_input("fer_resnet_stra", (44, 44)).eval()
     with torch.no_grad():
-        _compiled_matches(model, torch.randn(2, 1, 44, 44), backward=False)
+        _compiled_matches(model, torch.randn(2, 1, 44, 44), backward=False, backend="aot_eager")
 
 
 def test_a_compile_run_has_room_for_every_model_and_puts_the_limit_back() -> None:

@@ -29,11 +29,12 @@ MODEL = "mobilenetv2_100"
 CHECKPOINT_MB = 35  # a MobileNetV2 checkpoint of the tiny run (weights + Adam state), ~35.0 MB
 
 
-def _train(out: Path, epochs: int, *, cwd: Path, cache: Path, preexec=None) -> subprocess.CompletedProcess[str]:
+def _train(out: Path, epochs: int, *, cwd: Path, preexec=None) -> subprocess.CompletedProcess[str]:
+    """The tiny run, with the test session's dataset and kernel cache (a cache of its own would
+    build StRA's kernels again, ~17 s, in every call)."""
     args = [*TINY_TRAIN_ARGS]
     args[args.index("--epochs") + 1] = str(epochs)
-    env = {**child_env(), "STRABENCH_CACHE": str(cache)}
-    return subprocess.run(strabench_argv("train", MODEL, *args, "--out", out), cwd=cwd, env=env, capture_output=True,
+    return subprocess.run(strabench_argv("train", MODEL, *args, "--out", out), cwd=cwd, env=child_env(), capture_output=True,
                           text=True, timeout=400, start_new_session=True, preexec_fn=preexec)
 
 
@@ -54,15 +55,14 @@ def test_real_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_last_
 
     from strabench.train.checkpoint import load_latest_good
 
-    cache = tmp_path / "cache"
-    reference = _train(tmp_path / "reference", 3, cwd=tmp_path, cache=cache)
+    reference = _train(tmp_path / "reference", 3, cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr
     expected = json.loads((tmp_path / "reference" / "result.json").read_text())
 
     disk = tmp_path / "disk"
     _mount_tmpfs(disk, 2 * CHECKPOINT_MB + 8)  # two checkpoints and the small files; not a third
     try:
-        full = _train(disk / "run", 3, cwd=tmp_path, cache=cache)
+        full = _train(disk / "run", 3, cwd=tmp_path)
         assert full.returncode == 2, full.stdout + full.stderr
         line = assert_error_reported(full.stderr, "checkpoint", "no space left on device")
         assert str(disk / "run") in line
@@ -74,7 +74,7 @@ def test_real_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_last_
 
         grown = subprocess.run(["mount", "-o", f"remount,size={4 * CHECKPOINT_MB}m", str(disk)], capture_output=True, text=True)
         assert grown.returncode == 0, grown.stderr
-        again = _train(disk / "run", 3, cwd=tmp_path, cache=cache)
+        again = _train(disk / "run", 3, cwd=tmp_path)
         assert again.returncode == 0, again.stderr
         assert json.loads((disk / "run" / "result.json").read_text())["metrics"] == expected["metrics"]
     finally:
@@ -92,8 +92,7 @@ def _file_size_limit(limit: int):
 
 @pytest.mark.slow
 def test_file_size_limit_on_the_checkpoint_is_one_line_from_train(tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    result = _train(tmp_path / "run", 1, cwd=tmp_path, cache=cache, preexec=_file_size_limit(8 * 2**20))
+    result = _train(tmp_path / "run", 1, cwd=tmp_path, preexec=_file_size_limit(8 * 2**20))
     assert result.returncode == 2, result.stdout + result.stderr
     line = assert_error_reported(result.stderr, "checkpoint", "File too large")
     assert str(tmp_path / "run") in line
@@ -103,8 +102,7 @@ def test_file_size_limit_on_the_checkpoint_is_one_line_from_train(tmp_path: Path
 @pytest.mark.slow
 def test_file_size_limit_stops_a_suite_instead_of_failing_every_run(tmp_path: Path) -> None:
     suite = write_suite(tmp_path, epochs=1)
-    env = {**child_env(), "STRABENCH_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run(strabench_argv("run", suite, "--out", tmp_path / "results"), cwd=tmp_path, env=env,
+    result = subprocess.run(strabench_argv("run", suite, "--out", tmp_path / "results"), cwd=tmp_path, env=child_env(),
                             capture_output=True, text=True, timeout=400, start_new_session=True,
                             preexec_fn=_file_size_limit(8 * 2**20))
     assert result.returncode == 2, result.stdout + result.stderr

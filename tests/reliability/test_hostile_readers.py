@@ -139,7 +139,7 @@ def test_hostile_values_in_metrics_log(workdir: Path, run: int, data: st.DataObj
     path = _target(suite, "metrics.jsonl", run)
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     path.write_text("".join(_dump(_replace_values(r, data.draw)) + "\n" for r in lines), encoding="utf-8")
-    _check_report(suite, plots=True)
+    _check_report(suite, plots=data.draw(st.booleans()))  # the curves read this log: plotted in about half
 
 
 @SETTINGS
