@@ -77,7 +77,7 @@ def quick_verdicts_block(results: Path) -> str:
     verdicts = compact_view(suite).verdicts
     if not verdicts:
         raise SystemExit(f"results/quick has no comparison with its baseline to quote (runs: {len(suite.rows)})")
-    lead = (f"From [`results/quick`](results/quick/report.md) ({len(summary)} variants of `suites/quick.toml`, "
+    lead = (f"From [`results/quick`](results/quick/report.md) ({sum(1 for r in summary if r['finished'])} variants of `suites/quick.toml`, "
             f"seeds {_seed_list(seeds)}, {suite.primary_metric} on {'; '.join(settings)}), each variant "
             f"against `{suite.baseline}`, paired by seed:")
     return lead + "\n\n```text\n" + "\n".join(verdicts) + "\n```"
@@ -94,7 +94,7 @@ def deformation_verdicts_block(results: Path) -> str:
     verdicts = compact_view(suite).verdicts
     if not verdicts:
         raise SystemExit(f"results/deformation has no comparison with its baseline to quote (runs: {len(suite.rows)})")
-    variants = list(dict.fromkeys(r["variant"] for r in summary))
+    variants = list(dict.fromkeys(r["variant"] for r in summary if r["finished"]))  # not the plan's unrun ones
     lead = (f"From [`results/deformation`](results/deformation/report.md) ({', '.join(f'`{v}`' for v in variants)} "
             f"of `suites/deformation.toml` at the levels {', '.join(f'`{level}`' for level in levels)}, seeds "
             f"{_seed_list(seeds)}, {suite.primary_metric}), each variant against `{suite.baseline}` at the same level:")

@@ -197,10 +197,12 @@ def _paper_metric(model: str, metric: str) -> float | None:
 
 
 def _groups(results: SuiteResults) -> list[list[dict[str, Any]]]:
-    """Rows grouped by (variant, setting): seeds of one configuration, in first-seen order."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """Rows grouped by (variant, setting): seeds of one configuration, in first-seen order. The
+    suite's ``[[settings]]`` name is part of the key: a run not yet started has no config to
+    take its group from, and pending runs of three settings are not one setting's copies."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in results.rows:
-        groups.setdefault((row["variant"], row.get("group") or ""), []).append(row)
+        groups.setdefault((row["variant"], row.get("setting") or "", row.get("group") or ""), []).append(row)
     return list(groups.values())
 
 
@@ -622,7 +624,7 @@ def _paper_notes(summary: Sequence[dict[str, Any]]) -> list[str]:
     lines.append(f"Paper columns: reference numbers published in {PAPER_TITLE}, {', '.join(tables)}; not produced by this run. "
                  "Δ vs paper = ours − paper.")
     accuracy = {r["paper_accuracy_mismatch"] for r in summary
-                if r.get("paper_accuracy_mismatch") and any(r.get(k) is not None for k in r if k.endswith("_paper_published"))}
+                if r.get("paper_accuracy_mismatch") and r.get("finished") and any(r.get(k) is not None for k in r if k.endswith("_paper_published"))}
     if accuracy:
         lines.append(f"Paper accuracies shown only in the paper's setting (real dataset, paper recipe, paper input, no overrides); "
                      f"— here because: {' | '.join(sorted(accuracy))}.")

@@ -161,3 +161,21 @@ def test_no_sweep_plot_without_two_deformation_levels(tmp_path: Path, monkeypatc
     assert result.exit_code == 0, result.output
     made = plot_suite(load_suite_results(tmp_path / "results" / "t"), tmp_path / "p")
     assert made and not any("deformation" in label for label in made)
+
+
+def test_a_variant_not_yet_run_is_pending_in_each_setting_not_one_settings_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that has not started has no config to group it by: its [[settings]] name must keep
+    the pending runs of two settings apart (merged, they read as one setting's copied folders)."""
+    from strabench.report.tables import load_suite_results, summarise
+
+    monkeypatch.setattr(runner, "_fit", DeformationEngine())
+    monkeypatch.setattr(runner, "measure_model", fake_measure)
+    suite = write_suite(tmp_path, SWEEP)
+    result = CliRunner().invoke(app, ["run", str(suite), "--out", str(tmp_path / "results"), "--only", "base"])
+    assert result.exit_code == 0, result.output
+    summary = summarise(load_suite_results(tmp_path / "results" / "sweep"))
+    pending = {r["setting"]: (r["finished"], r["pending"]) for r in summary if r["variant"] == "stra"}
+    assert pending == {"d0": (0, 3), "d2": (0, 3)}
+    assert not getattr(summary, "problems", []), "no run is counted as another's copy"
+    report = CliRunner().invoke(app, ["report", str(tmp_path / "results" / "sweep")]).output
+    assert "Counted once" not in report and "data ?" not in report
