@@ -34,9 +34,10 @@ REID = (
 #: The train step is ~3x an inference batch: the variants whose blocks have a fused form.
 REID_TRAIN = ("resnet50_sasa", "resnet50_local", "resnet50_local_mode", "resnet50_stra")
 SETTINGS = {
-    "reid-infer-b32": dict(models=REID, baseline="resnet50", mode="infer", batch=32, rounds=3, min_run_time=1.0),
+    # a batch-32 step takes seconds, so each round times it once: five rounds give five samples
+    "reid-infer-b32": dict(models=REID, baseline="resnet50", mode="infer", batch=32, rounds=5, min_run_time=1.0),
     "reid-infer-b1": dict(models=REID, baseline="resnet50", mode="infer", batch=1, rounds=7, min_run_time=0.5),
-    "reid-train-b32": dict(models=REID_TRAIN, baseline="resnet50", mode="train", batch=32, rounds=3, min_run_time=1.0),
+    "reid-train-b32": dict(models=REID_TRAIN, baseline="resnet50", mode="train", batch=32, rounds=5, min_run_time=1.0),
     # Table 4: MobileNetV2 +- StRA, each against its own width
     "mnv2_100-infer-b32": dict(models=("mobilenetv2_100_stra",), baseline="mobilenetv2_100", mode="infer", batch=32,
                                rounds=5, min_run_time=0.5),
@@ -58,8 +59,10 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from strabench.env import describe_environment, git_commit
+    from strabench.env import configure_process, describe_environment, git_commit
     from strabench.measure.latency import benchmark_models
+
+    configure_process(calm_threads=False)  # as `strabench bench` does: freed memory kept on the heap
 
     out_dir = Path(args.out_dir)
     done = {}
@@ -139,6 +142,55 @@ def _design_lines(data: dict) -> list[str]:
     return out
 
 
+#: The layer4 train step's ops by what they do (the profiler's op names; first match wins).
+#: ``aten::bmm``, softmax and sigmoid in layer4 come from mode attention alone: ResNet-50's layer4
+#: has none, and local attention runs as ``strabench::`` operators.
+PARTS = (
+    ("convolutions (forward and backward)", ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution",
+                                             "aten::convolution", "aten::conv2d")),
+    ("local attention (`strabench::` operators)", ("strabench::",)),
+    ("mode attention's batched matmuls, softmax and sigmoid", ("aten::bmm", "aten::_softmax", "aten::_softmax_backward_data",
+                                                               "aten::sigmoid", "aten::sigmoid_backward")),
+    ("batch norm (forward and backward)", ("aten::native_batch_norm", "aten::native_batch_norm_backward",
+                                           "aten::_batch_norm_impl_index", "aten::batch_norm")),
+)
+
+
+def _part(op: str) -> str:
+    for label, prefixes in PARTS:
+        if op.startswith(prefixes):
+            return label
+    return "everything else (element-wise, copies, autograd bookkeeping)"
+
+
+def composition(profile: dict, model: str = "resnet50_stra", baseline: str = "resnet50", mode: str = "train") -> list[str]:
+    """What a layer4 step is made of, from ``bench_models.py profile``'s JSON: ms per part for the
+    model and its baseline, and what each part adds to the model / baseline ratio."""
+    models = profile["profile"]["models"]
+    steps = {name: models[name][mode] for name in (model, baseline)}
+    base_total = steps[baseline]["layer4_ms_per_step"]
+    parts: dict[str, dict[str, float]] = {}
+    for name, step in steps.items():
+        listed = 0.0
+        for op in step["top_ops"]:
+            parts.setdefault(_part(op["op"]), {}).setdefault(name, 0.0)
+            parts[_part(op["op"])][name] += op["self_ms_per_step"]
+            listed += op["self_ms_per_step"]
+        rest = step["layer4_ms_per_step"] - listed  # ops outside the listed top ones
+        parts.setdefault("ops outside the profile's top list", {})[name] = max(rest, 0.0)
+    order = [label for label, _ in PARTS] + ["everything else (element-wise, copies, autograd bookkeeping)",
+                                             "ops outside the profile's top list"]
+    lines = [f"| part of layer4's {mode} step | {model} ms | {baseline} ms | adds to the ratio |", "|---|---:|---:|---:|"]
+    for label in order:
+        if label not in parts:
+            continue
+        ours, theirs = parts[label].get(model, 0.0), parts[label].get(baseline, 0.0)
+        lines.append(f"| {label} | {ours:.1f} | {theirs:.1f} | {ours / base_total:.3f} |")
+    total = steps[model]["layer4_ms_per_step"]
+    lines.append(f"| **layer4 {mode} step** | **{total:.1f}** | **{base_total:.1f}** | **{total / base_total:.3f}** |")
+    return lines
+
+
 def report(args: argparse.Namespace) -> dict:
     out_dir = Path(args.out_dir)
     found = {key: json.loads((out_dir / f"{key}.json").read_text()) for key in SETTINGS if (out_dir / f"{key}.json").exists()}
@@ -181,6 +233,20 @@ def report(args: argparse.Namespace) -> dict:
                             "met": ratio <= target}
             lines += [f"**resnet50_stra / resnet50, fused: {ratio:.3f}× (target ≤ {target:.2f}×: {verdict}); "
                       f"stock: {_ratio(stra.get('stock_ratio_to_baseline'))}×.**", ""]
+    if args.profile:
+        profile = json.loads(Path(args.profile).read_text())
+        meta = profile["machine"]
+        lines += [
+            "## What the train step is made of",
+            "",
+            f"layer4 alone (where every StRA block sits), one training step at batch {profile['profile']['batch']} from "
+            f"the same layer3 output, torch.profiler self time per op, median of {profile['profile']['repeat']} "
+            f"repetitions (`{meta.get('command', 'bench_models.py profile')}`, commit {meta.get('git_commit') or 'unknown'}). "
+            "'adds to the ratio': the part's ms over the baseline's whole step, so the column sums to the layer4 ratio.",
+            "",
+            *composition(profile),
+            "",
+        ]
     if args.notes and Path(args.notes).exists():
         lines += [Path(args.notes).read_text().rstrip(), ""]
     out = Path(args.out)
@@ -203,6 +269,7 @@ def main() -> None:
     p_rep = sub.add_parser("report", help="markdown from the settings' JSON files")
     p_rep.add_argument("--out-dir", default="results/bench/kernels")
     p_rep.add_argument("--out", default="results/bench/kernels.md")
+    p_rep.add_argument("--profile", default=None, help="JSON of `bench_models.py profile`: the train step's parts")
     p_rep.add_argument("--notes", default=None, help="markdown appended at the end")
     args = parser.parse_args()
     result = {"run": run, "report": report}[args.action](args)

@@ -39,6 +39,17 @@ def _seed_and_threads():
     yield
 
 
+def _heavy(item: pytest.Item) -> bool:
+    timeout = item.get_closest_marker("timeout")
+    return item.get_closest_marker("slow") is not None or bool(timeout and timeout.args and timeout.args[0] >= 120)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heavy tests (``slow``, or a timeout of two minutes or more) run first, so that the last
+    minutes of a two-worker run are short tests that balance, not one long test on one worker."""
+    items.sort(key=lambda item: not _heavy(item))
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """``@pytest.mark.requires_kernels``: a test of StRA's C kernels. Skipped only where the kernels
     are switched off on purpose (STRABENCH_FUSED_KERNEL=0, the pure-torch run) or no C compiler

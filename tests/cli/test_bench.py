@@ -253,6 +253,7 @@ def test_onnxruntime_runtime_times_baseline_and_candidate_under_onnxruntime():
     assert rows[0]["ratio_to_baseline"] == 1.0 and rows[1]["ratio_to_baseline"] > 0
 
 
+@pytest.mark.slow
 def test_compile_runtime_reports_compile_time_outside_the_timings():
     rows = bench_json("fer_resnet", "--runtime", "compile", *FAST)
     (row,) = rows

@@ -140,6 +140,7 @@ def _compiled_matches(module: nn.Module, x: torch.Tensor, *, backward: bool, bac
         torch.testing.assert_close(g_c, g_e, atol=tol * max(1.0, g_e.abs().max().item()), rtol=tol)
 
 
+@pytest.mark.slow
 def test_compiled_local_attention_forward_and_backward_match_eager() -> None:
     """Stride 2 here; the StRA block below compiles LocalAttention at stride 1 (compiling is slow)."""
     m = _local_attention(2, "zero").train().double()
@@ -149,6 +150,7 @@ def test_compiled_local_attention_forward_and_backward_match_eager() -> None:
     _compiled_matches(m, x, backward=True, backend="aot_eager")
 
 
+@pytest.mark.slow
 def test_compiled_stra_block_forward_and_backward_match_eager() -> None:
     """Through inductor: in training (local and mode attention, forward and backward) and in
     inference, where each part is one fused strabench:: operator that inductor calls as it is."""
@@ -163,6 +165,7 @@ def test_compiled_stra_block_forward_and_backward_match_eager() -> None:
         _compiled_matches(inference, torch.randn(2, 32, 8, 6), backward=False)
 
 
+@pytest.mark.slow
 def test_compiled_registered_model_forward_matches_eager() -> None:
     from strabench.measure.report import build_for_input
 
