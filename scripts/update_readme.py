@@ -9,6 +9,8 @@ CLI uses to print it, so the README shows what a reader will see and quotes no n
   that report prints them;
 - DEFORMATION-VERDICTS: the same for results/deformation, one line per variant and deformation
   level (each compared with the baseline at its own level).
+- SPEED: resnet50_stra's latency ratio to resnet50 from results/bench/kernels/*.json, fused and
+  stock, and StRA's ratio to SASA with both in torch ops.
 
 `--check` exits 1 when README.md differs from what this script would write (tests/test_readme.py
 runs it), so the README cannot go stale silently: re-run the suites, then `make readme`.
@@ -101,8 +103,25 @@ def deformation_verdicts_block(results: Path) -> str:
     return lead + "\n\n```text\n" + "\n".join(verdicts) + "\n```"
 
 
+def speed_block(results: Path) -> str:
+    """One row per setting of ``benchmarks/kernels_report.py``: StRA fused, StRA stock, StRA / SASA stock."""
+    import json
+
+    lines = ["| setting (CPU, fp32, 256×128) | StRA / ResNet-50, fused | in torch ops | StRA / SASA, both in torch ops |",
+             "|---|---:|---:|---:|"]
+    labels = {"reid-infer-b32": "inference, batch 32", "reid-infer-b1": "inference, batch 1", "reid-train-b32": "train step, batch 32"}
+    for key, label in labels.items():
+        path = results / "bench" / "kernels" / f"{key}.json"
+        if not path.is_file():
+            raise SystemExit(f"{path.relative_to(results.parent)} is missing: run `python benchmarks/kernels_report.py run`")
+        rows = {r["model"]: r["ratio_to_baseline"] for r in json.loads(path.read_text())["rows"]}
+        design = rows["resnet50_stra (stock)"] / rows["resnet50_sasa (stock)"]
+        lines.append(f"| {label} | {rows['resnet50_stra']:.3f}× | {rows['resnet50_stra (stock)']:.3f}× | {design:.3f}× |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {"DEMO": demo_block, "QUICK-VERDICTS": quick_verdicts_block,
-                                            "DEFORMATION-VERDICTS": deformation_verdicts_block}
+                                            "DEFORMATION-VERDICTS": deformation_verdicts_block, "SPEED": speed_block}
 
 
 def render(readme: str, results: Path = RESULTS) -> str:

@@ -65,9 +65,20 @@ def test_the_train_step_composition_sums_each_part_and_to_the_ratio(kernels_repo
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]]
             for line in kernels_report.composition(profile)[2:]}
     assert rows["convolutions (forward and backward)"] == ["40.0", "90.0", "0.400"]
-    assert rows["local attention (`strabench::` operators)"] == ["5.0", "0.0", "0.050"]
+    assert rows["local attention's `strabench::` operators (grouped 1×1 convs, weighting) and their autograd"] == ["5.0", "0.0", "0.050"]
     assert rows["mode attention's batched matmuls, softmax and sigmoid"] == ["4.0", "0.0", "0.040"]
     assert rows["batch norm (forward and backward)"] == ["4.0", "6.0", "0.040"]
     assert rows["everything else (element-wise, copies, autograd bookkeeping)"] == ["2.0", "4.0", "0.020"]
     assert rows["ops outside the profile's top list"] == ["5.0", "0.0", "0.050"]
     assert rows["**layer4 train step**"] == ["**60.0**", "**100.0**", "**0.600**"]
+
+
+def test_stra_against_sasa_stock_fused_and_each_at_its_best(kernels_report) -> None:
+    """0.9 / 0.95 with both in torch ops, 0.8 / 1.0 as shipped, 0.8 / 0.95 each on its faster one."""
+    def row(model, ratio):
+        return {"model": model, "ratio_to_baseline": ratio}
+
+    data = {"rows": [row("resnet50_stra", 0.8), row("resnet50_stra (stock)", 0.9),
+                     row("resnet50_sasa", 1.0), row("resnet50_sasa (stock)", 0.95)]}
+    (line,) = kernels_report._design_lines(data)
+    assert "**0.947×** with both in torch ops" in line and "0.800× as shipped" in line and "0.842× each on its faster" in line
