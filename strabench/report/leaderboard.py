@@ -116,6 +116,14 @@ def build_leaderboard(results: SuiteResults, *, rank_by: str | None = None, vers
             record[timing.key] = _finite(timed.get("ratio_to_baseline"))
             record[f"{timing.key}_range"] = (min(ratios), max(ratios)) if ratios else None
             record[f"{timing.key}_noisy"] = bool(timed.get("noisy"))
+            # the same variant with every block in torch ops (``--kernels stock``), where that is other code
+            stock = timed.get("stock_implementation")
+            separate = isinstance(stock, str) and stock != timed.get("implementation")
+            stock_ratios = [r for r in timed.get("stock_ratio_rounds") or [] if isinstance(r, (int, float)) and math.isfinite(r)]
+            record[f"{timing.key}_stock"] = _finite(timed.get("stock_ratio_to_baseline")) if separate else None
+            record[f"{timing.key}_stock_range"] = (min(stock_ratios), max(stock_ratios)) if separate and stock_ratios else None
+            # files written before the stock flag was kept: the fused row's flag (same baseline, same run)
+            record[f"{timing.key}_stock_noisy"] = bool(timed.get("stock_noisy", timed.get("noisy"))) if separate else False
     higher_first = chosen in metrics
     ranked = _rank(records, chosen, higher_first)
     board = Leaderboard(results.name, chosen, higher_first, chosen if higher_first else results.primary_metric, references,
@@ -275,7 +283,7 @@ def _macs_cell(record: dict[str, Any], convention: str) -> str:
 def _latency_cell(record: dict[str, Any], key: str) -> str:
     ratio = record.get(key)
     if ratio is None:
-        return "—"
+        return "same code" if key.endswith("_stock") and record.get(key[: -len("_stock")]) is not None else "—"
     text = f"{ratio:.3f}×"
     spread = record.get(f"{key}_range")
     if spread and spread[1] > spread[0]:
@@ -304,6 +312,9 @@ def columns(board: Leaderboard) -> list[tuple[str, Any]]:
     for timing in board.timings:
         if timing.error is None and timing.baseline:
             out.append((f"latency ×{timing.baseline} ({timing.label})", lambda r, k=timing.key: _latency_cell(r, k)))
+            if any(r.get(f"{timing.key}_stock") is not None for r in rows):
+                out.append((f"latency ×{timing.baseline} ({timing.label}, torch ops)",
+                            lambda r, k=f"{timing.key}_stock": _latency_cell(r, k)))
     return out
 
 
@@ -362,6 +373,10 @@ def _notes(results: SuiteResults, board: Leaderboard) -> list[str]:
             f"before and after it in one process, {board.timings[0].mode} mode, median over rounds (range over rounds in "
             "brackets). Milliseconds depend on the machine and its load; the ratios are what carries over. NOISY: the "
             "timing was unsteady (see the suite table's notes).")
+    if any(r.get(f"{t.key}_stock") is not None for r in board.rows for t in board.timings):
+        notes.append("'torch ops': the same variant with every block in plain torch ops (`--kernels stock`), timed in the "
+                     "same run: the design comparison, since only some blocks have fused operators; the column before it "
+                     "is as shipped. 'same code': the variant has no fused form.")
     if board.metric:
         notes.append("Pareto plots: each variant's score against its cost; vertical bars are its own 95 % interval over "
                      "seeds, so overlapping bars can still differ consistently seed by seed (the verdict columns test "

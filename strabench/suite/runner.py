@@ -146,7 +146,7 @@ def measure_suite_latency(plan: RunPlan, settings: dict[str, Any] | None = None)
         raise RuntimeError(f"benchmark_models returned {len(rows)} rows for {len(items)} models")
     keep = ("median_ms", "iqr_ms", "samples", "images_per_s", "ratio_to_baseline", "ratio_rounds", "noisy",
             "noise", "batch", "input", "mode", "threads", "peak_mem_mb", "note", "implementation",
-            "stock_ratio_to_baseline", "stock_ratio_rounds", "stock_implementation")
+            "stock_ratio_to_baseline", "stock_ratio_rounds", "stock_implementation", "stock_noisy")
     overridden = settings.get("variant_overrides", {})
     measured: dict[str, Any] = {}
     for name, model in variants.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -436,3 +437,30 @@ def test_a_suite_with_nothing_finished_yet_shows_its_board_pending(tmp_path):
     board = build_leaderboard(load_suite_results(plan.out_dir))
     assert [r["rank"] for r in board.rows] == [None] * 4
     assert board.notes[0] == "No run has finished with mAP yet: ranked by params until one has."
+
+
+def test_a_block_with_fused_operators_gets_its_torch_ops_ratio_beside(zoo, tmp_path):
+    """Where a variant's stock twin is other code (StRA on torch ops), its ratio is its own column;
+    variants without a fused form read 'same code' there, never a number they were not timed at."""
+    directory = tmp_path / "zoo"
+    shutil.copytree(zoo, directory)
+    timing = _timing(1, LATENCY)
+    for name, entry in timing["variants"].items():
+        entry["implementation"] = "StRA: local_attention_infer" if name == "stra" else "SASA: torch ops"
+        entry["stock_implementation"] = "StRA: torch ops" if name == "stra" else entry["implementation"]
+        entry["stock_ratio_to_baseline"] = 0.91 if name == "stra" else entry["ratio_to_baseline"]
+        entry["stock_ratio_rounds"] = [0.90, 0.91, 0.94] if name == "stra" else entry["ratio_rounds"]
+    (directory / "latency.json").write_text(json.dumps(timing))
+    text = CliRunner().invoke(app, ["report", str(directory), "--no-plots"]).output
+    board = text.split("## zoo: leaderboard", 1)[1].split("\n## ", 1)[0]
+    header = [c.strip() for c in next(line for line in board.splitlines() if line.startswith("| #")).strip("|").split("|")]
+    assert header[-3:] == ["latency ×base (b1)", "latency ×base (b1, torch ops)", "latency ×base (b32)"]
+    rows = {c[1]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in board.splitlines() if line.startswith("| ") and not line.startswith("| #"))}
+    assert rows["stra"][-3:-1] == ["0.820× (0.80–0.85)", "0.910× (0.90–0.94)"]  # neither timing flagged
+    assert rows["sasa"][-2] == "same code"
+    assert "'torch ops': the same variant with every block in plain torch ops" in " ".join(board.split())
+
+    timing["variants"]["stra"]["stock_noisy"] = True  # the stock twin's own flag is shown on its cell
+    (directory / "latency.json").write_text(json.dumps(timing))
+    text = CliRunner().invoke(app, ["report", str(directory), "--no-plots"]).output
+    assert "0.910× (0.90–0.94) NOISY" in text and "0.820× (0.80–0.85) NOISY" not in text
