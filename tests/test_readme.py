@@ -7,6 +7,7 @@ outside them."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -87,8 +88,23 @@ def test_nothing_names_a_machine_path_or_working_folder() -> None:
 
 def test_readme_generated_blocks_match_the_committed_results() -> None:
     readme = README.read_text(encoding="utf-8")
-    assert [m.group(1) for m in GENERATED.finditer(readme)] == ["DEMO", "QUICK-VERDICTS", "DEFORMATION-VERDICTS"]
+    assert [m.group(1) for m in GENERATED.finditer(readme)] == ["DEMO", "QUICK-VERDICTS", "DEFORMATION-VERDICTS", "SPEED"]
     assert _script().render(readme) == readme, "README.md is stale: run `make readme`"
+
+
+def test_speed_block_quotes_the_committed_kernel_runs() -> None:
+    """Each row: resnet50_stra's fused and stock ratios and StRA / SASA in torch ops, as the JSON has them."""
+    files = {"inference, batch 32": "reid-infer-b32", "inference, batch 1": "reid-infer-b1", "train step, batch 32": "reid-train-b32"}
+    rows = [line for line in _block(README.read_text(encoding="utf-8"), "SPEED").splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in files]
+    assert [line.split("|")[1].strip() for line in rows] == list(files)
+    for line in rows:
+        cells = [c.strip().rstrip("×") for c in line.strip("|").split("|")]
+        data = json.loads((REPO / "results" / "bench" / "kernels" / f"{files[cells[0]]}.json").read_text())
+        ratio = {r["model"]: r["ratio_to_baseline"] for r in data["rows"]}
+        assert float(cells[1]) == pytest.approx(ratio["resnet50_stra"], abs=5e-4)
+        assert float(cells[2]) == pytest.approx(ratio["resnet50_stra (stock)"], abs=5e-4)
+        assert float(cells[3]) == pytest.approx(ratio["resnet50_stra (stock)"] / ratio["resnet50_sasa (stock)"], abs=5e-4)
 
 
 def test_update_readme_check_fails_on_a_stale_readme_and_the_script_repairs_it(tmp_path: Path) -> None:
