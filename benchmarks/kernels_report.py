@@ -38,7 +38,7 @@ SETTINGS = {
     "reid-infer-b32": dict(models=REID, baseline="resnet50", mode="infer", batch=32, rounds=5, min_run_time=1.0),
     "reid-infer-b1": dict(models=REID, baseline="resnet50", mode="infer", batch=1, rounds=7, min_run_time=0.5),
     "reid-train-b32": dict(models=REID_TRAIN, baseline="resnet50", mode="train", batch=32, rounds=5, min_run_time=1.0),
-    # Table 4: MobileNetV2 +- StRA, each against its own width
+    # Table 1: MobileNetV2 +- StRA, each against its own width
     "mnv2_100-infer-b32": dict(models=("mobilenetv2_100_stra",), baseline="mobilenetv2_100", mode="infer", batch=32,
                                rounds=5, min_run_time=0.5),
     "mnv2_140-infer-b32": dict(models=("mobilenetv2_140_stra",), baseline="mobilenetv2_140", mode="infer", batch=32,
