@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,12 +48,10 @@ STOCK = " (stock)"
 
 
 def _write_json(path: Path, data: dict) -> None:
+    from strabench.io import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -254,11 +250,9 @@ def report(args: argparse.Namespace) -> dict:
     if args.notes and Path(args.notes).exists():
         lines += [Path(args.notes).read_text().rstrip(), ""]
     out = Path(args.out)
-    text = "\n".join(lines)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, out)
+    from strabench.io import atomic_write_text
+
+    atomic_write_text(out, "\n".join(lines))
     return {"written": str(out), "targets": summary}
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import ast
 import difflib
 import inspect
+import keyword
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -166,6 +167,9 @@ def block_from_table(table: Mapping[str, Any], where: str) -> str:
     settings = {}
     for key, value in table.items():
         if key != "block":
+            if not key.isidentifier() or keyword.iskeyword(key):
+                raise ConfigError(f"{_key(where, key)}: a block setting is named like a Python argument "
+                                  f"(letters, digits, _; not a keyword such as 'as')")
             settings[key] = _literal(value, _key(where, key))
     return format_block(name.strip(), settings)
 

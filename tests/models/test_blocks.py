@@ -4,6 +4,7 @@ the module; settings travel as literals; the stride comes from the replaced modu
 from __future__ import annotations
 
 import json
+import keyword
 import math
 import sys
 import textwrap
@@ -76,11 +77,19 @@ _values = st.recursive(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), _values, max_size=4))
+@given(st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True).filter(lambda k: not keyword.iskeyword(k)),
+                       _values, max_size=4))
 def test_format_and_parse_round_trip(settings_):
     name, parsed = parse_block(format_block("stra", settings_))
     assert name == "stra" and parsed == settings_
     assert canonical_block(format_block("stra", settings_)) == format_block("stra", settings_)
+
+
+@pytest.mark.parametrize("key", ["as", "lambda", "1x", "a-b"])
+def test_a_setting_that_is_not_an_argument_name_is_refused_in_one_line(key):
+    with pytest.raises(ConfigError) as info:
+        blocks.block_from_table({"block": "stra", key: 1}, "variants.x.replace")
+    assert "not a keyword" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_canonical_text_ignores_spacing_and_order():
