@@ -254,7 +254,15 @@ def test_onnxruntime_runtime_times_baseline_and_candidate_under_onnxruntime():
 
 
 @pytest.mark.slow
-def test_compile_runtime_reports_compile_time_outside_the_timings():
+def test_compile_runtime_reports_compile_time_outside_the_timings(monkeypatch):
+    # What is under test is the bench's accounting (the first, compiling call timed on its own), not
+    # inductor: the compile runs on aot_eager, which traces the model as inductor does (dynamo,
+    # AOTAutograd) without generating C++ (a minute of this test's time on 2 cores). Inductor itself
+    # is checked on StRA's block in tests/measure/test_runtimes.py.
+    import torch
+
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: compile_(model, **{**kwargs, "backend": "aot_eager"}))
     rows = bench_json("fer_resnet", "--runtime", "compile", *FAST)
     (row,) = rows
     assert row["runtime"] == "compile"
