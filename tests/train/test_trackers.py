@@ -41,6 +41,23 @@ def logged_suite(tmp_path_factory: pytest.TempPathFactory):
     return root / "results", result, engine
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store, its tables created once (MLflow's schema migrations take
+    seconds): copied to where a test's store goes, it is a store a user made earlier. The
+    store the suite creates itself is logged_suite's."""
+    path = tmp_path_factory.mktemp("store") / "mlruns.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def _place(store: Path, where: Path) -> None:
+    import shutil
+
+    where.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(store, where)
+
+
 def client_for(out: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{(out / 'mlruns.db').resolve()}")
 
@@ -120,20 +137,22 @@ def test_syncing_again_logs_nothing_twice_and_replaces_a_retried_run(logged_suit
             assert run.info.run_id != before[run_id] and run.info.status == "FINISHED", "the retried run replaces the failed one"
 
 
-def test_mlflow_uri_names_another_store(tmp_path: Path, monkeypatch) -> None:
+def test_mlflow_uri_names_another_store(tmp_path: Path, monkeypatch, empty_store: Path) -> None:
     monkeypatch.setattr(runner, "_fit", fakes.FakeEngine())
     monkeypatch.setattr(runner, "measure_model", fakes.fake_measure)
     suite = fakes.write_suite(tmp_path)
     store = tmp_path / "elsewhere" / "store.db"
-    store.parent.mkdir()
+    _place(empty_store, store)
     result = CliRunner().invoke(app, ["run", str(suite), "--out", str(tmp_path / "r"), "--mlflow", f"sqlite:///{store}", "--only", "stra"])
     assert result.exit_code == 0, result.output
     assert len(runs_of(MlflowClient(tracking_uri=f"sqlite:///{store}"))) == 1
     assert not (tmp_path / "r" / "mlruns.db").exists()
 
 
-def test_train_logs_its_run(tmp_path: Path, monkeypatch) -> None:
+def test_train_logs_its_run(tmp_path: Path, monkeypatch, empty_store: Path) -> None:
     from strabench.train import engine
+
+    _place(empty_store, tmp_path / "runs" / "mlruns.db")
 
     fake = fakes.FakeEngine()
     monkeypatch.setattr(engine, "fit", lambda cfg, out, **kw: Path(out).mkdir(parents=True) or fake(cfg, out, resume=True, progress=_Quiet()))
