@@ -23,6 +23,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from strabench.io import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 #: Table 1 (the paper's attention blocks) and Table 3 (StRA's ablations), ReID at 256x128.
 REID = (
@@ -48,8 +50,6 @@ STOCK = " (stock)"
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from strabench.io import atomic_write_text
-
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data, indent=1, default=str) + "\n")
 
@@ -250,8 +250,6 @@ def report(args: argparse.Namespace) -> dict:
     if args.notes and Path(args.notes).exists():
         lines += [Path(args.notes).read_text().rstrip(), ""]
     out = Path(args.out)
-    from strabench.io import atomic_write_text
-
     atomic_write_text(out, "\n".join(lines))
     return {"written": str(out), "targets": summary}
 

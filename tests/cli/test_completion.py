@@ -34,18 +34,18 @@ def complete(words: str, *, cwd: Path = REPO) -> list[str]:
 # on the command line; under a runner with no shell among its parents (nohup, an IDE, some CI) it
 # finds none and refuses. Typer's own switch makes the option take the shell it is given, so these
 # tests do not depend on what started pytest.
-EXPLICIT_SHELL = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+SHELL_SWITCH = "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"
 
 
 def test_show_completion_prints_the_bash_script(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
+    monkeypatch.setenv(SHELL_SWITCH, "1")
     result = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="strabench")
     assert result.exit_code == 0, result.output
     assert "_STRABENCH_COMPLETE=complete_bash" in result.stdout and "complete -o default" in result.stdout
 
 
 def test_install_completion_writes_into_the_users_shell_files(tmp_path: Path) -> None:
-    env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash", **EXPLICIT_SHELL}
+    env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash", SHELL_SWITCH: "1"}
     done = subprocess.run([sys.executable, "-m", "strabench", "--install-completion", "bash"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     script = tmp_path / ".bash_completions" / "strabench.sh"
