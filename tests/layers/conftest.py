@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from kernel_checks import VECTOR_WIDTHS, vector_width
 
-from strabench.layers import _local_kernel
 
-
-@pytest.fixture(params=[64, 32], ids=["wide", "narrow"])
+@pytest.fixture(params=list(VECTOR_WIDTHS.values()), ids=list(VECTOR_WIDTHS))
 def width(request: pytest.FixtureRequest):
-    """Run the test with the kernels' 64-byte (AVX-512) and 32-byte (AVX2) blocked loops."""
-    before = _local_kernel.vector_bytes()
-    _local_kernel.vector_bytes(request.param)
-    yield request.param
-    _local_kernel.vector_bytes(before)
+    """Run the test with the kernels' 64-byte (AVX-512) and 32-byte (AVX2) blocked loops (a test
+    whose reference is costly loops over both in itself, against one reference: ``vector_width``)."""
+    with vector_width(request.param):
+        yield request.param

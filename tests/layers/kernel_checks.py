@@ -1,11 +1,29 @@
-"""Helpers of the fused-kernel tests: counting which path ran, and running at 1 and 2 threads."""
+"""Helpers of the fused-kernel tests: counting which path ran, running at 1 and 2 threads, and
+at both vector widths of the kernels."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
 import torch
+
+from strabench.layers import _local_kernel
+
+VECTOR_WIDTHS = {"wide": 64, "narrow": 32}  # bytes: the kernels' AVX-512 and AVX2 blocked loops
+
+
+@contextlib.contextmanager
+def vector_width(nbytes: int) -> Iterator[int]:
+    """The kernels run their ``nbytes``-wide blocked loops inside the block."""
+    before = _local_kernel.vector_bytes()
+    _local_kernel.vector_bytes(nbytes)
+    try:
+        yield nbytes
+    finally:
+        _local_kernel.vector_bytes(before)
 
 
 def spy_calls(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[int]:
