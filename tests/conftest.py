@@ -23,6 +23,31 @@ if _INDUCTOR_CACHE is not None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
 
 
+def _build_click_command_once() -> None:
+    """Typer's test runner builds the whole click command tree on every ``invoke`` (every
+    command's signature and type hints, ~40 ms); the tests invoke it about a thousand times.
+    The tree is built once per app and rebuilt when a command is added or a Typer switch in the
+    environment changes (the completion options read one while they are built); a click command
+    keeps no state between invocations (each gets its own context)."""
+    import typer.testing
+
+    build = typer.testing._get_command
+    built: dict[int, tuple[object, tuple[object, ...], object]] = {}
+
+    def get_command(app):  # type: ignore[no-untyped-def]
+        switches = tuple(sorted((k, v) for k, v in os.environ.items() if "TYPER" in k))
+        shape = (len(app.registered_commands), len(app.registered_groups), switches)
+        hit = built.get(id(app))
+        if hit is None or hit[0] is not app or hit[1] != shape:
+            hit = built[id(app)] = (app, shape, build(app))
+        return hit[2]
+
+    typer.testing._get_command = get_command
+
+
+_build_click_command_once()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _INDUCTOR_CACHE is not None:
         import shutil
