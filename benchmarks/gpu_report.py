@@ -68,7 +68,7 @@ class Profile:
 
 
 TINY_REID = (
-    "data_sizes={num_train_ids=4, train_images_per_id=4, num_test_ids=4, query_cams_per_id=1, "
+    "data_sizes={num_train_ids=2, train_images_per_id=4, num_test_ids=4, query_cams_per_id=1, "
     "gallery_images_per_id=2, num_distractors=2, num_junk=0, height=32, width=16}"
 )
 PROFILES = {
@@ -86,7 +86,7 @@ PROFILES = {
         # CPU without bf16 units take a second each at 64x32)
         "smoke", (BASELINE, "resnet50_stra"), batch=2, rounds=1, min_run_time=0.01, input="32x16",
         la=("--batch", "1", "--channels", "16", "--groups", "4", "--height", "4", "--width", "4", "--min-run-time", "0.01"),
-        train=("--epochs", "1", "--input", "32x16", "--batch", "8", "--workers", "0", "--set", TINY_REID,
+        train=("--epochs", "1", "--input", "32x16", "--batch", "8", "--workers", "0", "--set", TINY_REID,  # 8 images: one step
                "--set", "warmup_epochs=0.0"),
         bench_timeout_s=120, la_timeout_s=60, train_timeout_s=120, budget_s=600,
         threads=1,  # a check that every step runs, not a timing: one core, whatever else the machine runs
