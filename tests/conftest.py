@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 
@@ -64,15 +65,43 @@ def _seed_and_threads():
     yield
 
 
-def _heavy(item: pytest.Item) -> bool:
+def _heavy_estimate(item: pytest.Item) -> float:
+    """0 for a light test; for a heavy one (``slow``, or a timeout of two minutes or more) its
+    timeout in seconds, the one estimate of its cost the test states (60 when it states none)."""
     timeout = item.get_closest_marker("timeout")
-    return item.get_closest_marker("slow") is not None or bool(timeout and timeout.args and timeout.args[0] >= 120)
+    seconds = float(timeout.args[0]) if timeout and timeout.args else 0.0
+    if item.get_closest_marker("slow") is None and seconds < 120:
+        return 0.0
+    return seconds or 60.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Heavy tests (``slow``, or a timeout of two minutes or more) run first, so that the last
-    minutes of a two-worker run are short tests that balance, not one long test on one worker."""
-    items.sort(key=lambda item: not _heavy(item))
+    """Heavy tests first, and spread over the xdist workers, so that the last minutes of a run
+    are short tests that balance, not long ones queued on one worker.
+
+    xdist's ``worksteal`` first hands each worker a contiguous share of this order (the first
+    ``len // workers`` to the first, ...), then moves queued tests from the tail of a busy
+    worker's share to an idle one. So each share starts with its part of the heavy tests, dealt
+    longest first to the share with the least so far, and is filled up with light ones."""
+    estimates = {item.nodeid: _heavy_estimate(item) for item in items}
+    heavy = sorted((i for i in items if estimates[i.nodeid]), key=lambda i: -estimates[i.nodeid])
+    light = [i for i in items if not estimates[i.nodeid]]
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    loads = [0.0] * workers
+    for item in heavy:
+        share = loads.index(min(loads))
+        shares[share].append(item)
+        loads[share] += estimates[item.nodeid]
+    order: list[pytest.Item] = []
+    rest, pending_light = len(items), iter(light)
+    for index, share in enumerate(shares):
+        size = rest // (workers - index)  # what worksteal sends this worker first
+        rest -= size
+        order += share + list(itertools.islice(pending_light, max(0, size - len(share))))
+    order += list(pending_light)
+    assert len(order) == len(items) and {i.nodeid for i in order} == {i.nodeid for i in items}
+    items[:] = order
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
