@@ -65,7 +65,7 @@ def _fingerprint(model: "nn.Module") -> tuple[Any, ...] | None:
     if any((module_state._global_forward_hooks, module_state._global_forward_pre_hooks,
             module_state._global_forward_hooks_always_called)):
         return None
-    parts: list[Any] = [type(model).__module__]
+    parts: list[Any] = []
     try:
         for name, module in model.named_modules():
             if module._forward_hooks or module._forward_pre_hooks:
