@@ -48,6 +48,7 @@ __all__ = [
     "sha256_file",
     "write_error",
     "write_temp_sibling",
+    "write_temp_sibling_hashed",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,21 @@ def write_temp_sibling(path: PathLike, write: Callable[[IO[bytes]], None]) -> Pa
     the same directory so the later rename never crosses filesystems; it is created with mode
     0o666 minus the umask, like a normal file. Removed again if ``write`` fails.
     """
+    return _write_temp_sibling(path, write, None)[0]
+
+
+def write_temp_sibling_hashed(path: PathLike, write: Callable[[IO[bytes]], None]) -> tuple[Path, str]:
+    """``write_temp_sibling``, and the hex SHA-256 of the file it wrote, taken from the bytes as
+    they were written (a large checkpoint is not read back to be hashed); when ``write`` seeks,
+    the file is read and hashed instead."""
+    digest = hashlib.sha256()
+    tmp, seeked = _write_temp_sibling(path, write, digest)
+    return tmp, sha256_file(tmp) if seeked else digest.hexdigest()
+
+
+def _write_temp_sibling(path: PathLike, write: Callable[[IO[bytes]], None], digest: Any) -> tuple[Path, bool]:
+    """The temp file ``write`` filled (``digest`` fed with every byte written, when given), and
+    whether ``write`` seeked (then ``digest`` is not the file's)."""
     target = Path(path)
     while True:
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
@@ -119,7 +135,7 @@ def write_temp_sibling(path: PathLike, write: Callable[[IO[bytes]], None]) -> Pa
             continue
     try:
         with os.fdopen(fd, "wb") as handle:
-            guarded = _RecordingWriter(handle)
+            guarded = _RecordingWriter(handle, digest)
             try:
                 write(guarded)  # type: ignore[arg-type]
             except OSError:
@@ -135,7 +151,7 @@ def write_temp_sibling(path: PathLike, write: Callable[[IO[bytes]], None]) -> Pa
     except BaseException:
         _remove_quietly(tmp)
         raise
-    return tmp
+    return tmp, guarded.seeked
 
 
 class _RecordingWriter:
@@ -143,20 +159,30 @@ class _RecordingWriter:
 
     Writers that call ``write`` from C++ (``torch.save``'s zip writer) replace that error by
     their own RuntimeError; with the original kept, ``write_temp_sibling`` can still say "no
-    space left on device" and the caller's one-line ``WriteError`` names the real cause.
+    space left on device" and the caller's one-line ``WriteError`` names the real cause. With a
+    ``digest`` it hashes what is written, and notes a ``seek`` (after which it is not the file's).
     """
 
-    def __init__(self, handle: IO[bytes]) -> None:
+    def __init__(self, handle: IO[bytes], digest: Any = None) -> None:
         self._handle = handle
+        self._digest = digest
         self.error: OSError | None = None
+        self.seeked = False
 
     def write(self, data: Any) -> int:
         try:
-            return self._handle.write(data)
+            written = self._handle.write(data)
         except OSError as err:
             if self.error is None:
                 self.error = err
             raise
+        if self._digest is not None:
+            self._digest.update(data)
+        return written
+
+    def seek(self, *args: Any) -> int:
+        self.seeked = True
+        return self._handle.seek(*args)
 
     def flush(self) -> None:
         try:

@@ -28,6 +28,7 @@ from strabench.io import (
     ensure_directory,
     read_jsonl,
     sha256_file,
+    write_temp_sibling_hashed,
 )
 from strabench.locks import FileLock, acquire_lock, remove_stale_temps
 
@@ -173,6 +174,21 @@ def test_sha256_file(tmp_path):
     data = os.urandom(3 * 1024 + 17)
     (tmp_path / "f").write_bytes(data)
     assert sha256_file(tmp_path / "f", chunk_size=1024) == hashlib.sha256(data).hexdigest()
+
+
+def test_a_hashed_temp_sibling_has_the_hash_of_its_bytes_even_when_its_writer_seeks(tmp_path):
+    import torch
+
+    tmp, digest = write_temp_sibling_hashed(tmp_path / "ckpt.pt", lambda f: torch.save({"w": torch.randn(300, 7)}, f))
+    assert digest == hashlib.sha256(tmp.read_bytes()).hexdigest() and tmp.name.startswith(".ckpt.pt.")
+
+    def seeks(f):  # a header patched after the body (as zipfile does on a seekable file)
+        f.write(b"\0" * 4 + b"body")
+        f.seek(0)
+        f.write(b"head")
+
+    tmp, digest = write_temp_sibling_hashed(tmp_path / "patched", seeks)
+    assert tmp.read_bytes() == b"headbody" and digest == hashlib.sha256(b"headbody").hexdigest()
 
 
 # --- JSON lines -------------------------------------------------------------------------------

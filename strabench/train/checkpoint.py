@@ -48,8 +48,7 @@ from strabench.io import (
     describe_os_error,
     fsync_dir,
     replace_file,
-    sha256_file,
-    write_temp_sibling,
+    write_temp_sibling_hashed,
 )
 from strabench.models.weights import (  # reading weights files safely, shared with pretrained= and eval
     FORMAT_KEY,
@@ -142,10 +141,6 @@ class CheckpointWriteError(CheckpointError, WriteError):
     rather than failing every later run on the same disk) that says which checkpoint is good."""
 
 
-def _sidecar_record(path: Path) -> dict[str, Any]:
-    return {"sha256": sha256_file(path), "size": path.stat().st_size}
-
-
 def _remove_stale_temps(path: Path) -> None:
     """Delete temp files a killed save of this checkpoint left behind (they can be large)."""
     for pattern in (f".{path.name}.*.tmp", f".{previous_path(path).name}.sha256.*.tmp"):
@@ -179,14 +174,14 @@ def save_checkpoint(
 
     _remove_stale_temps(target)
     try:
-        tmp = write_temp_sibling(target, lambda handle: torch.save(payload, handle))
+        tmp, sha256 = write_temp_sibling_hashed(target, lambda handle: torch.save(payload, handle))
     except OSError as err:
         raise CheckpointWriteError(
             f"writing checkpoint {target} failed: {describe_os_error(err)}; "
             "the previous checkpoint is untouched"
         ) from err
     try:
-        new_record = _sidecar_record(tmp)
+        new_record = {"sha256": sha256, "size": tmp.stat().st_size}
         if target.exists() and _current_is_verified(target):
             atomic_write_json(sidecar_path(previous), read_sidecar(target))
             os.replace(target, previous)
