@@ -33,15 +33,14 @@ def _build_click_command_once() -> None:
     import typer.testing
 
     build = typer.testing._get_command
-    built: dict[int, tuple[object, tuple[object, ...], object]] = {}
+    built: dict[object, tuple[tuple[object, ...], object]] = {}  # app -> (what it was built from, command)
 
     def get_command(app):  # type: ignore[no-untyped-def]
         switches = tuple(sorted((k, v) for k, v in os.environ.items() if "TYPER" in k))
         shape = (len(app.registered_commands), len(app.registered_groups), switches)
-        hit = built.get(id(app))
-        if hit is None or hit[0] is not app or hit[1] != shape:
-            hit = built[id(app)] = (app, shape, build(app))
-        return hit[2]
+        if app not in built or built[app][0] != shape:
+            built[app] = (shape, build(app))
+        return built[app][1]
 
     typer.testing._get_command = get_command
 
