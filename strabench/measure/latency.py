@@ -313,11 +313,13 @@ def _prepare(name: str, model: "nn.Module", shape: tuple[int, int, int], spec: B
     """Move ``model`` to the device, build its step and warm it up (halving the batch on OOM)."""
     import torch
 
+    from strabench.optim import build_optimizer
+
     memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
     model = model.to(spec.device, memory_format=memory_format)
     model.train(spec.mode == "train")
     weights_mb = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / 2**20
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9) if spec.mode == "train" else None
+    optimizer = build_optimizer("sgd", model.parameters(), lr=1e-4, momentum=0.9)[0] if spec.mode == "train" else None
     num_classes = getattr(getattr(model, "classifier", None), "out_features", None) or 1
     record: dict = {}
 

@@ -55,6 +55,7 @@ from strabench.env import describe_environment
 from strabench.errors import CheckpointError, ConfigError, NumericalError, clip
 from strabench.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from strabench.locks import acquire_lock, remove_stale_temps
+from strabench.optim import build_optimizer, set_impl
 from strabench.train import recipes
 from strabench.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -204,10 +205,10 @@ class Trainer:
         self._wrapped_frozen = False  # every parameter required grad when DDP wrapped the model
         self._frozen: bool | None = None
 
-        if cfg.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        hyper = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+        if cfg.optimizer != "adam":
+            hyper["momentum"] = cfg.momentum
+        self.optimizer, self.optimizer_impl = build_optimizer(cfg.optimizer, model.parameters(), **hyper)
         self.generator = torch.Generator()
         self.train_loader = self._train_loader()
         self.steps_per_epoch = len(self.train_loader)
@@ -423,6 +424,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            set_impl(self.optimizer, self.optimizer_impl)
             self.scheduler.load_state_dict(state["scheduler"])
             if self.scaler is not None and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
@@ -443,6 +445,7 @@ def _env_info(trainer: Trainer) -> dict[str, Any]:
         "world_size": trainer.ctx.world_size,
         "num_workers": trainer.num_workers,
         "amp_dtype": str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype else "off",
+        "optimizer_impl": trainer.optimizer_impl,
         "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -82,6 +82,7 @@ def test_tiny_train_and_eval_per_task(task, tiny_config, tmp_path):
     assert config_hash(config_from_toml((tmp_path / "config.toml").read_text())) == result["config_hash"]
     env = json.loads((tmp_path / "env.json").read_text())
     assert env["device"] == "cpu" and env["world_size"] == 1
+    assert env["optimizer_impl"] == "fused"  # strabench.optim: CPU parameters get torch's fused kernel
     from strabench.env import git_state, process_settings
 
     settings = process_settings("cpu")  # what the run trained under, from its start
