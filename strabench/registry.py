@@ -83,6 +83,14 @@ def create_model(
     task = task or info.default_task
     if task not in info.tasks:
         raise ConfigError(f"model {name!r} supports task(s) {', '.join(info.tasks)}, not {task!r}")
+    from strabench.models.meta_init import skipping_meta_init  # torch: not at import (CLI start-up)
+
+    with skipping_meta_init():  # on the meta device: shapes only, no initialiser runs
+        return _create(name, info, num_classes=num_classes, pretrained=pretrained, replace=replace, overrides=overrides)
+
+
+def _create(name: str, info: ModelInfo, *, num_classes: int | None, pretrained: str | None,
+            replace: "Mapping[str, str] | None", overrides: dict[str, Any]) -> "nn.Module":
     kwargs = dict(overrides)
     if info.source != "registry":
         return _create_external(info, num_classes=num_classes, pretrained=pretrained, replace=replace, **kwargs)
