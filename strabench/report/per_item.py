@@ -79,5 +79,6 @@ def read_per_item(run_dir: Path, metrics: Mapping[str, float]) -> tuple[ItemScor
         if abs(mean - float(value)) > MEAN_TOLERANCE:
             problems.append(f"{path}: {metric} per item averages {mean:.4f}, the run's result says {float(value):.4f}")
             continue
+        values.flags.writeable = False  # shared by every summary of the suite (verdicts.ItemCache)
         scores[metric] = values
     return ItemScores(items, clusters, scores), problems

@@ -25,6 +25,9 @@ class SuiteResults:
     meta: dict[str, Any] = field(default_factory=dict)  # plan.json's "suite" entry, if any
     latency: dict[str, Any] | None = None  # latency.json: the suite's interleaved timing
     warnings: list[str] = field(default_factory=list)  # what merging copies found (printed in the notes)
+    # each run's per-item scores once read (``verdicts.ItemCache``): every summary of these results
+    # (the tables, the plots, the leaderboard's comparisons) reads a run's file once
+    per_item: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def metrics(self) -> list[str]:

@@ -14,6 +14,7 @@ difference without what it means.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,9 +81,11 @@ def _amounts(value: Any) -> dict[str, float]:
 
 
 class ItemCache:
-    """Each run's per-item scores, read once per report; problems collected for the notes."""
+    """Each run's per-item scores as this summary uses them, and the problems of the files it read
+    (for the notes). A file is read once per loaded suite: ``store`` is ``SuiteResults.per_item``."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: dict[str, Any] | None = None) -> None:
+        self.store: dict[str, Any] = {} if store is None else store
         self.scores: dict[str, ItemScores | None] = {}
         self.problems: list[str] = []
 
@@ -91,8 +94,11 @@ class ItemCache:
         if not where or row.get("status") != "finished":
             return None
         if where not in self.scores:
-            scores, problems = read_per_item(Path(where), row.get("metrics") or {})
-            self.scores[where] = scores
+            metrics = row.get("metrics") or {}
+            key = f"{where}\n{json.dumps(metrics, sort_keys=True, default=str)}"  # the metrics say which columns are read
+            if key not in self.store:
+                self.store[key] = read_per_item(Path(where), metrics)
+            self.scores[where], problems = self.store[key]
             self.problems.extend(problems)
         return self.scores[where]
 
@@ -231,7 +237,7 @@ def add_comparisons(summary: list[dict[str, Any]], results: "SuiteResults",
     Returns lines for the notes (problems with per-item files, the design)."""
     analysis = Analysis.of(results, through_look)
     baseline = results.baseline
-    cache = ItemCache()
+    cache = ItemCache(results.per_item)
     pilot = _load_pilot(analysis.pilot, load)
     design = analysis.design
     pairs = []

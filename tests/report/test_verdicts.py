@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -58,6 +59,25 @@ def test_noise_split_from_per_item_scores_matches_its_definition(tmp_path: Path)
     assert stra["mAP_diff_noise_items"] == 60 and stra["mAP_diff_noise_clusters"] == 30
     text = build_report([suite], plots=False, out=tmp_path / "r.md").text
     assert "### Where the noise comes from (mAP)" in text and "stra − base" in text
+
+
+def test_each_per_item_file_is_read_once_per_loaded_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from strabench.report import verdicts
+
+    suite = per_item_suite(tmp_path, seeds=3)
+    reads: list[Path] = []
+    real = verdicts.read_per_item
+    monkeypatch.setattr(verdicts, "read_per_item", lambda path, metrics: reads.append(path) or real(path, metrics))
+    results = load_suite_results(suite)
+    first = summarise(results, paper=False)
+    assert len(reads) == 6 and len(set(reads)) == 6  # 2 variants x 3 seeds
+    again = summarise(results, paper=True)  # the tables after the plots: the same files
+    assert len(reads) == 6
+    for a, b in zip(first, again, strict=True):  # the same comparisons (NaN-safe: as JSON)
+        keys = sorted(k for k in a if "_diff" in k or "verdict" in k or "noise" in k)
+        assert keys and json.dumps([a[k] for k in keys], default=str) == json.dumps([b[k] for k in keys], default=str)
+    summarise(load_suite_results(suite), paper=False)  # loaded again (the files may have changed): read again
+    assert len(reads) == 12
 
 
 def test_runs_without_per_item_scores_fall_back_and_say_so(tmp_path: Path) -> None:
