@@ -21,21 +21,21 @@ def build_for_input(
     info = model_info(name)
     kwargs = {**(overrides or {}), **({} if info.source == "registry" else {"input_size": tuple(size)})}
 
-    def build():  # noqa: ANN202 - an nn.Module
-        model = create_model(name, task=task, replace=replace, **kwargs)
-        fixed = getattr(model, "fixed_input", None)
-        if fixed is not None and tuple(fixed) != tuple(size):
-            model = create_model(name, task=task, replace=replace, **{**kwargs, "input_size": tuple(size)})
-        return model
+    def build(kw: dict):  # noqa: ANN202 - an nn.Module
+        return create_model(name, task=task, replace=replace, **kw)
 
     shape = (1, info.default_input[0], *size)
     with torch.device("meta"):  # shapes only: no memory taken
-        meta = build()
+        meta = build(kwargs)
+        fixed = getattr(meta, "fixed_input", None)
+        if fixed is not None and tuple(fixed) != tuple(size):  # a head sized for its input: rebuilt for this one
+            kwargs = {**kwargs, "input_size": tuple(size)}
+            meta = build(kwargs)
     check = getattr(meta, "check_input", None)
     if check is not None:
         check(shape)  # the divisor / fixed-size message first
     check_fits_in_memory(meta, shape, what=name)  # before a 99984x99984 input is allocated
-    model = build()
+    model = build(kwargs)
     return model
 
 
