@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 from strabench.env import describe_environment
 from strabench.errors import ConfigError, DeviceError, ShapeError, clip
 from strabench.measure.timing import (  # noqa: F401 - part of this module's API
-    MIN_SAMPLES, NOISY_IQR_FRACTION, _busy_cores, _load_average, bracket_ratios, fit_batch, noise_reasons, schedule,
+    MIN_SAMPLES, NOISY_IQR_FRACTION, OtherLoad, _load_average, bracket_ratios, fit_batch, noise_reasons, schedule,
 )
 from strabench.measure.bench_csv import CSV_FIELDS, append_csv, check_csv  # noqa: F401 - part of this module's API
 from strabench.measure.peak_memory import peak_step_memory
@@ -430,7 +430,7 @@ def run_benchmark(
             raise ConfigError(f"{name} is an nn.Module, which has no default input size: pass input_size=(H, W)")
     _check_device(spec.device)
     load_before = _load_average()
-    busy_before = _busy_cores()  # what other processes use right now, before our own work starts
+    others = OtherLoad()  # what other processes use while we build and warm up, read before timing starts
 
     import torch
 
@@ -449,6 +449,7 @@ def run_benchmark(
             for subject in subjects.values():
                 progress(f"peak memory {subject.name}")
                 subject.peak_mem_mb, subject.mem_method = peak_step_memory(subject.step, spec.device)
+            busy_before = others.cores()
 
             def measure(name: str) -> float:
                 subject = subjects[name]

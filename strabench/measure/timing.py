@@ -8,7 +8,10 @@ flags a number as untrustworthy is decided here.
 from __future__ import annotations
 
 import os
+import resource
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 __all__ = ["MIN_SAMPLES", "NOISY_IQR_FRACTION", "bracket_ratios", "fit_batch", "noise_reasons", "schedule"]
@@ -99,18 +102,56 @@ def noise_reasons(
     return reasons
 
 
-def _busy_cores(window_s: float = 0.5) -> float | None:
-    """Cores in use by the whole machine over a short window (this process is idle meanwhile).
+_clock, _sleep = time.monotonic, time.sleep  # (a test's fakes replace them)
 
-    Unlike the 1-minute load average, which still counts a training that just ended in this very
-    process, this is the load the timing is about to compete with.
-    """
+
+@dataclass(frozen=True)
+class _Snapshot:
+    wall_s: float
+    machine_busy_s: float  # CPU time all cores spent busy since boot (psutil.cpu_times)
+    own_s: float  # this process's CPU time, every thread (getrusage)
+
+
+def _snapshot() -> _Snapshot | None:
     try:
         import psutil
 
-        return psutil.cpu_percent(interval=window_s) / 100.0 * (os.cpu_count() or 1)
-    except (ImportError, OSError):
+        times = psutil.cpu_times()._asdict()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+    except (ImportError, OSError, AttributeError):
         return None
+    # as psutil.cpu_percent counts: guest time is inside user time already; idle and iowait are not busy
+    total = sum(times.values()) - times.get("guest", 0.0) - times.get("guest_nice", 0.0)
+    busy = total - times["idle"] - times.get("iowait", 0.0)
+    return _Snapshot(_clock(), busy, usage.ru_utime + usage.ru_stime)
+
+
+class OtherLoad:
+    """How many cores other processes keep busy while this one builds and warms up its models.
+
+    Started before that work and read before the timing starts: the machine's busy CPU time
+    minus this process's own, over the wall time between (at least ``min_window_s``: a shorter
+    window is waited out, idle). Unlike the 1-minute load average, which still counts a training
+    that just ended in this very process, this is the load the timing is about to compete with;
+    and it costs no idle wait of its own where building the models takes longer than the window.
+    """
+
+    def __init__(self, min_window_s: float = 0.5) -> None:
+        self.min_window_s = min_window_s
+        self.start = _snapshot()
+
+    def cores(self) -> float | None:
+        """Cores in use by other processes since the start (None where psutil cannot say)."""
+        if self.start is None:
+            return None
+        left = self.min_window_s - (_clock() - self.start.wall_s)
+        if left > 0:
+            _sleep(left)
+        end = _snapshot()
+        if end is None or end.wall_s <= self.start.wall_s:
+            return None
+        others = (end.machine_busy_s - self.start.machine_busy_s) - (end.own_s - self.start.own_s)
+        return min(max(0.0, others / (end.wall_s - self.start.wall_s)), float(os.cpu_count() or 1))
 
 
 def _load_average() -> float | None:
