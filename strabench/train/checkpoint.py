@@ -28,7 +28,9 @@ The save sequence (``T`` is the new data in a synced temp file) and why each kil
 5. write ``checkpoint.pt`` sidecar        both good
 
 Steps 2-3 run only if the current checkpoint matches its sidecar: rotating an unverified file
-over a good ``prev`` could leave no good checkpoint. One process writes a given checkpoint path
+over a good ``prev`` could leave no good checkpoint. (A checkpoint this process saved, untouched
+since by its inode, size, mtime and ctime, matches the digest taken while writing it, and is not
+read back again.) One process writes a given checkpoint path
 at a time (the run directory is locked with ``strabench.locks.acquire_lock``).
 """
 
@@ -188,6 +190,7 @@ def save_checkpoint(
             fsync_dir(target.parent)
         replace_file(tmp, target)
         atomic_write_json(sidecar_path(target), new_record)
+        _WRITTEN[str(target.resolve())] = (_file_identity(target), str(new_record["sha256"]))
     except BaseException as err:
         tmp.unlink(missing_ok=True)
         if isinstance(err, OSError):
@@ -200,8 +203,35 @@ def save_checkpoint(
     return str(new_record["sha256"])
 
 
+# The checkpoints this process saved: path -> (the file's identity once in place, its SHA-256 as
+# hashed while writing). A file that still has that identity (same inode, size, mtime and ctime:
+# nobody has written to it, renamed it or touched it since) is not read back to be verified again
+# before it becomes the fallback: that read would come from the page cache this process just
+# filled, and compare it with the digest of the very bytes it wrote.
+_WRITTEN: dict[str, tuple[tuple[int, ...], str]] = {}
+
+
+def _file_identity(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _written_here(target: Path) -> bool:
+    """Whether ``target`` is, untouched, the file this process saved there, as its sidecar says."""
+    known = _WRITTEN.get(str(target.resolve()))
+    if known is None:
+        return False
+    try:
+        record = read_sidecar(target)
+        return record is not None and record["sha256"] == known[1] and _file_identity(target) == known[0]
+    except (OSError, CheckpointError):
+        return False
+
+
 def _current_is_verified(target: Path) -> bool:
     """Whether the current checkpoint may become the fallback (see the module doc)."""
+    if _written_here(target):
+        return True
     try:
         verified = verify_sidecar(target)
     except CorruptCheckpointError as err:

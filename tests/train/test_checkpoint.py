@@ -383,6 +383,47 @@ def test_unverified_current_is_not_rotated_over_good_previous(tmp_path, monkeypa
     assert load_checkpoint(previous_path(path))["epoch"] == 1  # kept, not replaced by epoch 2
 
 
+def _count_hashes(monkeypatch) -> list[Path]:
+    import strabench.models.weights as weights
+
+    hashed: list[Path] = []
+    real = weights.sha256_file
+    monkeypatch.setattr(weights, "sha256_file", lambda path: hashed.append(Path(path)) or real(path))
+    return hashed
+
+
+def test_the_checkpoint_this_process_saved_is_rotated_without_being_read_back(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, simple_state(1))
+    hashed = _count_hashes(monkeypatch)
+    save_checkpoint(path, simple_state(2))
+    assert hashed == []  # its digest was taken while writing it, and nothing touched it since
+    assert good_checkpoints(tmp_path) == [2, 1]
+
+
+@pytest.mark.parametrize("how", ["same size, same mtime", "rewritten in place", "replaced by another file"])
+def test_a_checkpoint_touched_after_its_save_is_verified_before_it_is_rotated(tmp_path, monkeypatch, how):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, simple_state(1))
+    save_checkpoint(path, simple_state(2))
+    data, stat = bytearray(path.read_bytes()), path.stat()
+    if how == "same size, same mtime":  # a flipped byte, the timestamps put back: only the ctime tells
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    elif how == "rewritten in place":
+        path.write_bytes(bytes(data[:-10]))
+    else:  # the same size, another inode
+        data[len(data) // 2] ^= 0xFF
+        other = tmp_path / "other.pt"
+        other.write_bytes(bytes(data))
+        os.replace(other, path)
+    hashed = _count_hashes(monkeypatch)
+    save_checkpoint(path, simple_state(3))
+    assert hashed or how == "rewritten in place"  # a size change is caught before hashing
+    assert good_checkpoints(tmp_path) == [3, 1]  # the damaged epoch 2 was not rotated over epoch 1
+
+
 def test_disk_full_while_writing_keeps_previous(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, simple_state(1))
