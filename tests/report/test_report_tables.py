@@ -38,7 +38,7 @@ def table_rows(markdown: str, which: int = 0) -> list[list[str]]:
 
 
 def test_markdown_has_ours_mean_std_interval_then_paper_columns(two_seed_results: Path) -> None:
-    result = report(str(two_seed_results))
+    result = report(str(two_seed_results), "--no-plots")  # the tables; plots: test_report_plots.py
     assert result.exit_code == 0, result.output
     header, base, stra = table_rows(result.output)
     m = header.index("mAP (%)")
@@ -59,7 +59,7 @@ def test_markdown_has_ours_mean_std_interval_then_paper_columns(two_seed_results
 
 
 def test_failed_runs_show_failed_never_a_number(two_seed_results: Path) -> None:
-    output = report(str(two_seed_results)).output
+    output = report(str(two_seed_results), "--no-plots").output
     header, base, _ = table_rows(output)
     for metric in ("mAP (%)", "rank1 (%)"):
         assert base[header.index(metric)] == "failed"
@@ -74,14 +74,14 @@ def test_mixed_seeds_average_only_the_finished(tmp_path: Path, engine: FakeEngin
     CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--seeds", "0,1"])
     engine.fail_models.add("resnet50_stra")
     CliRunner().invoke(app, ["run", str(suite), "--out", str(out)])  # seed 2 of stra diverges
-    header, base, stra = table_rows(report(str(out / "t")).output)
+    header, base, stra = table_rows(report(str(out / "t"), "--no-plots").output)
     assert base[header.index("mAP (%)")] == "60.00 ± 10.00"  # 50, 60, 70
     assert stra[header.index("mAP (%)")] == "60.00 ± 7.07"  # 55, 65; seed 2 failed
     assert stra[header.index("n (seeds)")] == "2/3 (1 failed)"
 
 
 def test_no_paper_hides_the_paper(two_seed_results: Path) -> None:
-    output = report(str(two_seed_results), "--no-paper").output
+    output = report(str(two_seed_results), "--no-paper", "--no-plots").output
     assert "paper" not in table_rows(output)[0][3:] and "Δ" not in output
     assert "GMACs (paper conv.)" in output, "the convention's name stays"
 
@@ -141,7 +141,7 @@ def test_copied_shards_merge(tmp_path: Path, engine: FakeEngine) -> None:
     merged = merge_results([load_suite_results(tmp_path / f"machine{k}" / "t") for k in (1, 2)])
     assert len(merged) == 1
     assert [r["finished"] for r in summarise(merged[0])] == [2, 2]
-    output = report(str(tmp_path / "machine1"), str(tmp_path / "machine2")).output
+    output = report(str(tmp_path / "machine1"), str(tmp_path / "machine2"), "--no-plots").output
     assert output.count("## t") == 1 and "60.00 ± 7.07" in output
 
 
@@ -157,7 +157,7 @@ def test_results_root_finds_every_suite(tmp_path: Path, engine: FakeEngine) -> N
 def test_pending_runs_show_pending(tmp_path: Path, engine: FakeEngine) -> None:
     suite = write_suite(tmp_path)
     CliRunner().invoke(app, ["run", str(suite), "--out", str(tmp_path / "r"), "--only", "base"])
-    header, base, stra = table_rows(report(str(tmp_path / "r" / "t")).output)
+    header, base, stra = table_rows(report(str(tmp_path / "r" / "t"), "--no-plots").output)
     assert stra[header.index("mAP (%)")] == "pending" and base[header.index("mAP (%)")] == "50.00"
 
 
