@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["MIN_SAMPLES", "NOISY_IQR_FRACTION", "bracket_ratios", "fit_batch", "noise_reasons", "schedule"]
+__all__ = ["MIN_SAMPLES", "NOISY_IQR_FRACTION", "OtherLoad", "bracket_ratios", "fit_batch", "noise_reasons", "schedule"]
 
 T = TypeVar("T")
 

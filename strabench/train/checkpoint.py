@@ -30,8 +30,8 @@ The save sequence (``T`` is the new data in a synced temp file) and why each kil
 Steps 2-3 run only if the current checkpoint matches its sidecar: rotating an unverified file
 over a good ``prev`` could leave no good checkpoint. (A checkpoint this process saved, untouched
 since by its inode, size, mtime and ctime, matches the digest taken while writing it, and is not
-read back again.) One process writes a given checkpoint path
-at a time (the run directory is locked with ``strabench.locks.acquire_lock``).
+read back again.) One process writes a given checkpoint path at a time (the run directory is
+locked with ``strabench.locks.acquire_lock``).
 """
 
 from __future__ import annotations
