@@ -8,10 +8,14 @@ STAMP := $(VENV)/.installed
 
 # Installs, then builds StRA's C kernels into the user's cache (when a C compiler is there: a
 # compiler whose build fails stops here; without one the blocks run as plain torch ops).
+# compileall: strabench's bytecode, once (pip compiles the packages it installs, not an editable
+# one). Python reads it even where PYTHONDONTWRITEBYTECODE is set, so the processes that the demo
+# and the tests start do not each compile strabench again; an edited file's stale copy is ignored.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q strabench
 	$(BIN)/python -m strabench.layers.build_kernels
 	touch $(STAMP)
 
