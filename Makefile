@@ -8,15 +8,19 @@ STAMP := $(VENV)/.installed
 
 # Installs, then builds StRA's C kernels into the user's cache (when a C compiler is there: a
 # compiler whose build fails stops here; without one the blocks run as plain torch ops).
-# compileall: strabench's bytecode, once (pip compiles the packages it installs, not an editable
-# one). Python reads it even where PYTHONDONTWRITEBYTECODE is set, so the processes that the demo
-# and the tests start do not each compile strabench again; an edited file's stale copy is ignored.
+# Bytecode: pip's own compile step is one process (about 80 s for torch and the rest), so pip
+# installs without it and compileall writes the same .pyc files on every core, while the kernels
+# compile beside it. As pip does, a third-party file that does not compile is skipped (-qq);
+# strabench's own must compile (pip skips an editable install's). Python reads .pyc files even
+# where PYTHONDONTWRITEBYTECODE is set, so the processes that the demo and the tests start do
+# not each compile their imports again; an edited file's stale copy is ignored.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
 	$(BIN)/python -m compileall -q strabench
-	$(BIN)/python -m strabench.layers.build_kernels
+	$(BIN)/python -m compileall -qq -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" & \
+	  compiling=$$!; $(BIN)/python -m strabench.layers.build_kernels; built=$$?; wait $$compiling; test $$built -eq 0
 	touch $(STAMP)
 
 venv: $(STAMP)
