@@ -180,8 +180,12 @@ class Trainer:
             kwargs["input_size"] = tuple(cfg.input_size)
         # Fail on an input size the model cannot take, or no batch of which fits in memory,
         # before generating or reading any data (shapes only: built on the meta device).
+        # A registry model is built as the plan checked it (its own classifier size), so the memory
+        # check's memo answers and the model is not run on the meta device again; a model from
+        # elsewhere needs a classifier size to come wrapped (``check_input``).
+        sized = {} if self.info.source == "registry" else {"num_classes": 1}
         with torch.device("meta"):
-            meta = create_model(cfg.model, task=cfg.task, num_classes=1, **kwargs)
+            meta = create_model(cfg.model, task=cfg.task, **sized, **kwargs)
         meta.check_input((2, self.info.default_input[0], *cfg.input_size))
         check_fits_in_memory(meta, (1, self.info.default_input[0], *cfg.input_size), what=f"{cfg.model} input_size")
 

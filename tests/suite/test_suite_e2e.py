@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +50,23 @@ model = "fer_resnet_stra"
 
 
 @pytest.mark.slow
-def test_real_suite_run_report_and_viz(tmp_path: Path) -> None:
+def test_real_suite_run_report_and_viz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from strabench.measure import memory
     from strabench.measure.flops import count_macs
     from strabench.measure.params import count_params
     from strabench.registry import create_model
+
+    # every meta forward of the memory check: (model class, body parameters, input shape)
+    measured = []
+    measure = memory._measure
+
+    def spy(model, shape):
+        body = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("classifier."))
+        measured.append((type(model).__name__, body, tuple(shape)))
+        return measure(model, shape)
+
+    monkeypatch.setattr(memory, "_measure", spy)
+    monkeypatch.setattr(memory, "_MEASURED", OrderedDict())
 
     suite = tmp_path / "tiny.toml"
     suite.write_text(SUITE)
@@ -60,6 +74,9 @@ def test_real_suite_run_report_and_viz(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["run", str(suite), "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    # a run's own check before training is the plan's, answered by the memo: no model is run
+    # on the meta device twice for one input shape (the training-only classifier aside)
+    assert measured and len(measured) == len(set(measured)), measured
 
     suite_dir = out / "tiny"
     with (suite_dir / "results.csv").open(newline="") as handle:
