@@ -156,3 +156,22 @@ def test_long_modules_say_why_they_are_long():
         if text.count("\n") > 600 and not text.startswith("# Over 600 lines on purpose: "):
             unexplained.append(f"{path.relative_to(PACKAGE.parent)} ({text.count(chr(10))} lines)")
     assert not unexplained, f"split these, or say at their top why they are one file: {unexplained}"
+
+
+def test_every_public_name_resolves():
+    """Each name a module's ``__all__`` lists is there, the lazily loaded ones of the packages
+    (``strabench.train.evaluate_checkpoint`` and the like) included."""
+    import importlib
+
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if name.endswith(("__main__", "build_kernels")):  # scripts: importing one runs it
+            continue
+        module = importlib.import_module(name)
+        for public in getattr(module, "__all__", ()):
+            try:
+                getattr(module, public)
+            except AttributeError as exc:
+                missing.append(f"{name}.{public}: {exc}")
+    assert not missing, missing

@@ -17,7 +17,7 @@ _LAZY = {
     "config_hash": "strabench.train.config",
     "to_toml": "strabench.train.config",
     "fit": "strabench.train.engine",
-    "evaluate_checkpoint": "strabench.train.engine",
+    "evaluate_checkpoint": "strabench.train.saved",
     "ProgressHook": "strabench.train.progress",
 }
 
