@@ -123,10 +123,7 @@ def test_directories_named_by_the_older_hash_are_still_found(tmp_path: Path, eng
     assert len(engine.calls) == calls, "nothing retrained"
 
 
-STALE = pytest.mark.xfail(strict=True, reason="trained on the former, small test sets (210 images per split); re-running the suite (docs/data.md) gives the run ids today's plans name: then remove this mark")
-
-
-@pytest.mark.parametrize("name", ["quick", "face", pytest.param("fer", marks=STALE)])
+@pytest.mark.parametrize("name", ["quick", "face", "fer"])
 def test_committed_results_are_found_by_todays_plans(name: str) -> None:
     """The run directories in results/ are what plan_runs names today (a changed hash would retrain
     them), for every variant the folder has run."""
