@@ -3,7 +3,7 @@
 The fused kernels are built on first use and cached, so the cache holds code that will run as
 whoever imports strabench. The rules:
 
-- The cache folder (``<cache>/kernels``, ``strabench.cache.cache_root``) is created with mode
+- The cache folder (``<cache>/kernels``, ``strabench.cache.kernel_cache_dir``) is created with mode
   0700. It is used only if it is a real folder (not a symbolic link) owned by this user; a
   looser mode on a folder of ours is tightened to 0700; another user's folder is refused, and
   the kernels are not used (``status()`` says why). Nothing is ever read from the system temp

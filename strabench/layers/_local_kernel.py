@@ -20,8 +20,8 @@ Inference (eval-mode batch norms, no autograd), NCHW: the whole LocalAttention b
 which at batch 1 replace dozens of small ops each.
 
 Build: the system C compiler (``$CC``, else ``cc``) with ``-O3 -fopenmp``, once per source and
-compiler, into ``<cache>/kernels/`` (``strabench.cache.cache_root``: ``$STRABENCH_CACHE``, else
-``~/.cache/strabench``), a folder of this user's with mode 0700, with the library's sha256
+compiler, into ``$STRABENCH_KERNEL_CACHE``, else ``<cache>/kernels/`` (``strabench.cache.kernel_cache_dir``;
+the cache is ``$STRABENCH_CACHE``, else ``~/.cache/strabench``), a folder of this user's with mode 0700, with the library's sha256
 recorded beside it; only a library that passes those checks is loaded, and a damaged or foreign
 one is rebuilt (``_kernel_cache``). Without a usable cache the kernels are not used. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
 when torch is), with torch's intra-op thread count. Hot loops are compiled for x86-64-v4, v3
@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from strabench.cache import cache_root
+from strabench.cache import kernel_cache_dir
 from strabench.layers import _kernel_cache
 from strabench.layers._kernel_cache import KernelUnavailable
 
@@ -67,7 +67,7 @@ _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
 
 def _cache_dir() -> Path:
-    return cache_root() / "kernels"
+    return kernel_cache_dir()
 
 
 def _recipe() -> tuple[tuple[str, ...], str]:

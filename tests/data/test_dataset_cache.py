@@ -43,6 +43,19 @@ def test_cache_root_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert cache_root(tmp_path / "arg") == tmp_path / "arg"
 
 
+def test_kernel_cache_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from strabench.cache import kernel_cache_dir
+    from strabench.layers import _local_kernel
+
+    monkeypatch.delenv("STRABENCH_KERNEL_CACHE", raising=False)
+    monkeypatch.setenv("STRABENCH_CACHE", str(tmp_path / "env"))
+    assert kernel_cache_dir() == tmp_path / "env" / "kernels"  # under the cache, by default
+    monkeypatch.setenv("STRABENCH_KERNEL_CACHE", str(tmp_path / "kernels-here"))
+    assert kernel_cache_dir() == tmp_path / "kernels-here"  # its own setting wins; the datasets stay
+    assert cache_root() == tmp_path / "env"
+    assert _local_kernel._cache_dir() == tmp_path / "kernels-here"  # where the loader builds and looks
+
+
 def test_generates_once_then_reuses(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls = _count_writes(monkeypatch, "synthetic_reid")
     monkeypatch.setenv("STRABENCH_CACHE", str(tmp_path))

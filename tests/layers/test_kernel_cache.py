@@ -371,6 +371,7 @@ def test_real_kernels_a_damaged_cache_is_rebuilt_in_a_fresh_process(damage, fake
     shutil.copy(f"{path}.sha256", cache / "kernels" / f"{name}.sha256")
     damage(cache / "kernels" / name)
     env = {**os.environ, "CC": str(script), "STRABENCH_CACHE": str(cache), "STRABENCH_FUSED_KERNEL": "1"}
+    env.pop("STRABENCH_KERNEL_CACHE", None)  # the kernels under that cache
     out = subprocess.run([sys.executable, "-c", _STATUS], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]  # a mapped truncated library dies of SIGBUS (-7)
     assert out.stdout.startswith("fused C kernel (") and "rebuilt the kernels" in out.stdout
@@ -390,6 +391,7 @@ def test_real_kernels_a_planted_library_in_the_old_temp_location_is_never_loaded
     (old / f"{name}.sha256").write_text(_checksum(lib.read_bytes(), name))
     env = {**os.environ, "CC": str(script), "STRABENCH_CACHE": str(cache), "TMPDIR": str(systemtmp),
            "STRABENCH_FUSED_KERNEL": "1"}
+    env.pop("STRABENCH_KERNEL_CACHE", None)  # the kernels under that cache
     out = subprocess.run([sys.executable, "-c", _STATUS], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("fused C kernel (")

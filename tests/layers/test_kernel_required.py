@@ -26,6 +26,7 @@ def test_the_kernels_are_built_and_loaded_where_a_compiler_is() -> None:
 def _build_command(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     full = {**os.environ, "STRABENCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO), **env}
     full.pop("STRABENCH_FUSED_KERNEL", None)
+    full.pop("STRABENCH_KERNEL_CACHE", None)  # built under that cache, not into the one the other tests use
     return subprocess.run([sys.executable, "-m", "strabench.layers.build_kernels"], capture_output=True, text=True,
                           timeout=600, env=full, cwd=tmp_path)
 

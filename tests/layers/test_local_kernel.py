@@ -202,6 +202,7 @@ def test_traffic_counts_the_fused_kernel(channels_last: bool) -> None:
 def fresh_loader(monkeypatch, tmp_path):
     """A loader with an empty cache of its own; the process's loaded kernel comes back afterwards."""
     monkeypatch.setenv("STRABENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("STRABENCH_KERNEL_CACHE", raising=False)  # the kernels under that cache too
     _local_kernel._forget()
     yield tmp_path
     _local_kernel._forget()
