@@ -12,10 +12,10 @@ STAMP := $(VENV)/.installed
 # installs without it and compileall writes the same .pyc files on every core, while the kernels
 # compile beside it. As pip does, a third-party file that does not compile is skipped (-qq);
 # strabench's own must compile (pip skips an editable install's). The third-party packages' own
-# test folders (about a quarter of the files: pandas', sympy's, scipy's ...) are never imported
-# here, so they are not compiled. Python reads .pyc files even
-# where PYTHONDONTWRITEBYTECODE is set, so the processes that the demo and the tests start do
-# not each compile their imports again; an edited file's stale copy is ignored.
+# test folders (a quarter of the files: pandas', sympy's, scipy's ...) are never imported here,
+# so they are not compiled (-x). Python reads .pyc files even where PYTHONDONTWRITEBYTECODE is
+# set, so the processes that the demo and the tests start do not each compile their imports
+# again; an edited file's stale copy is ignored.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -20,8 +20,9 @@ Inference (eval-mode batch norms, no autograd), NCHW: the whole LocalAttention b
 which at batch 1 replace dozens of small ops each.
 
 Build: the system C compiler (``$CC``, else ``cc``) with ``-O3 -fopenmp``, once per source and
-compiler, into ``$STRABENCH_KERNEL_CACHE``, else ``<cache>/kernels/`` (``strabench.cache.kernel_cache_dir``;
-the cache is ``$STRABENCH_CACHE``, else ``~/.cache/strabench``), a folder of this user's with mode 0700, with the library's sha256
+compiler, into ``$STRABENCH_KERNEL_CACHE``, else ``<cache>/kernels/``
+(``strabench.cache.kernel_cache_dir``; the cache is ``$STRABENCH_CACHE``, else
+``~/.cache/strabench``), a folder of this user's with mode 0700, with the library's sha256
 recorded beside it; only a library that passes those checks is loaded, and a damaged or foreign
 one is rebuilt (``_kernel_cache``). Without a usable cache the kernels are not used. The library runs on torch's own OpenMP runtime (``libgomp.so.1`` is already loaded
 when torch is), with torch's intra-op thread count. Hot loops are compiled for x86-64-v4, v3
